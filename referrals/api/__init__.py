@@ -1,0 +1,51 @@
+"""The HTTP layer: flask-smorest blueprints, schemas and the problem+json error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+
+from referrals.api import health, problems, referrals, units
+
+API_VERSION = "1.0.0"
+
+
+class ReferralsApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api with our error handling instead of its JSON error shape."""
+
+    def _register_error_handlers(self) -> None:
+        problems.init_app(self._app)
+
+
+def openapi_config() -> dict[str, Any]:
+    return {
+        "API_TITLE": "referrals",
+        "API_VERSION": API_VERSION,
+        "OPENAPI_VERSION": "3.1.0",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": "Privacy-first case management for youth-at-risk referrals.",
+                "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+            },
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+        },
+    }
+
+
+def init_app(app: Flask) -> ReferralsApi:
+    app.config.update(openapi_config())
+    api = ReferralsApi(app)
+    for module in (health, referrals, units):
+        api.register_blueprint(module.blp)
+    return api

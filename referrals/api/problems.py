@@ -1,0 +1,150 @@
+"""RFC 9457 problem details: the one error shape of the whole service.
+
+Every error leaves through ``problem()``: framework errors (404 on an unknown path,
+405, malformed JSON), validation errors, authentication and service errors, and any
+unexpected exception, which becomes a bare 500 that echoes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from referrals.auth.authenticate import (
+    AuthenticationFailed,
+    IdentityProviderUnavailable,
+    ScopeMissing,
+)
+from referrals.domain.errors import (
+    ActionNotAllowed,
+    DomainError,
+    InvalidTransition,
+)
+from referrals.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "urn:referrals:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int,
+    *,
+    code: str | None = None,
+    detail: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code if code else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = MEDIA_TYPE
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _authentication_failed(exc: AuthenticationFailed) -> Response:
+    # The reason goes to the log only: telling an attacker which check failed helps them.
+    log.info("authentication failed", extra={"reason": exc.reason, "path": request.url_rule})
+    return problem(
+        401,
+        code="invalid-token",
+        detail="A valid bearer access token is required in the Authorization header.",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def _scope_missing(_exc: ScopeMissing) -> Response:
+    return problem(
+        403,
+        code="insufficient-scope",
+        detail="The access token lacks the scope this endpoint needs.",
+        headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+    )
+
+
+def _idp_unavailable(exc: IdentityProviderUnavailable) -> Response:
+    log.warning("identity provider unavailable", extra={"reason": str(exc)})
+    return problem(
+        503, detail="The identity provider cannot be reached.", headers={"Retry-After": "5"}
+    )
+
+
+def _service_error(exc: ServiceError) -> Response:
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    return problem(exc.status, code=exc.code, detail=exc.message, errors=errors)
+
+
+def _domain_error(exc: DomainError) -> Response:
+    if isinstance(exc, InvalidTransition):
+        status = 409
+    elif isinstance(exc, ActionNotAllowed):
+        status = 403
+    else:
+        status = 422
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    return problem(status, code=exc.code.replace("_", "-"), detail=exc.message, errors=errors)
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") or data.get("errors")
+    headers: dict[str, str] = {}
+    if status == 405 and exc.get_response().headers.get("Allow"):
+        headers["Allow"] = exc.get_response().headers["Allow"]
+    if messages:
+        errors = list(_flatten(messages))
+        first = errors[0]
+        detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        return problem(status, code="validation", detail=detail, errors=errors)
+    return problem(status, detail=exc.description if status < 500 else None, headers=headers)
+
+
+def _unexpected(exc: Exception) -> Response:
+    # Logged with the traceback for operators; the client learns nothing about it.
+    log.exception("unhandled error", extra={"path": str(request.url_rule)})
+    return problem(500)
+
+
+def _flatten(messages: Any, path: str = "") -> Iterator[dict[str, str]]:
+    """webargs nests messages by location then field: {"json": {"subject": {...}}}."""
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            name = str(key)
+            if not path and name in {"json", "query", "headers", "form", "path", "view_args"}:
+                yield from _flatten(value, "")
+            elif name == "_schema":
+                yield from _flatten(value, path)
+            else:
+                yield from _flatten(value, f"{path}.{name}" if path else name)
+    elif isinstance(messages, list | tuple):
+        for item in messages:
+            yield from _flatten(item, path)
+    else:
+        yield {"field": path, "message": str(messages)}
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(AuthenticationFailed, _authentication_failed)
+    app.register_error_handler(ScopeMissing, _scope_missing)
+    app.register_error_handler(IdentityProviderUnavailable, _idp_unavailable)
+    app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,218 @@
+"""HTTP views for referrals, their timeline and notes.  Parse, call one service, shape."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from referrals.api.context import authenticated, caller, unit_of_work
+from referrals.api.docs import problems
+from referrals.api.schemas.referrals import (
+    ACTION_BODIES,
+    EventList,
+    ListArgs,
+    NoteIn,
+    NoteList,
+    NoteOut,
+    ReferralBody,
+    ReferralCreate,
+    ReferralOut,
+    ReferralPage,
+)
+from referrals.auth.principal import Scope
+from referrals.domain.codes import Action, NoteVisibility
+from referrals.services import idempotency, notes, referrals, timeline
+from referrals.services.errors import PreconditionRequired, Unprocessable
+
+blp = Blueprint("referrals", __name__, url_prefix="/api/v1", description="Referrals")
+
+READ, WRITE = Scope.REFERRALS_READ, Scope.REFERRALS_WRITE
+_ETAG = re.compile(r'^(?:W/)?"v(\d{1,12})"$')
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_ERRORS = (401, 403, 404, 422)
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _etag(view: dict[str, Any]) -> dict[str, str]:
+    # Case content must not linger in shared or browser caches.
+    return {"ETag": f'"v{view["version"]}"', **_NO_STORE}
+
+
+def _if_match() -> int | None:
+    """The version a client last saw.  ``*`` means "whatever it is now"."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    match = _ETAG.match(raw.strip())
+    # An ETag we never issued cannot match the current one.
+    return int(match.group(1)) if match else -1
+
+
+@blp.route("/referrals")
+class ReferralCollection(MethodView):
+    @authenticated(READ)
+    @blp.arguments(ListArgs, location="query", as_kwargs=True)
+    @blp.response(200, ReferralPage)
+    @problems(blp, *_ERRORS)
+    def get(self, **filters: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """The caller's inbox (caseworkers) or outbox (youth workers), newest first."""
+        with unit_of_work() as uow:
+            page = referrals.list_page(
+                uow,
+                caller(),
+                status=filters.get("status"),
+                priority=filters.get("priority"),
+                overdue=filters.get("overdue"),
+                limit=filters["limit"],
+                cursor=filters.get("cursor"),
+            )
+        return {"items": page.items, "next_cursor": page.next_cursor}, 200, _NO_STORE
+
+    @authenticated(WRITE)
+    @blp.arguments(ReferralCreate)
+    @blp.response(201, ReferralOut)
+    @problems(blp, *_ERRORS, 409)
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "Retrying with the same key and body returns the same referral.",
+            }
+        ]
+    )
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Open a referral: a draft, or submitted at once with ``"submit": true``."""
+        submit = body.pop("submit")
+        key = request.headers.get("Idempotency-Key")
+        with unit_of_work() as uow:
+            if key is None:
+                view = referrals.create(uow, caller(), body, submit=submit)
+                replayed = False
+            elif not _IDEMPOTENCY_KEY.match(key):
+                raise Unprocessable(
+                    "must be 1-200 visible ASCII characters", field="Idempotency-Key"
+                )
+            else:
+                view, replayed = idempotency.create_once(
+                    uow, caller(), body, submit=submit, key=key
+                )
+        headers = {**_etag(view), "Location": f"/api/v1/referrals/{view['id']}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return view, 201, headers
+
+
+@blp.route("/referrals/<uuid:referral_id>")
+class ReferralItem(MethodView):
+    @authenticated(READ)
+    @blp.response(200, ReferralOut)
+    @problems(blp, 401, 403, 404)
+    def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """One referral, with its ``ETag``."""
+        with unit_of_work() as uow:
+            view = referrals.get(uow, caller(), referral_id)
+        return view, 200, _etag(view)
+
+    @authenticated(WRITE)
+    @blp.arguments(ReferralBody)
+    @blp.response(200, ReferralOut)
+    @problems(blp, *_ERRORS, 409, 412, 428)
+    @blp.doc(
+        parameters=[
+            {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"}}
+        ]
+    )
+    def patch(
+        self, patch: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Edit a draft (JSON merge patch: ``null`` removes a field).  Needs ``If-Match``."""
+        if "If-Match" not in request.headers:
+            raise PreconditionRequired("editing a draft needs If-Match with the current ETag")
+        with unit_of_work() as uow:
+            view = referrals.update_draft(uow, caller(), referral_id, patch, if_match=_if_match())
+        return view, 200, _etag(view)
+
+    @authenticated(WRITE)
+    @blp.response(204)
+    @problems(blp, 401, 403, 404, 409)
+    def delete(self, referral_id: uuid.UUID) -> Response:
+        """Delete a draft."""
+        with unit_of_work() as uow:
+            referrals.delete_draft(uow, caller(), referral_id)
+        return Response(status=204)
+
+
+def _action_view(action: Action) -> Any:
+    def view(
+        body: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        with unit_of_work() as uow:
+            result = referrals.perform(
+                uow, caller(), referral_id, action, body, if_match=_if_match()
+            )
+        return result, 200, _etag(result)
+
+    view.__name__ = f"referral_{action.name.lower()}"
+    view.__doc__ = f"``{action.value}`` the referral (see the state machine in DESIGN §2)."
+    view = problems(blp, *_ERRORS, 409, 412)(view)
+    view = blp.response(200, ReferralOut)(view)
+    view = blp.arguments(ACTION_BODIES[action])(view)
+    view = authenticated(WRITE)(view)
+    return blp.route(
+        f"/referrals/<uuid:referral_id>/{action.value}",
+        methods=["POST"],
+        endpoint=view.__name__,
+    )(view)
+
+
+for _action in Action:
+    _action_view(_action)
+
+
+@blp.route("/referrals/<uuid:referral_id>/events")
+class ReferralEvents(MethodView):
+    @authenticated(READ)
+    @blp.response(200, EventList)
+    @problems(blp, 401, 403, 404)
+    def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """The referral's timeline: every transition, who (by unit), when, why."""
+        with unit_of_work() as uow:
+            items = timeline.events(uow, caller(), referral_id)
+        return {"items": items}, 200, _NO_STORE
+
+
+@blp.route("/referrals/<uuid:referral_id>/notes")
+class ReferralNotes(MethodView):
+    @authenticated(READ)
+    @blp.response(200, NoteList)
+    @problems(blp, 401, 403, 404)
+    def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Notes the caller's side may read: shared ones and its own side's internal ones."""
+        with unit_of_work() as uow:
+            items = notes.visible(uow, caller(), referral_id)
+        return {"items": items}, 200, _NO_STORE
+
+    @authenticated(WRITE)
+    @blp.arguments(NoteIn)
+    @blp.response(201, NoteOut)
+    @problems(blp, *_ERRORS)
+    def post(
+        self, body: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Add a note; ``internal`` notes are never shown to the other side."""
+        with unit_of_work() as uow:
+            note = notes.add(
+                uow,
+                caller(),
+                referral_id,
+                text=body["text"],
+                visibility=NoteVisibility(body["visibility"]),
+            )
+        return note, 201, _NO_STORE

@@ -1,0 +1,59 @@
+"""HTTP views for units (administered by admins, readable by every role)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from referrals.api.context import authenticated, caller, unit_of_work
+from referrals.api.docs import problems
+from referrals.api.schemas.units import UnitBody, UnitCreate, UnitList, UnitOut
+from referrals.auth.principal import Scope
+from referrals.services import units
+
+# The directory is not case content: any scope of this API may read it.
+ANY_SCOPE = tuple(Scope)
+
+blp = Blueprint("units", __name__, url_prefix="/api/v1", description="Units")
+
+
+@blp.route("/units")
+class UnitCollection(MethodView):
+    @authenticated(*ANY_SCOPE)
+    @blp.response(200, UnitList)
+    @problems(blp, 401, 403)
+    def get(self) -> dict[str, Any]:
+        """The unit directory."""
+        with unit_of_work() as uow:
+            return {"items": units.list_all(uow, caller())}
+
+    @authenticated(Scope.ADMIN)
+    @blp.arguments(UnitCreate)
+    @blp.response(201, UnitOut)
+    @problems(blp, 401, 403, 409, 422)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Register a unit (admin)."""
+        with unit_of_work() as uow:
+            return units.create(uow, caller(), body)
+
+
+@blp.route("/units/<string:unit_id>")
+class UnitItem(MethodView):
+    @authenticated(*ANY_SCOPE)
+    @blp.response(200, UnitOut)
+    @problems(blp, 401, 403, 404)
+    def get(self, unit_id: str) -> dict[str, Any]:
+        """One unit."""
+        with unit_of_work() as uow:
+            return units.get(uow, caller(), unit_id)
+
+    @authenticated(Scope.ADMIN)
+    @blp.arguments(UnitBody)
+    @blp.response(200, UnitOut)
+    @problems(blp, 401, 403, 404, 422)
+    def put(self, body: dict[str, Any], unit_id: str) -> dict[str, Any]:
+        """Replace a unit's name, kind, districts and webhook (admin)."""
+        with unit_of_work() as uow:
+            return units.replace(uow, caller(), unit_id, body)

@@ -1,0 +1,87 @@
+"""The application factory.  ``gunicorn 'referrals:create_app()'`` calls it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from referrals import api
+from referrals.auth.authenticate import Authenticator
+from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
+from referrals.auth.keys import DiscoveredKeySource, StaticKeySource
+from referrals.auth.tokens import TrustedIssuer
+from referrals.config import Settings
+from referrals.db.engine import Database, connect
+from referrals.domain.deadlines import DeadlinePolicy
+from referrals.runtime import Clock, Runtime, utc_now
+
+
+def create_app(
+    config: Settings | None = None,
+    *,
+    database: Database | None = None,
+    clock: Clock = utc_now,
+) -> Flask:
+    """Build the app.  ``database`` and ``clock`` are seams for tests and tools."""
+    settings = config or Settings.from_env()
+    app = Flask(
+        "referrals",
+        static_folder=None,
+        instance_path=str(settings.instance_path.resolve()) if settings.instance_path else None,
+    )
+    instance_path = Path(app.instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database_url = settings.resolved_database_url(instance_path)
+    settings.check_production(database_url)
+    logging.getLogger("referrals").setLevel(settings.log_level)
+
+    app.config.update(
+        MAX_CONTENT_LENGTH=256 * 1024,  # a referral is text; nothing legitimate is larger
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["referrals"] = Runtime(
+        settings=settings,
+        instance_path=instance_path,
+        database=database or connect(database_url),
+        authenticator=build_authenticator(settings, instance_path),
+        deadlines=DeadlinePolicy(),
+        clock=clock,
+    )
+    api.init_app(app)
+    return app
+
+
+def build_authenticator(settings: Settings, instance_path: Path) -> Authenticator:
+    issuers = []
+    if settings.oidc_issuer:
+        issuers.append(
+            TrustedIssuer(
+                issuer=settings.oidc_issuer,
+                keys=DiscoveredKeySource(
+                    settings.oidc_issuer,
+                    ttl=settings.oidc_jwks_ttl,
+                    refetch_interval=settings.oidc_jwks_refetch_interval,
+                    timeout=settings.oidc_http_timeout,
+                ),
+                algorithms=settings.oidc_algorithms,
+            )
+        )
+    if settings.dev_tokens and not settings.is_production:
+        key = load_or_create_key(instance_path)
+        issuers.append(
+            TrustedIssuer(
+                issuer=DEV_ISSUER,
+                keys=StaticKeySource(public_key_set(key)),
+                algorithms=(DEV_ALGORITHM,),
+            )
+        )
+    return Authenticator(
+        issuers,
+        audience=settings.oidc_audience,
+        leeway=settings.oidc_leeway,
+        accept_jwt_typ=settings.oidc_accept_jwt_typ,
+        roles_claim=settings.oidc_roles_claim,
+        unit_claim=settings.oidc_unit_claim,
+    )

@@ -1,0 +1,1 @@
+"""Authentication (who is calling: OIDC bearer tokens) and authorization (policy.py)."""

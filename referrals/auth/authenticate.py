@@ -1,0 +1,92 @@
+"""Turn an HTTP request's ``Authorization`` header into a Principal, or refuse.
+
+authlib's ``ResourceProtector`` parses the header and drives the validator; this
+module adds what a resource server owes its callers: a size cap before any parsing,
+refusal of tokens in URLs, and errors mapped to 401/403/503 with safe reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from authlib.oauth2 import OAuth2Error, ResourceProtector
+from werkzeug.datastructures import Headers
+
+from referrals.auth.claims import principal_from_claims
+from referrals.auth.keys import KeysUnavailable
+from referrals.auth.principal import Principal
+from referrals.auth.tokens import AccessTokenValidator, RejectedToken, TrustedIssuer
+
+# Far above any real access token, far below anything that costs memory to parse.
+MAX_AUTHORIZATION_HEADER = 8192
+
+
+class AuthenticationFailed(Exception):
+    """401: no usable credentials.  ``reason`` is for logs, never for the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ScopeMissing(Exception):
+    """403: a valid token without the scope this endpoint group needs."""
+
+
+class IdentityProviderUnavailable(Exception):
+    """503: the issuer's keys cannot be fetched right now."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    headers: Mapping[str, str]
+
+
+class Authenticator:
+    def __init__(
+        self,
+        issuers: Collection[TrustedIssuer],
+        *,
+        audience: str,
+        leeway: int,
+        accept_jwt_typ: bool,
+        roles_claim: str,
+        unit_claim: str,
+    ) -> None:
+        self._protector = ResourceProtector()
+        self._protector.register_token_validator(
+            AccessTokenValidator(
+                issuers, audience=audience, leeway=leeway, accept_jwt_typ=accept_jwt_typ
+            )
+        )
+        self._roles_claim = roles_claim
+        self._unit_claim = unit_claim
+
+    def authenticate(
+        self,
+        headers: Mapping[str, str] | Headers,
+        query_keys: Collection[str],
+        scopes: Collection[str],
+    ) -> Principal:
+        if "access_token" in query_keys:
+            # RFC 6750 §2.3 allows it; we do not: URLs end up in logs and histories.
+            raise AuthenticationFailed("token in the query string")
+        authorization = headers.get("Authorization", "")
+        if len(authorization) > MAX_AUTHORIZATION_HEADER:
+            raise AuthenticationFailed("oversized Authorization header")
+        try:
+            token = self._protector.validate_request(
+                list(scopes), _Request({"Authorization": authorization})
+            )
+        except KeysUnavailable as exc:
+            raise IdentityProviderUnavailable(str(exc)) from exc
+        except RejectedToken as exc:
+            raise AuthenticationFailed(exc.reason) from exc
+        except OAuth2Error as exc:
+            if exc.status_code == 403:
+                raise ScopeMissing from exc
+            raise AuthenticationFailed(exc.error or "invalid token") from exc
+        return principal_from_claims(
+            token, roles_claim=self._roles_claim, unit_claim=self._unit_claim
+        )

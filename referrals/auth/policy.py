@@ -1,0 +1,76 @@
+"""Authorization as pure functions (DESIGN §1).  Default deny.
+
+Services ask these questions and turn a "no" into 403 (the caller's role may never
+do this) or 404 (this referral is outside the caller's scope: its existence is not
+revealed).  Nothing here touches the database or the request.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from referrals.auth.principal import Principal, Role
+from referrals.domain.codes import NoteVisibility, Side, Status
+
+
+class ReferralScope(Protocol):
+    """The plaintext, non-personal facts about a referral that decide access."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def sending_unit_id(self) -> str: ...
+    @property
+    def receiving_unit_id(self) -> str | None: ...
+
+
+CASE_ROLES = frozenset({Role.YOUTH_WORKER, Role.CASEWORKER})
+
+
+def may_work_with_cases(principal: Principal) -> bool:
+    """Only the two case roles ever see case content; auditors and admins never do."""
+    return bool(principal.roles & CASE_ROLES) and principal.unit is not None
+
+
+def may_open_referral(principal: Principal) -> bool:
+    return principal.has_role(Role.YOUTH_WORKER) and principal.unit is not None
+
+
+def may_manage_units(principal: Principal) -> bool:
+    return principal.has_role(Role.ADMIN)
+
+
+def may_list_units(principal: Principal) -> bool:
+    """The unit directory is not case content: every known role may read it."""
+    return bool(principal.roles)
+
+
+def side_of(principal: Principal, referral: ReferralScope) -> Side | None:
+    """Which side of the referral the caller is on, or None: no access at all.
+
+    The sending unit's youth workers own it from the draft on; the receiving unit's
+    caseworkers see it only once it has been submitted to them.  A redirect changes
+    ``receiving_unit_id``, so the previous unit loses access with no extra rule.
+    """
+    if principal.unit is None:
+        return None
+    if principal.has_role(Role.YOUTH_WORKER) and referral.sending_unit_id == principal.unit:
+        return Side.SENDER
+    if (
+        principal.has_role(Role.CASEWORKER)
+        and referral.receiving_unit_id == principal.unit
+        and referral.status != Status.DRAFT
+    ):
+        return Side.RECEIVER
+    return None
+
+
+def may_read_note(reader: Side, author: Side, visibility: NoteVisibility) -> bool:
+    """Shared notes are for both sides; an internal note stays with its author's side.
+
+    So the sender never sees the receiver's internal notes, and vice versa."""
+    return visibility is NoteVisibility.SHARED or reader is author
+
+
+def may_edit_draft(side: Side | None, status: str) -> bool:
+    return side is Side.SENDER and status == Status.DRAFT

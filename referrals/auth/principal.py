@@ -1,0 +1,40 @@
+"""The authenticated caller, as every layer below the HTTP views sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    YOUTH_WORKER = "youth_worker"
+    CASEWORKER = "caseworker"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class Scope(StrEnum):
+    """OAuth scopes gate endpoint groups; roles and unit gate objects and fields."""
+
+    REFERRALS_READ = "referrals:read"
+    REFERRALS_WRITE = "referrals:write"
+    AUDIT_READ = "audit:read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    issuer: str
+    subject: str
+    client_id: str | None = None
+    roles: frozenset[Role] = field(default_factory=frozenset)
+    unit: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def actor(self) -> str:
+        """Who did it, unambiguous across issuers: stored on events and notes."""
+        return f"{self.issuer}|{self.subject}"
+
+    def has_role(self, role: Role) -> bool:
+        return role in self.roles

@@ -1,0 +1,138 @@
+"""Validation of bearer JWT access tokens (RFC 9068) with authlib and joserfc.
+
+authlib's stock ``JWTBearerTokenValidator`` lets the token's own header choose the
+algorithm, accepts a token without ``typ`` and validates time claims without leeway;
+this subclass closes each of those gaps.  Every check that fails raises
+``InvalidTokenError`` with a short, token-free description for logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from authlib.oauth2.rfc6750.errors import InsufficientScopeError, InvalidTokenError
+from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
+from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from referrals.auth.keys import KeySource
+
+# RFC 9068 §2.1; "JWT" is only accepted when configured (Keycloak, some Azure setups).
+_ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
+# Headers that would let the token name its own key.  We never follow them; a token that
+# carries one is not from an issuer we trust, so it is refused outright.
+_FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
+# Key ids are looked up in a dict, never used as a path or URL; still, refuse anything
+# that is not a plain identifier so that a "../" kid never reaches a log or a cache key.
+_KID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+
+
+class RejectedToken(InvalidTokenError):  # type: ignore[misc]
+    """An invalid token, with the reason kept for logs (never sent to the client)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    issuer: str
+    keys: KeySource
+    # Allow-list for this issuer; the token's "alg" header must be one of these.
+    algorithms: tuple[str, ...]
+
+
+class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
+    def __init__(
+        self,
+        issuers: Collection[TrustedIssuer],
+        *,
+        audience: str,
+        leeway: int,
+        accept_jwt_typ: bool,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(issuer=None, resource_server=audience)
+        self._issuers = {i.issuer: i for i in issuers}
+        self._audience = audience
+        self._leeway = leeway
+        self._types = _ACCESS_TOKEN_TYPES | ({"jwt"} if accept_jwt_typ else set())
+        self._now = now
+
+    def authenticate_token(self, token_string: str) -> JWTAccessTokenClaims:
+        header, unverified = _peek(token_string)
+        alg, kid = header.get("alg"), header.get("kid")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in self._types:
+            raise RejectedToken("typ is not an access token type")
+        if _FORBIDDEN_HEADERS & header.keys():
+            raise RejectedToken("token header names its own key")
+        if not isinstance(kid, str) or not _KID.match(kid):
+            raise RejectedToken("missing or malformed kid")
+        trusted = self._issuers.get(unverified.get("iss"))  # type: ignore[arg-type]
+        if trusted is None:
+            raise RejectedToken("untrusted issuer")
+        if alg not in trusted.algorithms:
+            raise RejectedToken("algorithm not allowed")
+        key = trusted.keys.find(kid)
+        if key is None:
+            raise RejectedToken("unknown key id")
+        key_alg = key.get("alg")
+        if key_alg is not None and key_alg != alg:
+            raise RejectedToken("algorithm does not match the key")
+        try:
+            token = jwt.decode(token_string, key, algorithms=[alg])
+        except (JoseError, ValueError) as exc:
+            raise RejectedToken("bad signature or malformed token") from exc
+        return JWTAccessTokenClaims(token.claims, token.header)
+
+    def validate_token(
+        self, token: JWTAccessTokenClaims, scopes: list[str] | None, request: object
+    ) -> None:
+        registry = JWTClaimsRegistry(
+            now=lambda: int(self._now()),
+            leeway=self._leeway,
+            iss={"essential": True, "value": token.get("iss")},
+            aud={"essential": True, "value": self._audience},
+            exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
+        )
+        try:
+            registry.validate(token)
+        except JoseError as exc:
+            raise RejectedToken(f"claim check failed: {exc.error}") from exc
+        if not isinstance(token.get("sub"), str) or not token["sub"]:
+            raise RejectedToken("empty subject")
+        if self.scope_insufficient(_scope_claim(token), scopes):
+            raise InsufficientScopeError()
+
+
+def _peek(token_string: str) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """Header and claims before verification, used only to pick the issuer and key."""
+    try:
+        compact = jws.extract_compact(token_string.encode("ascii"))
+        claims = json.loads(compact.payload)
+    except (JoseError, ValueError, UnicodeError) as exc:
+        raise RejectedToken("not a compact JWS") from exc
+    if not isinstance(claims, dict):
+        raise RejectedToken("claims are not an object")
+    return dict(compact.headers()), claims
+
+
+def _scope_claim(token: Mapping[str, Any]) -> str | list[str]:
+    scope = token.get("scope")
+    if isinstance(scope, str):
+        return scope
+    scp = token.get("scp")  # Azure AD
+    if isinstance(scp, list):
+        return [s for s in scp if isinstance(s, str)]
+    return scp if isinstance(scp, str) else []

@@ -1,0 +1,129 @@
+"""Typed settings, read from ``REFERRALS_*`` environment variables.
+
+Every setting has one name, one type and one default here; nothing else in the
+package reads the environment.  ``Settings.check_production`` is the single place
+that decides whether a configuration is fit to serve real case data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one line, safe to print."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Environment = Environment.DEVELOPMENT
+    # Where the SQLite file and the development signing key live.  None means
+    # Flask's instance folder.
+    instance_path: Path | None = None
+    # None means SQLite in the instance folder.
+    database_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str = "referrals-api"
+    # An explicit allow-list: a token's own "alg" header never chooses the algorithm.
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    oidc_roles_claim: str = "roles"
+    oidc_unit_claim: str = "unit"
+    # Keycloak and some others send typ "JWT" rather than RFC 9068's "at+jwt".
+    oidc_accept_jwt_typ: bool = False
+    # Clock skew tolerated on exp/nbf/iat, in seconds.  Small on purpose.
+    oidc_leeway: int = 30
+    oidc_jwks_ttl: int = 300
+    # At most one JWKS refetch for an unknown kid per this many seconds.
+    oidc_jwks_refetch_interval: int = 30
+    oidc_http_timeout: float = 5.0
+    # The development token issuer (``referrals dev-token``); refused in production.
+    dev_tokens: bool = True
+    default_intake_unit: str = "intake"
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def resolved_database_url(self, instance_path: Path) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{instance_path / 'referrals.sqlite3'}"
+
+    def check_production(self, database_url: str) -> None:
+        """Refuse development shortcuts when serving for real."""
+        if not self.is_production:
+            return
+        if database_url.startswith("sqlite"):
+            raise ConfigError("production needs PostgreSQL: set REFERRALS_DATABASE_URL")
+        if not self.oidc_issuer:
+            raise ConfigError("production needs an identity provider: set REFERRALS_OIDC_ISSUER")
+        if self.dev_tokens:
+            raise ConfigError("development tokens are enabled: set REFERRALS_DEV_TOKENS=false")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f"REFERRALS_{f.name.upper()}"
+            if f.name == "extra" or key not in environ:
+                continue
+            values[f.name] = _parse(f.name, environ[key])
+        settings = cls(**values)
+        if "dev_tokens" not in values and settings.is_production:
+            # Production never defaults to accepting development tokens.
+            settings = replace(settings, dev_tokens=False)
+        return settings
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **overrides)
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _parse(name: str, raw: str) -> Any:
+    raw = raw.strip()
+    key = f"REFERRALS_{name.upper()}"
+    match name:
+        case "env":
+            try:
+                return Environment(raw.lower())
+            except ValueError:
+                raise ConfigError(f"{key} must be development or production") from None
+        case "instance_path":
+            return Path(raw)
+        case "oidc_algorithms":
+            algorithms = tuple(a.strip() for a in raw.split(",") if a.strip())
+            unsafe = {a for a in algorithms if a == "none" or a.startswith("HS")}
+            if not algorithms or unsafe:
+                raise ConfigError(f"{key} must list asymmetric algorithms such as RS256,ES256")
+            return algorithms
+        case "oidc_accept_jwt_typ" | "dev_tokens":
+            if raw.lower() not in _BOOLEANS:
+                raise ConfigError(f"{key} must be true or false")
+            return _BOOLEANS[raw.lower()]
+        case "oidc_leeway" | "oidc_jwks_ttl" | "oidc_jwks_refetch_interval":
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"{key} must be a whole number of seconds") from None
+        case "oidc_http_timeout":
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number of seconds") from None
+        case _:
+            return raw or None if name in {"database_url", "oidc_issuer"} else raw

@@ -1,0 +1,29 @@
+"""Run the Alembic migrations in ``migrations/`` against a database URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+
+def migrations_path() -> Path:
+    """The source checkout's ``migrations/``; a container sets REFERRALS_MIGRATIONS_PATH."""
+    configured = os.environ.get("REFERRALS_MIGRATIONS_PATH")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    # ConfigParser interpolation would mangle a "%" in a password.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)

@@ -1,0 +1,132 @@
+"""Tables.  Coarse fields stay plaintext (routing and statistics need them); every
+personal value is a ``sensitive_text`` column (see referrals/db/base.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from referrals.db.base import (
+    Base,
+    code,
+    optional_timestamp,
+    sensitive_text,
+    slug,
+    timestamp,
+    uuid_pk,
+)
+
+
+class Unit(Base):
+    __tablename__ = "units"
+
+    id: Mapped[slug] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[code]
+    districts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[timestamp]
+    updated_at: Mapped[timestamp]
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+    __table_args__ = (
+        # Inbox and outbox listings: keyset pagination over (created_at, id) per unit.
+        Index("ix_referrals_receiving_unit_created", "receiving_unit_id", "created_at", "id"),
+        Index("ix_referrals_sending_unit_created", "sending_unit_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid_pk]
+    # Optimistic concurrency: every UPDATE says "WHERE version = <the one I read>", so
+    # two simultaneous transitions cannot both win.  Also the ETag.
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[code]
+    sending_unit_id: Mapped[slug] = mapped_column(ForeignKey("units.id"))
+    receiving_unit_id: Mapped[str | None] = mapped_column(ForeignKey("units.id"))
+    created_by: Mapped[str] = mapped_column(String(500))
+    priority: Mapped[code]
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    legal_basis: Mapped[str | None] = mapped_column(String(40))
+    consent_given_by: Mapped[str | None] = mapped_column(String(40))
+    consent_given_at: Mapped[optional_timestamp]
+    district: Mapped[str | None] = mapped_column(String(64))
+    age_at_submission: Mapped[int | None]
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    outcome_code: Mapped[str | None] = mapped_column(String(40))
+    reason_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[timestamp]
+    updated_at: Mapped[timestamp]
+    submitted_at: Mapped[optional_timestamp]
+    due_at: Mapped[optional_timestamp]
+
+    subject_name: Mapped[sensitive_text]
+    personal_number: Mapped[sensitive_text]
+    birth_date: Mapped[sensitive_text]
+    phone: Mapped[sensitive_text]
+    guardian_name: Mapped[sensitive_text]
+    guardian_phone: Mapped[sensitive_text]
+    narrative: Mapped[sensitive_text]
+    place_met: Mapped[sensitive_text]
+
+    events: Mapped[list[TimelineEvent]] = relationship(
+        back_populates="referral", cascade="all, delete-orphan", order_by="TimelineEvent.at"
+    )
+    notes: Mapped[list[Note]] = relationship(
+        back_populates="referral", cascade="all, delete-orphan", order_by="Note.created_at"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it)
+
+
+class TimelineEvent(Base):
+    __tablename__ = "timeline_events"
+
+    id: Mapped[uuid_pk]
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id"), index=True)
+    at: Mapped[timestamp]
+    action: Mapped[code]
+    actor: Mapped[str] = mapped_column(String(500))
+    actor_unit: Mapped[str | None] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(40))
+    to_status: Mapped[code]
+    from_unit: Mapped[str | None] = mapped_column(String(64))
+    to_unit: Mapped[str | None] = mapped_column(String(64))
+    reason_code: Mapped[str | None] = mapped_column(String(40))
+    outcome_code: Mapped[str | None] = mapped_column(String(40))
+    reason_text: Mapped[sensitive_text]
+
+    referral: Mapped[Referral] = relationship(back_populates="events")
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[uuid_pk]
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id"), index=True)
+    created_at: Mapped[timestamp]
+    author: Mapped[str] = mapped_column(String(500))
+    author_unit: Mapped[str | None] = mapped_column(String(64))
+    author_side: Mapped[code]
+    visibility: Mapped[code]
+    text: Mapped[sensitive_text]
+
+    referral: Mapped[Referral] = relationship(back_populates="notes")
+
+
+class IdempotencyKey(Base):
+    """Remembers which referral a create request with an ``Idempotency-Key`` made.
+
+    Only a keyed digest of the request body is kept, never the body itself."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("actor", "key"),)
+
+    id: Mapped[uuid_pk]
+    actor: Mapped[str] = mapped_column(String(500))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"))
+    created_at: Mapped[timestamp]

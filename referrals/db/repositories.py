@@ -1,0 +1,105 @@
+"""Queries, in one place per aggregate.  Repositories flush; they never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from referrals.db.models import IdempotencyKey, Referral, Unit
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    sending_unit: str | None = None
+    receiving_unit: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    overdue_at: datetime | None = None
+    open_statuses: tuple[str, ...] = ()
+    hidden_from_receiver: tuple[str, ...] = ()
+
+
+class ReferralRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, referral_id: uuid.UUID) -> Referral | None:
+        return self.session.get(Referral, referral_id)
+
+    def add(self, referral: Referral) -> None:
+        self.session.add(referral)
+        self.session.flush()
+
+    def delete(self, referral: Referral) -> None:
+        for key in self.session.scalars(
+            select(IdempotencyKey).where(IdempotencyKey.referral_id == referral.id)
+        ):
+            self.session.delete(key)
+        self.session.delete(referral)
+        self.session.flush()
+
+    def page(
+        self, where: ListFilter, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> Sequence[Referral]:
+        """Newest first, keyset-paginated on (created_at, id): stable under inserts."""
+        query = select(Referral).where(_visibility(where))
+        if where.status:
+            query = query.where(Referral.status == where.status)
+        if where.priority:
+            query = query.where(Referral.priority == where.priority)
+        if where.overdue_at is not None:
+            query = query.where(
+                Referral.due_at < where.overdue_at, Referral.status.in_(where.open_statuses)
+            )
+        if after is not None:
+            query = query.where(tuple_(Referral.created_at, Referral.id) < tuple_(*after))
+        query = query.order_by(Referral.created_at.desc(), Referral.id.desc()).limit(limit)
+        return self.session.scalars(query).all()
+
+    def idempotency_key(self, actor: str, key: str) -> IdempotencyKey | None:
+        return self.session.scalars(
+            select(IdempotencyKey).where(IdempotencyKey.actor == actor, IdempotencyKey.key == key)
+        ).one_or_none()
+
+    def add_idempotency_key(self, record: IdempotencyKey) -> None:
+        self.session.add(record)
+        self.session.flush()
+
+
+def _visibility(where: ListFilter) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = []
+    if where.sending_unit:
+        clauses.append(Referral.sending_unit_id == where.sending_unit)
+    if where.receiving_unit:
+        clauses.append(
+            and_(
+                Referral.receiving_unit_id == where.receiving_unit,
+                Referral.status.not_in(where.hidden_from_receiver),
+            )
+        )
+    return or_(*clauses) if clauses else false()
+
+
+class UnitRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, unit_id: str) -> Unit | None:
+        return self.session.get(Unit, unit_id)
+
+    def all(self) -> Sequence[Unit]:
+        return self.session.scalars(select(Unit).order_by(Unit.id)).all()
+
+    def add(self, unit: Unit) -> None:
+        self.session.add(unit)
+        self.session.flush()
+
+    def receivers(self) -> Sequence[Unit]:
+        return self.session.scalars(
+            select(Unit).where(Unit.kind == "receiver").order_by(Unit.id)
+        ).all()

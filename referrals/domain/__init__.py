@@ -1,0 +1,1 @@
+"""Referral domain rules in pure Python: no Flask, no SQLAlchemy, no I/O."""

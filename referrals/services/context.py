@@ -1,0 +1,18 @@
+"""What every use case is given besides its arguments: who asks, and when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from referrals.auth.principal import Principal
+from referrals.domain.deadlines import DeadlinePolicy
+
+
+@dataclass(frozen=True)
+class Context:
+    principal: Principal
+    # One "now" per request: every timestamp a use case writes is the same instant.
+    now: datetime
+    deadlines: DeadlinePolicy
+    default_intake_unit: str

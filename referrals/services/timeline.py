@@ -1,0 +1,46 @@
+"""The timeline of a referral: one event per change, readable by both sides."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from referrals.db.models import Referral, TimelineEvent
+from referrals.services import records
+from referrals.services.access import open_referral
+from referrals.services.context import Context
+from referrals.services.uow import UnitOfWork
+
+
+def record_event(
+    row: Referral,
+    ctx: Context,
+    *,
+    action: str,
+    from_status: str | None,
+    from_unit: str | None = None,
+    reason_code: str | None = None,
+    reason_text: str | None = None,
+    outcome_code: str | None = None,
+) -> None:
+    """Append who did what, when, from which status to which."""
+    event = TimelineEvent(
+        id=uuid.uuid4(),
+        at=ctx.now,
+        action=action,
+        actor=ctx.principal.actor,
+        actor_unit=ctx.principal.unit,
+        from_status=from_status,
+        to_status=row.status,
+        from_unit=from_unit if from_unit != row.receiving_unit_id else None,
+        to_unit=row.receiving_unit_id,
+        reason_code=reason_code,
+        outcome_code=outcome_code,
+    )
+    records.write_event_text(event, reason_text)
+    row.events.append(event)
+
+
+def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
+    row, _side = open_referral(uow, ctx, referral_id)
+    return [records.represent_event(e) for e in row.events]

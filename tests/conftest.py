@@ -1,0 +1,130 @@
+"""Shared fixtures.
+
+Every test that uses ``app`` runs twice: on SQLite and on PostgreSQL, each a real
+database migrated with Alembic.  Each test runs inside one outer transaction that is
+rolled back at the end; the app's own commits become savepoint releases inside it
+(``join_transaction_mode="create_savepoint"``), so the code under test commits for
+real and tests stay isolated.  Tests that need truly concurrent transactions use
+``committed_database`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, delete
+from sqlalchemy.orm import sessionmaker
+
+from referrals import create_app
+from referrals.auth import devissuer
+from referrals.auth.principal import Principal, Role
+from referrals.config import Settings
+from referrals.db.engine import Database, connect
+from referrals.db.models import Base
+from referrals.domain.deadlines import DeadlinePolicy
+from referrals.services import units
+from referrals.services.context import Context
+from referrals.services.uow import UnitOfWork
+from tests.support.clock import FakeClock
+from tests.support.databases import postgres_database, sqlite_database
+
+pytest_plugins = ["tests.support.idp_fixtures"]
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        with sqlite_database(tmp_path_factory.mktemp("sqlite")) as url:
+            yield url
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def engine_database(database_url: str) -> Iterator[Database]:
+    database = connect(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+@pytest.fixture
+def db_connection(engine_database: Database) -> Iterator[Connection]:
+    with engine_database.engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+@pytest.fixture
+def database(engine_database: Database, db_connection: Connection) -> Database:
+    sessions = sessionmaker(
+        bind=db_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    return Database(engine=engine_database.engine, sessions=sessions)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def instance_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "instance"
+
+
+@pytest.fixture
+def settings(instance_path: Path) -> Settings:
+    return Settings(instance_path=instance_path)
+
+
+def seed_units(database: Database, clock: FakeClock) -> None:
+    system = Principal(issuer="urn:test", subject="seed", roles=frozenset({Role.ADMIN}))
+    with UnitOfWork(database.sessions) as uow:
+        units.seed_demo(uow, Context(system, clock(), DeadlinePolicy(), "intake"))
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database, clock: FakeClock) -> Flask:
+    app = create_app(settings, database=database, clock=clock)
+    seed_units(database, clock)
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def dev_token(instance_path: Path, settings: Settings) -> Callable[..., str]:
+    """Mint a development token: ``dev_token("caseworker", "norrmalm")``."""
+
+    def mint(role: str, unit: str | None = None) -> str:
+        key = devissuer.load_or_create_key(instance_path)
+        return devissuer.mint(key, role=Role(role), unit=unit, audience=settings.oidc_audience)
+
+    return mint
+
+
+@pytest.fixture
+def committed_database(engine_database: Database) -> Iterator[Database]:
+    """The real engine, real commits: for concurrency tests.  Emptied afterwards."""
+    yield engine_database
+    with engine_database.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
