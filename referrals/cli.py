@@ -145,3 +145,7 @@ def quickstart(host: str, port: int, ttl: int) -> None:
         click.echo(f"\n{name}_TOKEN={_mint(runtime, role, unit, ttl)}")
     click.echo()
     app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

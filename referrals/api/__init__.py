@@ -6,8 +6,10 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 
 from referrals.api import health, problems, referrals, units
+from referrals.api.schemas.common import ProblemSchema
 
 API_VERSION = "1.0.0"
 
@@ -15,8 +17,16 @@ API_VERSION = "1.0.0"
 class ReferralsApi(Api):  # type: ignore[misc]
     """flask-smorest's Api with our error handling instead of its JSON error shape."""
 
+    ERROR_SCHEMA = ProblemSchema
+
     def _register_error_handlers(self) -> None:
         problems.init_app(self._app)
+
+    def _register_responses(self) -> None:
+        # The documented default error is RFC 9457, as the handlers above produce.
+        response = {"description": "Problem details (RFC 9457)", "schema": ProblemSchema}
+        prepare_response(response, self.spec, problems.MEDIA_TYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
 
 
 def openapi_config() -> dict[str, Any]:

@@ -149,6 +149,21 @@ class ReferralItem(MethodView):
         return Response(status=204)
 
 
+ACTION_SUMMARIES = {
+    Action.SUBMIT: "Submit a draft: it is routed to a receiving unit (sender).",
+    Action.ACCEPT: "Accept a requested referral (receiving unit).",
+    Action.DECLINE: "Decline a requested referral, with a reason code (receiving unit).",
+    Action.REDIRECT: "Send a requested referral to another receiving unit (receiving unit).",
+    Action.CANCEL: "Cancel: the sender before acceptance, the receiver after.",
+    Action.START: "Start work on an accepted referral (receiving unit).",
+    Action.HOLD: "Put work on hold, with a reason code (receiving unit).",
+    Action.RESUME: "Resume work that was on hold (receiving unit).",
+    Action.COMPLETE: "Complete with an outcome code (receiving unit).",
+    Action.FAIL: "Close as failed, with a reason code (receiving unit).",
+    Action.MARK_ERROR: "Mark a referral as entered in error, with a reason code (either side).",
+}
+
+
 def _action_view(action: Action) -> Any:
     def view(
         body: dict[str, Any], referral_id: uuid.UUID
@@ -160,7 +175,7 @@ def _action_view(action: Action) -> Any:
         return result, 200, _etag(result)
 
     view.__name__ = f"referral_{action.name.lower()}"
-    view.__doc__ = f"``{action.value}`` the referral (see the state machine in DESIGN §2)."
+    view.__doc__ = ACTION_SUMMARIES[action]
     view = problems(blp, *_ERRORS, 409, 412)(view)
     view = blp.response(200, ReferralOut)(view)
     view = blp.arguments(ACTION_BODIES[action])(view)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from referrals.db.models import IdempotencyKey, Referral, Unit
@@ -19,8 +19,10 @@ class ListFilter:
     receiving_unit: str | None = None
     status: str | None = None
     priority: str | None = None
-    overdue_at: datetime | None = None
-    open_statuses: tuple[str, ...] = ()
+    # Overdue: still awaiting a decision (one of ``pending_statuses``) past ``due_at``.
+    overdue: bool | None = None
+    now: datetime | None = None
+    pending_statuses: tuple[str, ...] = ()
     hidden_from_receiver: tuple[str, ...] = ()
 
 
@@ -52,10 +54,14 @@ class ReferralRepository:
             query = query.where(Referral.status == where.status)
         if where.priority:
             query = query.where(Referral.priority == where.priority)
-        if where.overdue_at is not None:
-            query = query.where(
-                Referral.due_at < where.overdue_at, Referral.status.in_(where.open_statuses)
+        if where.overdue is not None and where.now is not None:
+            # "IS NOT NULL" first: NOT (NULL < now) is NULL, which would hide drafts.
+            overdue = and_(
+                Referral.due_at.is_not(None),
+                Referral.due_at < where.now,
+                Referral.status.in_(where.pending_statuses),
             )
+            query = query.where(overdue if where.overdue else not_(overdue))
         if after is not None:
             query = query.where(tuple_(Referral.created_at, Referral.id) < tuple_(*after))
         query = query.order_by(Referral.created_at.desc(), Referral.id.desc()).limit(limit)

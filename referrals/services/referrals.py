@@ -112,13 +112,12 @@ def list_page(
         hidden_from_receiver=(Status.DRAFT,),
         status=status,
         priority=priority,
-        overdue_at=ctx.now if overdue else None,
-        open_statuses=(Status.REQUESTED,),
+        overdue=overdue,
+        now=ctx.now,
+        pending_statuses=(Status.REQUESTED,),
     )
     rows = uow.referrals.page(where, limit=limit + 1, after=_decode_cursor(cursor))
     items = [records.represent(r, now=ctx.now) for r in rows[:limit]]
-    if overdue is False:
-        items = [i for i in items if not i["overdue"]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)
 

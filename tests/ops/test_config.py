@@ -1,0 +1,104 @@
+"""Settings from REFERRALS_* variables, and refusing development shortcuts in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from referrals import create_app
+from referrals.config import ConfigError, Environment, Settings
+
+PG = "postgresql+psycopg://referrals@db.invalid/referrals"
+ISSUER = "https://idp.example.org/realms/stockholm"
+
+
+def test_defaults_are_the_embedded_development_setup() -> None:
+    settings = Settings.from_env({})
+    assert settings.env is Environment.DEVELOPMENT
+    assert settings.dev_tokens is True
+    assert settings.oidc_algorithms == ("RS256", "ES256")
+    assert settings.oidc_roles_claim == "roles"
+    assert settings.oidc_unit_claim == "unit"
+    assert settings.resolved_database_url(Path("/srv/x")) == "sqlite:////srv/x/referrals.sqlite3"
+
+
+def test_every_documented_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "REFERRALS_ENV": "production",
+            "REFERRALS_INSTANCE_PATH": "/var/lib/referrals",
+            "REFERRALS_DATABASE_URL": PG,
+            "REFERRALS_OIDC_ISSUER": ISSUER,
+            "REFERRALS_OIDC_AUDIENCE": "api://referrals",
+            "REFERRALS_OIDC_ALGORITHMS": "RS256, PS256",
+            "REFERRALS_OIDC_ROLES_CLAIM": "realm_access.roles",
+            "REFERRALS_OIDC_UNIT_CLAIM": "org_unit",
+            "REFERRALS_OIDC_ACCEPT_JWT_TYP": "true",
+            "REFERRALS_OIDC_LEEWAY": "10",
+        }
+    )
+    assert settings.env is Environment.PRODUCTION
+    assert settings.instance_path == Path("/var/lib/referrals")
+    assert settings.database_url == PG
+    assert settings.oidc_issuer == ISSUER
+    assert settings.oidc_audience == "api://referrals"
+    assert settings.oidc_algorithms == ("RS256", "PS256")
+    assert settings.oidc_roles_claim == "realm_access.roles"
+    assert settings.oidc_unit_claim == "org_unit"
+    assert settings.oidc_accept_jwt_typ is True
+    assert settings.oidc_leeway == 10
+    # Production never defaults to trusting development tokens.
+    assert settings.dev_tokens is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REFERRALS_ENV", "staging"),
+        ("REFERRALS_OIDC_ALGORITHMS", "none"),
+        ("REFERRALS_OIDC_ALGORITHMS", "RS256,HS256"),
+        ("REFERRALS_OIDC_ALGORITHMS", ""),
+        ("REFERRALS_OIDC_LEEWAY", "soon"),
+        ("REFERRALS_DEV_TOKENS", "maybe"),
+    ],
+)
+def test_unusable_values_are_refused_with_the_variable_named(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"database_url": None}, "PostgreSQL"),
+        ({"database_url": "sqlite:////tmp/x.sqlite3"}, "PostgreSQL"),
+        ({"oidc_issuer": None}, "REFERRALS_OIDC_ISSUER"),
+        ({"dev_tokens": True}, "REFERRALS_DEV_TOKENS"),
+    ],
+)
+def test_production_refuses_development_settings(
+    tmp_path: Path, overrides: dict[str, object], reason: str
+) -> None:
+    settings = Settings(
+        env=Environment.PRODUCTION,
+        instance_path=tmp_path,
+        database_url=PG,
+        oidc_issuer=ISSUER,
+        dev_tokens=False,
+    ).with_overrides(**overrides)
+    with pytest.raises(ConfigError, match=reason) as refused:
+        create_app(settings)
+    assert "\n" not in str(refused.value)
+
+
+def test_production_with_real_settings_starts_without_a_development_key(tmp_path: Path) -> None:
+    settings = Settings(
+        env=Environment.PRODUCTION,
+        instance_path=tmp_path,
+        database_url=PG,
+        oidc_issuer=ISSUER,
+        dev_tokens=False,
+    )
+    create_app(settings)
+    assert not (tmp_path / "dev-token-signing-key.json").exists()
