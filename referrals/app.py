@@ -33,6 +33,8 @@ def create_app(
     )
     instance_path = Path(app.instance_path)
     instance_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir's mode applies only on creation; the folder holds keys and the SQLite file.
+    instance_path.chmod(0o700)
     database_url = settings.resolved_database_url(instance_path)
     settings.check_production(database_url)
     logging.getLogger("referrals").setLevel(settings.log_level)

@@ -71,6 +71,8 @@ class Settings:
             raise ConfigError("production needs an identity provider: set REFERRALS_OIDC_ISSUER")
         if self.dev_tokens:
             raise ConfigError("development tokens are enabled: set REFERRALS_DEV_TOKENS=false")
+        if not self.oidc_issuer.startswith("https://"):
+            raise ConfigError("production needs an https:// REFERRALS_OIDC_ISSUER")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +93,7 @@ class Settings:
         return replace(self, **overrides)
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -116,14 +119,20 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(f"{key} must be true or false")
             return _BOOLEANS[raw.lower()]
         case "oidc_leeway" | "oidc_jwks_ttl" | "oidc_jwks_refetch_interval":
-            try:
-                return int(raw)
-            except ValueError:
-                raise ConfigError(f"{key} must be a whole number of seconds") from None
+            if not raw.isdigit():
+                raise ConfigError(f"{key} must be a whole number of seconds")
+            return int(raw)
         case "oidc_http_timeout":
             try:
-                return float(raw)
+                timeout = float(raw)
             except ValueError:
-                raise ConfigError(f"{key} must be a number of seconds") from None
+                timeout = -1.0
+            if not 0 < timeout <= 60:
+                raise ConfigError(f"{key} must be a number of seconds up to 60")
+            return timeout
+        case "log_level":
+            if raw.upper() not in _LOG_LEVELS:
+                raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")
+            return raw.upper()
         case _:
             return raw or None if name in {"database_url", "oidc_issuer"} else raw

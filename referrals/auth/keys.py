@@ -7,6 +7,7 @@ issuer's own discovery document, whose ``issuer`` must match exactly (OIDC Disco
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from typing import Protocol
 
 import requests
 from joserfc.jwk import Key, KeySet
+
+log = logging.getLogger(__name__)
 
 
 class KeysUnavailable(Exception):
@@ -33,12 +36,25 @@ class StaticKeySource:
         return self._keys.get(kid)
 
 
+def jwks_uri_allowed(issuer: str, jwks_uri: str) -> bool:
+    """Keys travel over TLS whenever the issuer itself does.
+
+    Plain http is only possible for an http issuer, i.e. a loopback test provider;
+    production configuration refuses http issuers."""
+    if issuer.startswith("https://"):
+        return jwks_uri.startswith("https://")
+    return jwks_uri.startswith(("https://", "http://"))
+
+
 class DiscoveredKeySource:
     """JWKS of an OpenID Provider, cached for ``ttl`` seconds.
 
     An unknown ``kid`` (the provider rotated keys) triggers one refetch, but at most
     once every ``refetch_interval`` seconds, so a flood of tokens with made-up kids
-    cannot turn us into an amplifier against the provider.
+    cannot turn us into an amplifier against the provider.  The same interval spaces
+    out retries while the provider is down; meanwhile keys already fetched stay in use
+    (a provider outage must not log everyone out), and without any keys the answer is
+    ``KeysUnavailable`` at once, with no request made.
     """
 
     def __init__(
@@ -58,17 +74,26 @@ class DiscoveredKeySource:
         self._lock = threading.Lock()
         self._keys: dict[str, Key] = {}
         self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
         self._jwks_uri: str | None = None
 
     def find(self, kid: str) -> Key | None:
         with self._lock:
             now = self._clock()
-            if (
-                self._fetched_at is None
-                or now - self._fetched_at >= self._ttl
-                or (kid not in self._keys and now - self._fetched_at >= self._refetch_interval)
-            ):
-                self._refresh(now)
+            stale = self._fetched_at is None or now - self._fetched_at >= self._ttl
+            may_retry = (
+                self._attempted_at is None or now - self._attempted_at >= self._refetch_interval
+            )
+            if (stale or kid not in self._keys) and may_retry:
+                self._attempted_at = now
+                try:
+                    self._refresh(now)
+                except KeysUnavailable:
+                    if not self._keys:
+                        raise
+                    log.warning("identity provider unreachable; using the cached keys")
+            elif self._fetched_at is None:
+                raise KeysUnavailable("the identity provider could not be reached recently")
             return self._keys.get(kid)
 
     def _refresh(self, now: float) -> None:
@@ -90,7 +115,7 @@ class DiscoveredKeySource:
         if metadata.get("issuer") != self.issuer:
             raise KeysUnavailable("discovery document names another issuer")
         jwks_uri = metadata.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+        if not isinstance(jwks_uri, str) or not jwks_uri_allowed(self.issuer, jwks_uri):
             raise KeysUnavailable("discovery document has no usable jwks_uri")
         return jwks_uri
 

@@ -65,11 +65,20 @@ def side_of(principal: Principal, referral: ReferralScope) -> Side | None:
     return None
 
 
-def may_read_note(reader: Side, author: Side, visibility: NoteVisibility) -> bool:
-    """Shared notes are for both sides; an internal note stays with its author's side.
+def may_read_note(
+    reader_side: Side,
+    reader_unit: str | None,
+    author_side: Side,
+    author_unit: str | None,
+    visibility: NoteVisibility,
+) -> bool:
+    """Shared notes are for both sides; an internal note stays with its author's unit.
 
-    So the sender never sees the receiver's internal notes, and vice versa."""
-    return visibility is NoteVisibility.SHARED or reader is author
+    So the sender never sees the receiver's internal notes, and vice versa; and after a
+    redirect the new receiving unit does not read the previous unit's internal notes."""
+    if visibility is NoteVisibility.SHARED:
+        return True
+    return reader_side is author_side and reader_unit is not None and reader_unit == author_unit
 
 
 def may_edit_draft(side: Side | None, status: str) -> bool:

@@ -26,6 +26,10 @@ from referrals.auth.keys import KeySource
 
 # RFC 9068 §2.1; "JWT" is only accepted when configured (Keycloak, some Azure setups).
 _ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
+# With plain "JWT" the header no longer tells access tokens from ID tokens, so look at
+# the claims: Keycloak marks its tokens with a "typ" claim, and nonce/at_hash/c_hash
+# only ever appear in ID tokens (OIDC Core §2, §3.1.3.6).
+_ID_TOKEN_CLAIMS = {"nonce", "at_hash", "c_hash"}
 # Headers that would let the token name its own key.  We never follow them; a token that
 # carries one is not from an issuer we trust, so it is refused outright.
 _FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
@@ -73,6 +77,8 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in self._types:
             raise RejectedToken("typ is not an access token type")
+        if typ.lower() == "jwt" and not _looks_like_access_token(unverified):
+            raise RejectedToken("an ID token or other JWT, not an access token")
         if _FORBIDDEN_HEADERS & header.keys():
             raise RejectedToken("token header names its own key")
         if not isinstance(kid, str) or not _KID.match(kid):
@@ -126,6 +132,12 @@ def _peek(token_string: str) -> tuple[dict[str, Any], Mapping[str, Any]]:
     if not isinstance(claims, dict):
         raise RejectedToken("claims are not an object")
     return dict(compact.headers()), claims
+
+
+def _looks_like_access_token(claims: Mapping[str, Any]) -> bool:
+    if _ID_TOKEN_CLAIMS & claims.keys():
+        return False
+    return bool(claims.get("typ", "Bearer") == "Bearer")
 
 
 def _scope_claim(token: Mapping[str, Any]) -> str | list[str]:

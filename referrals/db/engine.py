@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -24,12 +25,21 @@ class Database:
 
 def connect(url: str, **engine_options: Any) -> Database:
     if url.startswith("sqlite"):
+        _create_private_file(make_url(url).database)
         engine = create_engine(url, **engine_options)
         _make_sqlite_transactional(engine)
     else:
         engine_options.setdefault("pool_pre_ping", True)
         engine = create_engine(url, **engine_options)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _create_private_file(path: str | None) -> None:
+    """The embedded database holds case data: readable by this user only, whatever the umask."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _make_sqlite_transactional(engine: Engine) -> None:

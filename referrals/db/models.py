@@ -119,7 +119,7 @@ class Note(Base):
 class IdempotencyKey(Base):
     """Remembers which referral a create request with an ``Idempotency-Key`` made.
 
-    Only a keyed digest of the request body is kept, never the body itself."""
+    Only a digest of the request body is kept, never the body itself."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (UniqueConstraint("actor", "key"),)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from referrals.db.models import IdempotencyKey
 from referrals.services import records
 from referrals.services import referrals as referral_cases
+from referrals.services.access import open_referral
 from referrals.services.context import Context
 from referrals.services.errors import Unprocessable
 from referrals.services.uow import UnitOfWork
@@ -68,8 +69,9 @@ def _replay(uow: UnitOfWork, ctx: Context, key: str, fingerprint: str) -> dict[s
             "this Idempotency-Key was used with a different request body",
             field="Idempotency-Key",
         )
-    row = uow.referrals.get(record.referral_id)
-    assert row is not None  # the key row is deleted with its referral
+    # Through the same door as any read: the caller's role or unit may have changed
+    # since the first request, and a replay must not show what a GET would not.
+    row, _side = open_referral(uow, ctx, record.referral_id)
     return records.represent(row, now=ctx.now)
 
 

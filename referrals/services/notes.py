@@ -43,5 +43,11 @@ def visible(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[
     return [
         records.represent_note(n)
         for n in row.notes
-        if policy.may_read_note(side, Side(n.author_side), NoteVisibility(n.visibility))
+        if policy.may_read_note(
+            side,
+            ctx.principal.unit,
+            Side(n.author_side),
+            n.author_unit,
+            NoteVisibility(n.visibility),
+        )
     ]

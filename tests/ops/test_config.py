@@ -61,6 +61,9 @@ def test_every_documented_variable_is_read() -> None:
         ("REFERRALS_OIDC_ALGORITHMS", ""),
         ("REFERRALS_OIDC_LEEWAY", "soon"),
         ("REFERRALS_DEV_TOKENS", "maybe"),
+        ("REFERRALS_OIDC_LEEWAY", "-5"),
+        ("REFERRALS_OIDC_HTTP_TIMEOUT", "0"),
+        ("REFERRALS_LOG_LEVEL", "chatty"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(variable: str, value: str) -> None:
@@ -75,6 +78,7 @@ def test_unusable_values_are_refused_with_the_variable_named(variable: str, valu
         ({"database_url": "sqlite:////tmp/x.sqlite3"}, "PostgreSQL"),
         ({"oidc_issuer": None}, "REFERRALS_OIDC_ISSUER"),
         ({"dev_tokens": True}, "REFERRALS_DEV_TOKENS"),
+        ({"oidc_issuer": "http://idp.example.org"}, "https://"),
     ],
 )
 def test_production_refuses_development_settings(
@@ -92,6 +96,10 @@ def test_production_refuses_development_settings(
     assert "\n" not in str(refused.value)
 
 
+def test_log_level_is_case_insensitive() -> None:
+    assert Settings.from_env({"REFERRALS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
 def test_production_with_real_settings_starts_without_a_development_key(tmp_path: Path) -> None:
     settings = Settings(
         env=Environment.PRODUCTION,
@@ -102,3 +110,12 @@ def test_production_with_real_settings_starts_without_a_development_key(tmp_path
     )
     create_app(settings)
     assert not (tmp_path / "dev-token-signing-key.json").exists()
+
+
+def test_instance_folder_and_embedded_database_are_private(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o755)
+    create_app(Settings(instance_path=instance))
+    assert instance.stat().st_mode & 0o777 == 0o700
+    assert (instance / "referrals.sqlite3").stat().st_mode & 0o777 == 0o600
+    assert (instance / "dev-token-signing-key.json").stat().st_mode & 0o777 == 0o600
