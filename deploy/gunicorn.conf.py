@@ -1,0 +1,95 @@
+"""gunicorn settings for referrals: ``gunicorn -c deploy/gunicorn.conf.py``.
+
+gunicorn executes this file; every module-level name it knows becomes a setting
+(names it does not know are ignored, so newer settings are harmless on older
+versions).  The application reads its own settings from ``REFERRALS_*``; this file
+only reads ``PORT``, ``WEB_CONCURRENCY``, ``GUNICORN_TIMEOUT`` and
+``REFERRALS_LOG_LEVEL``.
+"""
+
+import os
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value = int(raw)  # a typo should stop the start-up, not be guessed around
+    if value < 1:
+        raise ValueError(f"{name} must be a positive whole number")
+    return value
+
+
+def _cpus() -> int:
+    # CPUs this process may run on (a container's cpuset), not all of the host's.
+    # A CFS quota (Kubernetes "limits.cpu") is not visible here: set WEB_CONCURRENCY.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# --- the application -------------------------------------------------------------
+wsgi_app = "referrals:create_app()"
+# Each worker builds its own app (engine, JWKS cache).  Not preloading keeps database
+# connections from being shared across fork().
+preload_app = False
+
+# --- socket ----------------------------------------------------------------------
+# Inside a container the port must be reachable from outside the network namespace;
+# TLS is terminated by the proxy in front, never here.
+bind = [f"0.0.0.0:{_positive_int('PORT', 8000)}"]
+
+# TLS-terminating proxy: gunicorn trusts X-Forwarded-Proto (and friends) only from
+# the addresses in forwarded_allow_ips (default: 127.0.0.1 and ::1).  The app never
+# builds absolute URLs from the request, so the default is safe; if a future feature
+# does, list the proxy's address or network here (CIDR works from gunicorn 22),
+# never "*": then any client could claim its plain-HTTP request arrived over TLS.
+# forwarded_allow_ips = "10.0.0.0/8"
+
+# --- processes -------------------------------------------------------------------
+workers = _positive_int("WEB_CONCURRENCY", min(2 * _cpus() + 1, 8))
+worker_class = "sync"
+# Heartbeat files on tmpfs: a container's overlay filesystem can stall the heartbeat.
+# gunicorn makes them with mkstemp (private, unguessable names), so a shared
+# directory is fine here.
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
+# Recycle workers now and then so that no process lives (and grows) forever; the
+# jitter keeps them from restarting all at once.
+max_requests = 2000
+max_requests_jitter = 200
+# No runtime control socket (gunicorn >= 25.1): nothing in a container needs it.
+control_socket_disable = True
+
+# --- timeouts --------------------------------------------------------------------
+# Above the identity provider's HTTP timeout (REFERRALS_OIDC_HTTP_TIMEOUT, 5 s) plus a
+# database round trip; a request slower than this is a fault, not a workload.
+timeout = _positive_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = 30
+keepalive = 5
+
+# --- request limits --------------------------------------------------------------
+# The app refuses an Authorization header above 8 KiB and a body above 256 KiB;
+# these stop oversized request lines and headers before Python parses them.
+limit_request_line = 8190
+limit_request_field_size = 8190
+limit_request_fields = 100
+
+# --- logging ---------------------------------------------------------------------
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("REFERRALS_LOG_LEVEL", "info").lower()
+# The path (%(U)s), never the request line (%(r)s) or query string (%(q)s): query
+# strings may carry filters and cursors, and must never become a log of searches.
+# No Referer (%(f)s: a full URL) and no user name (%(u)s).  The request id lets an
+# operator join the proxy's log with this one.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s'
+# Give the application's own loggers ("referrals.*") a handler: without one only
+# warnings reach stderr.  Merged by gunicorn into its default logging config.
+logconfig_dict = {
+    "root": {"level": "WARNING", "handlers": ["error_console"]},
+    "loggers": {
+        "referrals": {"level": loglevel.upper(), "handlers": [], "propagate": True},
+    },
+}
