@@ -87,7 +87,7 @@ def _idp_unavailable(exc: IdentityProviderUnavailable) -> Response:
 
 def _service_error(exc: ServiceError) -> Response:
     errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
-    return problem(exc.status, code=exc.code, detail=exc.message, errors=errors)
+    return problem(exc.status, code=exc.code.replace("_", "-"), detail=exc.message, errors=errors)
 
 
 def _domain_error(exc: DomainError) -> Response:

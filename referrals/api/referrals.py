@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from referrals.api.context import authenticated, caller, unit_of_work
 from referrals.api.docs import problems
@@ -56,7 +57,8 @@ def _if_match() -> int | None:
 @blp.route("/referrals")
 class ReferralCollection(MethodView):
     @authenticated(READ)
-    @blp.arguments(ListArgs, location="query", as_kwargs=True)
+    # webargs ignores unknown query parameters unless told; a typo must not drop a filter.
+    @blp.arguments(ListArgs, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, ReferralPage)
     @problems(blp, *_ERRORS)
     def get(self, **filters: Any) -> tuple[dict[str, Any], int, dict[str, str]]:

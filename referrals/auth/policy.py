@@ -81,5 +81,11 @@ def may_read_note(
     return reader_side is author_side and reader_unit is not None and reader_unit == author_unit
 
 
-def may_edit_draft(side: Side | None, status: str) -> bool:
-    return side is Side.SENDER and status == Status.DRAFT
+def may_edit_or_delete(side: Side | None) -> bool:
+    """Drafts belong to the sending unit; whether the status allows it is the service's call."""
+    return side is Side.SENDER
+
+
+def may_see_assignee(side: Side | None) -> bool:
+    """The assignee is receiving-unit staff: the sender learns status and outcome, not who."""
+    return side is Side.RECEIVER

@@ -71,8 +71,8 @@ def _replay(uow: UnitOfWork, ctx: Context, key: str, fingerprint: str) -> dict[s
         )
     # Through the same door as any read: the caller's role or unit may have changed
     # since the first request, and a replay must not show what a GET would not.
-    row, _side = open_referral(uow, ctx, record.referral_id)
-    return records.represent(row, now=ctx.now)
+    row, side = open_referral(uow, ctx, record.referral_id)
+    return records.represent(row, side, now=ctx.now)
 
 
 def _fingerprint(ctx: Context, key: str, body: Mapping[str, Any], submit: bool) -> str:

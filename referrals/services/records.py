@@ -13,7 +13,8 @@ from datetime import date, datetime
 from typing import Any
 
 from referrals.db.models import Note, Referral, TimelineEvent
-from referrals.domain.codes import OPEN_STATUSES, Status
+from referrals.auth import policy
+from referrals.domain.codes import OPEN_STATUSES, Side, Status
 from referrals.domain.deadlines import is_overdue
 from referrals.domain.errors import MissingRequirement
 from referrals.domain.personal_number import parse_personal_number
@@ -89,7 +90,7 @@ def birth_date_of(row: Referral) -> date | None:
     return date.fromisoformat(row.birth_date) if row.birth_date else None
 
 
-def represent(row: Referral, *, now: datetime) -> dict[str, Any]:
+def represent(row: Referral, side: Side | None, *, now: datetime) -> dict[str, Any]:
     subject = _prune(
         {
             "name": row.subject_name,
@@ -115,7 +116,7 @@ def represent(row: Referral, *, now: datetime) -> dict[str, Any]:
         "guardian": _prune({"name": row.guardian_name, "phone": row.guardian_phone}),
         "place_met": row.place_met,
         "narrative": row.narrative,
-        "assignee": row.assignee,
+        "assignee": row.assignee if policy.may_see_assignee(side) else None,
         "reason_code": row.reason_code,
         "outcome_code": row.outcome_code,
         "created_at": row.created_at,

@@ -24,10 +24,11 @@ from referrals.domain.codes import (
     OutcomeCode,
     Priority,
     ReasonCode,
+    Side,
     Status,
     UnitKind,
 )
-from referrals.domain.errors import MissingRequirement
+from referrals.domain.errors import ActionNotAllowed, MissingRequirement
 from referrals.domain.personal_number import age_on
 from referrals.services import records
 from referrals.services.access import check_version, open_referral
@@ -85,12 +86,12 @@ def create(
         before_commit(uow, row.id)
     _flush(uow)
     uow.commit()
-    return records.represent(row, now=ctx.now)
+    return records.represent(row, Side.SENDER, now=ctx.now)
 
 
 def get(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> View:
-    row, _side = open_referral(uow, ctx, referral_id)
-    return records.represent(row, now=ctx.now)
+    row, side = open_referral(uow, ctx, referral_id)
+    return records.represent(row, side, now=ctx.now)
 
 
 def list_page(
@@ -117,7 +118,9 @@ def list_page(
         pending_statuses=(Status.REQUESTED,),
     )
     rows = uow.referrals.page(where, limit=limit + 1, after=_decode_cursor(cursor))
-    items = [records.represent(r, now=ctx.now) for r in rows[:limit]]
+    items = [
+        records.represent(r, policy.side_of(ctx.principal, r), now=ctx.now) for r in rows[:limit]
+    ]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)
 
@@ -132,20 +135,18 @@ def update_draft(
 ) -> View:
     row, side = open_referral(uow, ctx, referral_id)
     check_version(row, if_match)
-    if not policy.may_edit_draft(side, row.status):
-        raise Conflict("only drafts can be edited, by their sending unit", field="status")
+    _require_draft_owner(row, side, "edited")
     merged = _merge_patch(records.case_input(row), patch)
     records.write_case(row, merged, today=ctx.now.date())
     row.updated_at = ctx.now
     _flush(uow)
     uow.commit()
-    return records.represent(row, now=ctx.now)
+    return records.represent(row, side, now=ctx.now)
 
 
 def delete_draft(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> None:
     row, side = open_referral(uow, ctx, referral_id)
-    if not policy.may_edit_draft(side, row.status):
-        raise Conflict("only drafts can be deleted, by their sending unit", field="status")
+    _require_draft_owner(row, side, "deleted")
     uow.referrals.delete(row)
     uow.commit()
 
@@ -173,7 +174,7 @@ def perform(
         _apply(uow, ctx, row, transition, inputs)
     _flush(uow)
     uow.commit()
-    return records.represent(row, now=ctx.now)
+    return records.represent(row, side, now=ctx.now)
 
 
 def _apply(
@@ -230,6 +231,13 @@ def _submit(uow: UnitOfWork, ctx: Context, row: Referral) -> None:
     birth_date = records.birth_date_of(row)
     row.age_at_submission = age_on(birth_date, ctx.now.date()) if birth_date else None
     record_event(row, ctx, action=Action.SUBMIT, from_status=Status.DRAFT)
+
+
+def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:
+    if not policy.may_edit_or_delete(side):
+        raise ActionNotAllowed(f"only the sending unit may have a referral {verb}")
+    if row.status != Status.DRAFT:
+        raise Conflict(f"only drafts can be {verb}", field="status")
 
 
 def _flush(uow: UnitOfWork) -> None:

@@ -25,13 +25,14 @@ DEMO_UNITS: tuple[dict[str, Any], ...] = (
 )  # fmt: skip
 
 
-def represent(unit: Unit) -> dict[str, Any]:
+def represent(unit: Unit, ctx: Context) -> dict[str, Any]:
     return {
         "id": unit.id,
         "name": unit.name,
         "kind": unit.kind,
         "districts": list(unit.districts),
-        "webhook_url": unit.webhook_url,
+        # Integration endpoints are operator business, not part of the directory.
+        "webhook_url": unit.webhook_url if policy.may_manage_units(ctx.principal) else None,
         "created_at": unit.created_at,
         "updated_at": unit.updated_at,
     }
@@ -39,7 +40,7 @@ def represent(unit: Unit) -> dict[str, Any]:
 
 def list_all(uow: UnitOfWork, ctx: Context) -> list[dict[str, Any]]:
     _require(policy.may_list_units(ctx.principal))
-    return [represent(u) for u in uow.units.all()]
+    return [represent(u, ctx) for u in uow.units.all()]
 
 
 def get(uow: UnitOfWork, ctx: Context, unit_id: str) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def get(uow: UnitOfWork, ctx: Context, unit_id: str) -> dict[str, Any]:
     unit = uow.units.get(unit_id)
     if unit is None:
         raise NotFound("no such unit")
-    return represent(unit)
+    return represent(unit, ctx)
 
 
 def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, 
     unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(body), id=body["id"])
     uow.units.add(unit)
     uow.commit()
-    return represent(unit)
+    return represent(unit, ctx)
 
 
 def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]
     unit.updated_at = ctx.now
     uow.session.flush()
     uow.commit()
-    return represent(unit)
+    return represent(unit, ctx)
 
 
 def seed_demo(uow: UnitOfWork, ctx: Context) -> int:

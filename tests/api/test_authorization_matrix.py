@@ -1,0 +1,736 @@
+"""The authorization matrix: every endpoint x every kind of caller x the referral's state.
+
+The expected answers in ``MATRIX`` are written out by hand from DESIGN §1 (roles and what
+each may see), §2 (who may take which action, from which state) and §7 (the endpoints).
+They are deliberately *not* derived from ``referrals/auth/policy.py``: the point is an
+independent statement of the design that the policy is checked against.
+
+The endpoints are enumerated from the app's URL map at test time, so an endpoint cannot
+ship without a row here, and a row cannot outlive its endpoint.
+
+Each case makes a fresh referral in the state the request needs, with a valid body and
+the current ``If-Match``, so the only variable is *who* calls.  Every answer is checked
+exactly (status, problem+json body), and so is the database: a denied request changes
+nothing, an allowed one changes exactly what it should.  A 404 must be indistinguishable
+from the answer for a referral that does not exist (no existence leak).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from referrals.db.engine import Database
+from referrals.db.models import Note, Referral, Unit
+
+API = "/api/v1"
+REFERRALS = "/referrals"
+REFERRAL = "/referrals/<uuid:referral_id>"
+UNITS = "/units"
+UNIT = "/units/<string:unit_id>"
+PROBLEM_JSON = "application/problem+json"
+PROBLEM = "urn:referrals:problem:"
+
+# --- who calls -------------------------------------------------------------------------
+
+CALLERS: dict[str, tuple[str, str | None]] = {
+    "yw_own": ("youth_worker", "ungdomsjouren"),  # the sending unit
+    "yw_other": ("youth_worker", "faltgruppen"),  # another referring unit
+    "cw_own": ("caseworker", "norrmalm"),  # the receiving unit
+    "cw_other": ("caseworker", "sodermalm"),  # another receiving unit
+    "auditor": ("auditor", None),
+    "admin": ("admin", None),
+    "yw_nounit": ("youth_worker", None),  # a case role, but no unit claim
+    "cw_nounit": ("caseworker", None),
+}
+SIDE_OF = {"yw_own": "sender", "yw_other": "sender", "cw_own": "receiver", "cw_other": "receiver"}
+
+
+# --- what they get ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int
+    problem: str | None = None  # the problem ``type`` after ``urn:referrals:problem:``
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.problem or ''}".strip()
+
+
+OK = Expect(200)
+CREATED = Expect(201)
+DELETED = Expect(204)
+# Outside the caller's scope: the referral's existence is not revealed (DESIGN §1).
+HIDDEN = Expect(404, "not-found")
+# The token lacks the scope of the endpoint group (auditors and admins on case endpoints).
+SCOPE = Expect(403, "insufficient-scope")
+# The caller's role (or a case role without a unit) may never do this.
+ROLE = Expect(403, "forbidden")
+# The caller sees the referral, but their side (sender/receiver) may not take this action.
+SIDE = Expect(403, "action-not-allowed")
+# The caller's side may do this, but not in the referral's current state.
+STATE = Expect(409, "conflict")
+
+
+def row(
+    *,
+    yw_own: Expect,
+    yw_other: Expect,
+    cw_own: Expect,
+    cw_other: Expect,
+    auditor: Expect,
+    admin: Expect,
+    yw_nounit: Expect,
+    cw_nounit: Expect,
+) -> dict[str, Expect]:
+    """One row: every caller must be stated, none has a default."""
+    return {
+        "yw_own": yw_own,
+        "yw_other": yw_other,
+        "cw_own": cw_own,
+        "cw_other": cw_other,
+        "auditor": auditor,
+        "admin": admin,
+        "yw_nounit": yw_nounit,
+        "cw_nounit": cw_nounit,
+    }
+
+
+# Every referral below is sent by ungdomsjouren about a young person living in norrmalm, so
+# it is routed to norrmalm on submit.  "redirected" was requested to norrmalm and then
+# redirected by norrmalm to sodermalm: norrmalm has lost access, sodermalm has gained it.
+# "listing" is a draft, a requested and a redirected referral together.
+#
+# Cells that differ from the service's behaviour when this was written are marked
+# "DESIGN:"; the final report of the matrix author lists them.
+MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
+    # -- the collection ------------------------------------------------------------------
+    ("GET", REFERRALS, "listing"): row(
+        yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", REFERRALS, "new"): row(
+        yw_own=CREATED, yw_other=CREATED, cw_own=ROLE, cw_other=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # -- one referral --------------------------------------------------------------------
+    ("GET", REFERRAL, "draft"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", REFERRAL, "requested"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", REFERRAL, "redirected"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", REFERRAL, "completed"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("PATCH", REFERRAL, "draft"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # DESIGN: only youth workers edit; the receiver may never, whatever the state (403).
+    ("PATCH", REFERRAL, "requested"): row(
+        yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("DELETE", REFERRAL, "draft"): row(
+        yw_own=DELETED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # DESIGN: deleting is the sender's; the receiver may never (403).
+    ("DELETE", REFERRAL, "requested"): row(
+        yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # -- actions (DESIGN §2) -------------------------------------------------------------
+    ("POST", f"{REFERRAL}/submit", "draft"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/accept", "requested"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/accept", "redirected"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/decline", "requested"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/redirect", "requested"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # Before acceptance only the sender withdraws; after it, only the receiving unit.
+    ("POST", f"{REFERRAL}/cancel", "requested"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/cancel", "accepted"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/start", "accepted"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/hold", "in_progress"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/resume", "on_hold"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/complete", "in_progress"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/fail", "in_progress"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/mark-error", "requested"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/mark-error", "in_progress"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # -- timeline and notes --------------------------------------------------------------
+    ("GET", f"{REFERRAL}/events", "draft"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", f"{REFERRAL}/events", "requested"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", f"{REFERRAL}/events", "redirected"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", f"{REFERRAL}/notes", "draft"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", f"{REFERRAL}/notes", "requested"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", f"{REFERRAL}/notes", "redirected"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/notes", "draft"): row(
+        yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/notes", "requested"): row(
+        yw_own=CREATED, yw_other=HIDDEN, cw_own=CREATED, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/notes", "redirected"): row(
+        yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=CREATED,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # -- units: managed by admins (DESIGN §1); the directory itself is readable by every
+    # role, since it is no case content and caseworkers need unit ids to redirect.
+    # Webhook URLs are shown to admins only.
+    ("GET", UNITS, "unit"): row(
+        yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
+        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK,
+    ),
+    ("POST", UNITS, "unit"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("GET", UNIT, "unit"): row(
+        yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
+        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK,
+    ),
+    ("PUT", UNIT, "unit"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+}  # fmt: skip
+
+# Who sees which of the "listing" referrals in GET /referrals (inbox or outbox).
+LISTED: dict[str, set[str]] = {
+    "yw_own": {"draft", "requested", "redirected"},
+    "yw_other": set(),
+    "cw_own": {"requested"},
+    "cw_other": {"redirected"},
+}
+
+# --- the requests ----------------------------------------------------------------------
+
+SUBJECT_NAME = "Testa Testsson"
+NARRATIVE = "Träffad vid Plattan en fredagskväll, berättar om bråk hemma."
+PATCHED_NARRATIVE = "Träffad igen på lördagen; vill ha kontakt med socialtjänsten."
+NOTE_TEXT = "Ringde skolan, ingen svarade."
+
+
+def referral_body() -> dict[str, Any]:
+    return {
+        "subject": {"name": SUBJECT_NAME, "birth_date": "2010-05-17", "district": "norrmalm"},
+        "categories": ["family_conflict", "school_absence"],
+        "priority": "normal",
+        "legal_basis": "duty_to_report",
+        "place_met": "Sergels torg",
+        "narrative": NARRATIVE,
+    }
+
+
+ACTION_BODIES: dict[str, dict[str, Any]] = {
+    "submit": {},
+    "accept": {"assignee": "Handläggare Ett"},
+    "decline": {"reason_code": "no_capacity", "reason_text": "Fullt just nu."},
+    "redirect": {"unit": "kungsholmen", "reason_code": "wrong_district"},
+    "cancel": {"reason_code": "no_longer_needed"},
+    "start": {},
+    "hold": {"reason_code": "awaiting_information"},
+    "resume": {},
+    "complete": {"outcome_code": "support_started"},
+    "fail": {"reason_code": "subject_unreachable"},
+    "mark-error": {"reason_code": "data_entry_error"},
+}
+# (status after the action, receiving unit after it; None: unchanged)
+ACTION_RESULTS: dict[str, tuple[str, str | None]] = {
+    "submit": ("requested", "norrmalm"),
+    "accept": ("accepted", None),
+    "decline": ("rejected", None),
+    "redirect": ("requested", "kungsholmen"),
+    "cancel": ("cancelled", None),
+    "start": ("in_progress", None),
+    "hold": ("on_hold", None),
+    "resume": ("in_progress", None),
+    "complete": ("completed", None),
+    "fail": ("failed", None),
+    "mark-error": ("entered_in_error", None),
+}
+NEW_UNIT = {"id": "mottagning-syd", "name": "Mottagning Syd", "kind": "receiver"}
+UNIT_REPLACEMENT = {"name": "Kungsholmen nya", "kind": "receiver", "districts": ["kungsholmen"]}
+
+# How each target state is reached from a fresh draft: (action, who, body).
+STEPS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
+    "draft": (),
+    "requested": (("submit", "yw_own", {}),),
+}
+STEPS["accepted"] = (*STEPS["requested"], ("accept", "cw_own", {}))
+STEPS["in_progress"] = (*STEPS["accepted"], ("start", "cw_own", {}))
+STEPS["on_hold"] = (
+    *STEPS["in_progress"],
+    ("hold", "cw_own", {"reason_code": "awaiting_information"}),
+)
+STEPS["completed"] = (
+    *STEPS["in_progress"],
+    ("complete", "cw_own", {"outcome_code": "no_action_needed"}),
+)
+STEPS["redirected"] = (
+    *STEPS["requested"],
+    ("redirect", "cw_own", {"unit": "sodermalm", "reason_code": "wrong_district"}),
+)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    referrals: dict[uuid.UUID, tuple[str, int, str, str | None]]
+    notes: int
+    units: dict[str, tuple[str, str, tuple[str, ...], str | None]]
+
+
+def snapshot(database: Database) -> Snapshot:
+    with database.sessions() as session:
+        referrals = {
+            r.id: (r.status, r.version, r.sending_unit_id, r.receiving_unit_id)
+            for r in session.scalars(select(Referral))
+        }
+        notes = session.scalar(select(func.count()).select_from(Note)) or 0
+        units = {
+            u.id: (u.name, u.kind, tuple(u.districts), u.webhook_url)
+            for u in session.scalars(select(Unit))
+        }
+    return Snapshot(referrals, notes, units)
+
+
+class Callers:
+    """Bearer headers for each caller, minted on first use."""
+
+    def __init__(self, dev_token: Callable[..., str]) -> None:
+        self._dev_token = dev_token
+        self._headers: dict[str, dict[str, str]] = {}
+
+    def __call__(self, caller: str, **extra: str) -> dict[str, str]:
+        if caller not in self._headers:
+            role, unit = CALLERS[caller]
+            self._headers[caller] = {"Authorization": f"Bearer {self._dev_token(role, unit)}"}
+        return {**self._headers[caller], **extra}
+
+
+@pytest.fixture
+def callers(client: FlaskClient, dev_token: Callable[..., str]) -> Callers:
+    callers = Callers(dev_token)
+    # A second referring unit, registered the way an operator would.
+    created = client.post(
+        f"{API}/units",
+        json={"id": "faltgruppen", "name": "Fältgruppen City", "kind": "referrer"},
+        headers=callers("admin"),
+    )
+    assert created.status_code == 201, created.json
+    return callers
+
+
+def make_referral(client: FlaskClient, callers: Callers, target: str) -> tuple[str, str]:
+    """A fresh referral in state ``target``; returns its id and current ETag."""
+    created = client.post(f"{API}/referrals", json=referral_body(), headers=callers("yw_own"))
+    assert created.status_code == 201, created.json
+    rid, etag = created.json["id"], created.headers["ETag"]
+    for action, who, body in STEPS[target]:
+        done = client.post(f"{API}/referrals/{rid}/{action}", json=body, headers=callers(who))
+        assert done.status_code == 200, done.json
+        etag = done.headers["ETag"]
+    return rid, etag
+
+
+def assert_problem(response: TestResponse, expect: Expect) -> None:
+    assert response.status_code == expect.status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM_JSON
+    body = response.get_json()
+    assert body["type"] == PROBLEM + str(expect.problem)
+    assert body["title"] == HTTPStatus(expect.status).phrase
+    assert body["status"] == expect.status
+    if expect is SCOPE:
+        assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    # A refusal never carries case content.
+    text = response.get_data(as_text=True)
+    assert SUBJECT_NAME not in text
+    assert NARRATIVE not in text
+
+
+def request_for(method: str, path: str, rid: str | None, etag: str | None) -> dict[str, Any]:
+    """The one valid request for an endpoint: URL, body and headers."""
+    url = API + path.replace("<uuid:referral_id>", str(rid)).replace(
+        "<string:unit_id>", "kungsholmen"
+    )
+    headers: dict[str, str] = {}
+    if etag is not None and path.startswith(REFERRAL) and method != "GET":
+        headers["If-Match"] = etag
+    body: dict[str, Any] | None = None
+    if (method, path) == ("POST", REFERRALS):
+        body = referral_body()
+    elif (method, path) == ("PATCH", REFERRAL):
+        body = {"narrative": PATCHED_NARRATIVE}
+    elif (method, path) == ("POST", f"{REFERRAL}/notes"):
+        body = {"text": NOTE_TEXT, "visibility": "shared"}
+    elif (method, path) == ("POST", UNITS):
+        body = NEW_UNIT
+    elif (method, path) == ("PUT", UNIT):
+        body = UNIT_REPLACEMENT
+    elif method == "POST" and path.startswith(REFERRAL + "/"):
+        body = ACTION_BODIES[path.rsplit("/", 1)[1]]
+    return {"method": method, "path": url, "json": body, "headers": headers}
+
+
+def short(path: str) -> str:
+    return path.replace("<uuid:referral_id>", "{id}").replace("<string:unit_id>", "{unit}")
+
+
+def matrix_rows() -> list[Any]:
+    return [
+        pytest.param(method, path, target, expectations,
+                     id=f"{method} {short(path)} ({target})")
+        for (method, path, target), expectations in MATRIX.items()
+    ]  # fmt: skip
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+def test_every_endpoint_has_a_row_and_every_row_an_endpoint(app: Flask) -> None:
+    served = {
+        (method, rule.rule.removeprefix(API))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(API + "/")
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    listed = {(method, path) for method, path, _target in MATRIX}
+    assert {
+        "endpoints without a row in MATRIX": sorted(served - listed),
+        "rows in MATRIX for endpoints that do not exist": sorted(listed - served),
+    } == {
+        "endpoints without a row in MATRIX": [],
+        "rows in MATRIX for endpoints that do not exist": [],
+    }
+    actions = {p for m, p in served if m == "POST" and p.startswith(REFERRAL + "/")}
+    assert actions == {f"{REFERRAL}/{a}" for a in ACTION_BODIES} | {f"{REFERRAL}/notes"}
+
+
+def test_every_row_states_every_caller() -> None:
+    for key, expectations in MATRIX.items():
+        assert list(expectations) == list(CALLERS), key
+    for key in MATRIX:
+        assert key[2] in {*STEPS, "listing", "new", "unit"}, key
+
+
+@pytest.mark.parametrize(("method", "path", "target", "expectations"), matrix_rows())
+def test_matrix(
+    client: FlaskClient,
+    database: Database,
+    callers: Callers,
+    subtests: pytest.Subtests,
+    method: str,
+    path: str,
+    target: str,
+    expectations: dict[str, Expect],
+) -> None:
+    """One row of MATRIX; each caller is a subtest with a fresh referral of its own.
+
+    (One test per row rather than per cell: building the app per test costs more than
+    all the requests of a row together.)
+    """
+    listing: dict[str, str] = {}
+    if target == "listing":
+        # Read-only, so one set of referrals serves every caller.
+        listing = {t: make_referral(client, callers, t)[0] for t in sorted(LISTED["yw_own"])}
+    for caller, expect in expectations.items():
+        with subtests.test(msg=f"{caller} expects {expect}"):
+            check_cell(client, database, callers, method, path, target, caller, expect, listing)
+
+
+def check_cell(
+    client: FlaskClient,
+    database: Database,
+    callers: Callers,
+    method: str,
+    path: str,
+    target: str,
+    caller: str,
+    expect: Expect,
+    listing: dict[str, str],
+) -> None:
+    rid = etag = None
+    if target in STEPS:
+        rid, etag = make_referral(client, callers, target)
+    before = snapshot(database)
+
+    request = request_for(method, path, rid, etag)
+    response = client.open(
+        request["path"],
+        method=method,
+        json=request["json"],
+        headers=callers(caller, **request["headers"]),
+    )
+    after = snapshot(database)
+
+    if expect.status >= 400:
+        assert_problem(response, expect)
+        assert after == before, "a refused request changed the database"
+        if rid is not None and expect in (HIDDEN, SCOPE, ROLE):
+            # Indistinguishable from a referral that does not exist.
+            ghost = request_for(method, path, str(uuid.uuid4()), etag)
+            other = client.open(
+                ghost["path"],
+                method=method,
+                json=ghost["json"],
+                headers=callers(caller, **ghost["headers"]),
+            )
+            assert (other.status_code, other.get_json()) == (
+                response.status_code,
+                response.get_json(),
+            )
+        return
+
+    assert response.status_code == expect.status, response.get_data(as_text=True)
+    check_allowed(method, path, target, caller, rid, listing, response, before, after)
+
+
+def check_allowed(
+    method: str,
+    path: str,
+    target: str,
+    caller: str,
+    rid: str | None,
+    listing: dict[str, str],
+    response: TestResponse,
+    before: Snapshot,
+    after: Snapshot,
+) -> None:
+    """An allowed request did exactly what it should, and nothing else."""
+    body = response.get_json(silent=True)
+    key = uuid.UUID(rid) if rid else None
+    if method == "GET":
+        assert after == before, "a read changed the database"
+    if (method, path) == ("GET", REFERRALS):
+        seen = {item["id"] for item in body["items"]}
+        assert seen == {listing[t] for t in LISTED[caller]}
+    elif (method, path) == ("POST", REFERRALS):
+        (new,) = set(after.referrals) - set(before.referrals)
+        unit = CALLERS[caller][1]
+        assert after.referrals[new] == ("draft", 1, unit, None)
+        assert (body["id"], body["status"], body["sending_unit"]) == (str(new), "draft", unit)
+    elif (method, path) == ("GET", REFERRAL):
+        assert body["id"] == rid
+        assert body["status"] == before.referrals[key][0]
+        assert body["subject"]["name"] == SUBJECT_NAME
+        assert response.headers["ETag"] == f'"v{before.referrals[key][1]}"'
+    elif (method, path) == ("PATCH", REFERRAL):
+        status, version, sender, receiver = before.referrals[key]
+        assert after.referrals == {**before.referrals, key: (status, version + 1, sender, receiver)}
+        assert body["narrative"] == PATCHED_NARRATIVE
+    elif (method, path) == ("DELETE", REFERRAL):
+        assert response.get_data() == b""
+        assert after.referrals == {k: v for k, v in before.referrals.items() if k != key}
+    elif (method, path) == ("GET", f"{REFERRAL}/events"):
+        assert body["items"][0]["action"] == "create"
+        assert body["items"][-1]["to_status"] == before.referrals[key][0]
+    elif (method, path) == ("GET", f"{REFERRAL}/notes"):
+        assert body == {"items": []}
+    elif (method, path) == ("POST", f"{REFERRAL}/notes"):
+        assert after.notes == before.notes + 1
+        assert (body["text"], body["author_side"]) == (NOTE_TEXT, SIDE_OF[caller])
+        assert body["author_unit"] == CALLERS[caller][1]
+    elif path.startswith(REFERRAL + "/"):
+        action = path.rsplit("/", 1)[1]
+        status, unit = ACTION_RESULTS[action]
+        _, version, sender, receiver = before.referrals[key]
+        expected = (status, version + 1, sender, unit or receiver)
+        assert after.referrals == {**before.referrals, key: expected}
+        assert (body["status"], body["receiving_unit"]) == (status, unit or receiver)
+    elif (method, path) == ("GET", UNITS):
+        assert {u["id"] for u in body["items"]} == set(before.units)
+    elif (method, path) == ("POST", UNITS):
+        assert after.units == {
+            **before.units,
+            NEW_UNIT["id"]: (NEW_UNIT["name"], "receiver", (), None),
+        }
+    elif (method, path) == ("GET", UNIT):
+        assert (body["id"], body["name"]) == ("kungsholmen", before.units["kungsholmen"][0])
+    elif (method, path) == ("PUT", UNIT):
+        assert after.units == {
+            **before.units,
+            "kungsholmen": ("Kungsholmen nya", "receiver", ("kungsholmen",), None),
+        }
+    else:  # pragma: no cover - a row without a check is a mistake in this module
+        pytest.fail(f"no check for an allowed {method} {path}")
+    if method != "GET" and not path.startswith(UNITS):
+        # Case writes touch neither the unit directory nor, except notes, the notes.
+        assert after.units == before.units
+        if not path.endswith("/notes"):
+            assert after.notes == before.notes
+
+
+# --- notes: each side's internal notes stay with it (DESIGN §1) --------------------------
+
+NOTES = {
+    ("yw_own", "internal"): "Avsändarens egen anteckning: pojken verkade rädd.",
+    ("yw_own", "shared"): "Till mottagaren: han vill bli kontaktad via mamma.",
+    ("cw_own", "internal"): "Mottagarens egen anteckning: tidigare aktualiserad 2024.",
+    ("cw_own", "shared"): "Till avsändaren: vi har tagit emot och bokat möte.",
+}
+
+
+def add_notes(client: FlaskClient, callers: Callers, rid: str) -> None:
+    for (who, visibility), text in NOTES.items():
+        added = client.post(
+            f"{API}/referrals/{rid}/notes",
+            json={"text": text, "visibility": visibility},
+            headers=callers(who),
+        )
+        assert added.status_code == 201, added.json
+
+
+def everything_seen_by(client: FlaskClient, callers: Callers, who: str, rid: str) -> str:
+    """Every response body a caller gets about the referral, as one text."""
+    texts = []
+    for suffix in ("", "/events", "/notes"):
+        got = client.get(f"{API}/referrals/{rid}{suffix}", headers=callers(who))
+        assert got.status_code == 200, got.json
+        texts.append(got.get_data(as_text=True))
+    listed = client.get(f"{API}/referrals", headers=callers(who))
+    assert listed.status_code == 200, listed.json
+    return "\n".join([*texts, listed.get_data(as_text=True)])
+
+
+@pytest.mark.parametrize(
+    ("reader", "visible"),
+    [
+        pytest.param("yw_own", {("yw_own", "internal"), ("yw_own", "shared"),
+                                ("cw_own", "shared")}, id="sender"),
+        pytest.param("cw_own", {("cw_own", "internal"), ("cw_own", "shared"),
+                                ("yw_own", "shared")}, id="receiver"),
+    ],
+)  # fmt: skip
+def test_each_side_reads_shared_notes_and_only_its_own_internal_ones(
+    client: FlaskClient,
+    callers: Callers,
+    reader: str,
+    visible: set[tuple[str, str]],
+) -> None:
+    rid, _ = make_referral(client, callers, "in_progress")
+    add_notes(client, callers, rid)
+
+    got = client.get(f"{API}/referrals/{rid}/notes", headers=callers(reader))
+
+    assert got.status_code == 200, got.json
+    assert got.headers["Cache-Control"] == "no-store"
+    items = got.json["items"]
+    assert sorted(n["text"] for n in items) == sorted(NOTES[k] for k in visible)
+    for note in items:
+        (author,) = [who for (who, vis), text in NOTES.items() if text == note["text"]]
+        assert note["author_side"] == SIDE_OF[author]
+        assert note["author_unit"] == CALLERS[author][1]
+    hidden = set(NOTES) - visible
+    seen = everything_seen_by(client, callers, reader, rid)
+    assert [NOTES[k] for k in hidden if NOTES[k] in seen] == []
+
+
+def test_a_redirect_target_does_not_inherit_the_previous_units_internal_notes(
+    client: FlaskClient, callers: Callers
+) -> None:
+    """Internal notes belong to the unit that wrote them, not to whoever holds the case.
+
+    Norrmalm's internal working notes must not travel to Södermalm with a redirect;
+    shared notes, meant for the other side, do.
+    """
+    rid, _ = make_referral(client, callers, "requested")
+    add_notes(client, callers, rid)
+    redirected = client.post(
+        f"{API}/referrals/{rid}/redirect",
+        json={"unit": "sodermalm", "reason_code": "wrong_district"},
+        headers=callers("cw_own"),
+    )
+    assert redirected.status_code == 200, redirected.json
+
+    got = client.get(f"{API}/referrals/{rid}/notes", headers=callers("cw_other"))
+
+    assert got.status_code == 200, got.json
+    assert sorted(n["text"] for n in got.json["items"]) == sorted(
+        [NOTES["yw_own", "shared"], NOTES["cw_own", "shared"]]
+    )
+    assert NOTES["cw_own", "internal"] not in everything_seen_by(client, callers, "cw_other", rid)
+    # And the previous unit has lost access altogether.
+    gone = client.get(f"{API}/referrals/{rid}/notes", headers=callers("cw_own"))
+    assert_problem(gone, HIDDEN)
