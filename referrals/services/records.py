@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from referrals.db.models import Note, Referral, TimelineEvent
 from referrals.auth import policy
+from referrals.db.models import Note, Referral, TimelineEvent
 from referrals.domain.codes import OPEN_STATUSES, Side, Status
 from referrals.domain.deadlines import is_overdue
 from referrals.domain.errors import MissingRequirement
