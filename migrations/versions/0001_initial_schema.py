@@ -118,6 +118,7 @@ def upgrade() -> None:
         "timeline_events",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("referral_id", sa.Uuid(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("action", sa.String(length=40), nullable=False),
         sa.Column("actor", sa.String(length=500), nullable=False),
@@ -132,6 +133,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["referral_id"], ["referrals.id"], name=op.f("fk_timeline_events_referral_id_referrals")
         ),
+        sa.UniqueConstraint("referral_id", "position", name=op.f("uq_timeline_events_referral_id")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_timeline_events")),
     )
     with op.batch_alter_table("timeline_events", schema=None) as batch_op:

@@ -65,7 +65,11 @@ def _authentication_failed(exc: AuthenticationFailed) -> Response:
         401,
         code="invalid-token",
         detail="A valid bearer access token is required in the Authorization header.",
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        headers={
+            "WWW-Authenticate": 'Bearer error="invalid_token"'
+            if exc.credentials_sent
+            else 'Bearer realm="referrals"'
+        },
     )
 
 

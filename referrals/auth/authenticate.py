@@ -23,11 +23,15 @@ MAX_AUTHORIZATION_HEADER = 8192
 
 
 class AuthenticationFailed(Exception):
-    """401: no usable credentials.  ``reason`` is for logs, never for the client."""
+    """401: no usable credentials.  ``reason`` is for logs, never for the client.
 
-    def __init__(self, reason: str) -> None:
+    ``credentials_sent`` tells a request without any token (RFC 6750 §3.1: challenge
+    without an error code) from one whose token was refused."""
+
+    def __init__(self, reason: str, *, credentials_sent: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.credentials_sent = credentials_sent
 
 
 class ScopeMissing(Exception):
@@ -73,6 +77,8 @@ class Authenticator:
             # RFC 6750 §2.3 allows it; we do not: URLs end up in logs and histories.
             raise AuthenticationFailed("token in the query string")
         authorization = headers.get("Authorization", "")
+        if not authorization.strip():
+            raise AuthenticationFailed("no credentials", credentials_sent=False)
         if len(authorization) > MAX_AUTHORIZATION_HEADER:
             raise AuthenticationFailed("oversized Authorization header")
         try:

@@ -18,11 +18,8 @@ _KNOWN_ROLES = {role.value: role for role in Role}
 def principal_from_claims(
     claims: Mapping[str, Any], *, roles_claim: str, unit_claim: str
 ) -> Principal:
-    raw_roles = _lookup(claims, roles_claim)
-    if isinstance(raw_roles, str):
-        raw_roles = raw_roles.split()
     roles = frozenset(
-        _KNOWN_ROLES[r] for r in raw_roles or () if isinstance(r, str) and r in _KNOWN_ROLES
+        _KNOWN_ROLES[r] for r in _role_names(_lookup(claims, roles_claim)) if r in _KNOWN_ROLES
     )
     unit = _lookup(claims, unit_claim)
     client_id = claims.get("client_id") or claims.get("azp")
@@ -34,6 +31,18 @@ def principal_from_claims(
         unit=unit if isinstance(unit, str) and unit else None,
         scopes=frozenset(_scopes(claims)),
     )
+
+
+def _role_names(raw: Any) -> list[str]:
+    """A list of strings or one space-separated string; anything else grants nothing.
+
+    (Iterating an object would read its keys: {"caseworker": false} must not make a
+    caseworker.)"""
+    if isinstance(raw, str):
+        return raw.split()
+    if isinstance(raw, list):
+        return [r for r in raw if isinstance(r, str)]
+    return []
 
 
 def _lookup(claims: Mapping[str, Any], dotted: str) -> Any:

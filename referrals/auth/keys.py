@@ -106,8 +106,13 @@ class DiscoveredKeySource:
             raise
         except Exception as exc:  # malformed JWKS: treat like an outage, log-safe message
             raise KeysUnavailable("the identity provider published an unusable JWKS") from exc
-        # Only public keys with an id are usable: a "kid"-less key could match any token.
-        self._keys = {k.kid: k for k in key_set if k.kid and not k.is_private}
+        # Only public signing keys with an id are usable: a "kid"-less key could match any
+        # token, and a key published for encryption ("use": "enc") must not verify.
+        self._keys = {
+            k.kid: k
+            for k in key_set
+            if k.kid and not k.is_private and k.get("use") in (None, "sig")
+        }
         self._fetched_at = now
 
     def _discover(self) -> str:

@@ -83,7 +83,8 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
             raise RejectedToken("token header names its own key")
         if not isinstance(kid, str) or not _KID.match(kid):
             raise RejectedToken("missing or malformed kid")
-        trusted = self._issuers.get(unverified.get("iss"))  # type: ignore[arg-type]
+        issuer = unverified.get("iss")
+        trusted = self._issuers.get(issuer) if isinstance(issuer, str) else None
         if trusted is None:
             raise RejectedToken("untrusted issuer")
         if alg not in trusted.algorithms:
@@ -127,7 +128,8 @@ def _peek(token_string: str) -> tuple[dict[str, Any], Mapping[str, Any]]:
     try:
         compact = jws.extract_compact(token_string.encode("ascii"))
         claims = json.loads(compact.payload)
-    except (JoseError, ValueError, UnicodeError) as exc:
+    except (JoseError, ValueError, UnicodeError, RecursionError) as exc:
+        # RecursionError: a few kilobytes of nested arrays must cost a 401, not a 500.
         raise RejectedToken("not a compact JWS") from exc
     if not isinstance(claims, dict):
         raise RejectedToken("claims are not an object")

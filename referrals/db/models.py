@@ -72,7 +72,9 @@ class Referral(Base):
     place_met: Mapped[sensitive_text]
 
     events: Mapped[list[TimelineEvent]] = relationship(
-        back_populates="referral", cascade="all, delete-orphan", order_by="TimelineEvent.at"
+        back_populates="referral",
+        cascade="all, delete-orphan",
+        order_by="TimelineEvent.position",
     )
     notes: Mapped[list[Note]] = relationship(
         back_populates="referral", cascade="all, delete-orphan", order_by="Note.created_at"
@@ -83,9 +85,12 @@ class Referral(Base):
 
 class TimelineEvent(Base):
     __tablename__ = "timeline_events"
+    __table_args__ = (UniqueConstraint("referral_id", "position"),)
 
     id: Mapped[uuid_pk]
     referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id"), index=True)
+    # 1, 2, 3 … per referral: events written in one request share "at" but not order.
+    position: Mapped[int]
     at: Mapped[timestamp]
     action: Mapped[code]
     actor: Mapped[str] = mapped_column(String(500))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from referrals.auth import policy
@@ -243,7 +244,7 @@ def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:
 def _flush(uow: UnitOfWork) -> None:
     try:
         uow.session.flush()
-    except StaleDataError:
+    except (StaleDataError, IntegrityError):
         # Another transaction changed the row between our read and our write.
         raise Conflict("the referral was changed by someone else; read it again") from None
 

@@ -26,6 +26,7 @@ def record_event(
     """Append who did what, when, from which status to which."""
     event = TimelineEvent(
         id=uuid.uuid4(),
+        position=len(row.events) + 1,
         at=ctx.now,
         action=action,
         actor=ctx.principal.actor,
