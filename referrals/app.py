@@ -11,7 +11,7 @@ from referrals import api
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
 from referrals.auth.keys import DiscoveredKeySource, StaticKeySource
-from referrals.auth.tokens import TrustedIssuer
+from referrals.auth.tokens import AccessTokenValidator, TrustedIssuer
 from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.domain.deadlines import DeadlinePolicy
@@ -79,11 +79,14 @@ def build_authenticator(settings: Settings, instance_path: Path) -> Authenticato
                 algorithms=(DEV_ALGORITHM,),
             )
         )
-    return Authenticator(
+    validator = AccessTokenValidator(
         issuers,
         audience=settings.oidc_audience,
         leeway=settings.oidc_leeway,
         accept_jwt_typ=settings.oidc_accept_jwt_typ,
+    )
+    return Authenticator(
+        validator,
         roles_claim=settings.oidc_roles_claim,
         unit_claim=settings.oidc_unit_claim,
     )

@@ -16,7 +16,7 @@ from werkzeug.datastructures import Headers
 from referrals.auth.claims import principal_from_claims
 from referrals.auth.keys import KeysUnavailable
 from referrals.auth.principal import Principal
-from referrals.auth.tokens import AccessTokenValidator, RejectedToken, TrustedIssuer
+from referrals.auth.tokens import AccessTokenValidator, RejectedToken
 
 # Far above any real access token, far below anything that costs memory to parse.
 MAX_AUTHORIZATION_HEADER = 8192
@@ -49,21 +49,10 @@ class _Request:
 
 class Authenticator:
     def __init__(
-        self,
-        issuers: Collection[TrustedIssuer],
-        *,
-        audience: str,
-        leeway: int,
-        accept_jwt_typ: bool,
-        roles_claim: str,
-        unit_claim: str,
+        self, validator: AccessTokenValidator, *, roles_claim: str, unit_claim: str
     ) -> None:
         self._protector = ResourceProtector()
-        self._protector.register_token_validator(
-            AccessTokenValidator(
-                issuers, audience=audience, leeway=leeway, accept_jwt_typ=accept_jwt_typ
-            )
-        )
+        self._protector.register_token_validator(validator)
         self._roles_claim = roles_claim
         self._unit_claim = unit_claim
 

@@ -13,6 +13,16 @@ PG = "postgresql+psycopg://referrals@db.invalid/referrals"
 ISSUER = "https://idp.example.org/realms/stockholm"
 
 
+def production(instance_path: Path) -> Settings:
+    return Settings(
+        env=Environment.PRODUCTION,
+        instance_path=instance_path,
+        database_url=PG,
+        oidc_issuer=ISSUER,
+        dev_tokens=False,
+    )
+
+
 def test_defaults_are_the_embedded_development_setup() -> None:
     settings = Settings.from_env({})
     assert settings.env is Environment.DEVELOPMENT
@@ -84,13 +94,7 @@ def test_unusable_values_are_refused_with_the_variable_named(variable: str, valu
 def test_production_refuses_development_settings(
     tmp_path: Path, overrides: dict[str, object], reason: str
 ) -> None:
-    settings = Settings(
-        env=Environment.PRODUCTION,
-        instance_path=tmp_path,
-        database_url=PG,
-        oidc_issuer=ISSUER,
-        dev_tokens=False,
-    ).with_overrides(**overrides)
+    settings = production(tmp_path).with_overrides(**overrides)
     with pytest.raises(ConfigError, match=reason) as refused:
         create_app(settings)
     assert "\n" not in str(refused.value)
@@ -101,14 +105,7 @@ def test_log_level_is_case_insensitive() -> None:
 
 
 def test_production_with_real_settings_starts_without_a_development_key(tmp_path: Path) -> None:
-    settings = Settings(
-        env=Environment.PRODUCTION,
-        instance_path=tmp_path,
-        database_url=PG,
-        oidc_issuer=ISSUER,
-        dev_tokens=False,
-    )
-    create_app(settings)
+    create_app(production(tmp_path))
     assert not (tmp_path / "dev-token-signing-key.json").exists()
 
 
