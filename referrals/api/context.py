@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from flask import current_app, g, request
+from werkzeug.exceptions import UnsupportedMediaType
 
 from referrals.auth.principal import Scope
 from referrals.runtime import Runtime
@@ -28,7 +29,9 @@ def authenticated(*scopes: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
     Put it above the flask-smorest decorators: an anonymous caller gets 401, not a
     validation error that would confirm what the endpoint expects.  Any one of
-    ``scopes`` suffices.
+    ``scopes`` suffices.  Then a body that is not JSON is refused with 415: the
+    argument parser would otherwise read it as an empty object and, say, create an
+    empty draft.
     """
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
@@ -44,6 +47,8 @@ def authenticated(*scopes: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 deadlines=rt.deadlines,
                 default_intake_unit=rt.settings.default_intake_unit,
             )
+            if _has_body() and not request.is_json:
+                raise UnsupportedMediaType("request bodies must be application/json")
             return view(*args, **kwargs)
 
         doc: dict[str, Any] = getattr(wrapper, "_apidoc", {})
@@ -54,6 +59,10 @@ def authenticated(*scopes: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorator
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
 
 
 def caller() -> Context:

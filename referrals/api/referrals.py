@@ -33,8 +33,8 @@ from referrals.services.errors import PreconditionRequired, Unprocessable
 blp = Blueprint("referrals", __name__, url_prefix="/api/v1", description="Referrals")
 
 READ, WRITE = Scope.REFERRALS_READ, Scope.REFERRALS_WRITE
-_ETAG = re.compile(r'^(?:W/)?"v(\d{1,12})"$')
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_ETAG = re.compile(r'^(?:W/)?"v(\d{1,12})"\Z')
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 _ERRORS = (401, 403, 404, 422)
 _NO_STORE = {"Cache-Control": "no-store"}
 

@@ -35,7 +35,7 @@ _ID_TOKEN_CLAIMS = {"nonce", "at_hash", "c_hash"}
 _FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
 # Key ids are looked up in a dict, never used as a path or URL; still, refuse anything
 # that is not a plain identifier so that a "../" kid never reaches a log or a cache key.
-_KID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+_KID = re.compile(r"^[A-Za-z0-9._~-]{1,128}\Z")
 
 
 class RejectedToken(InvalidTokenError):  # type: ignore[misc]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from referrals.auth.principal import Principal
 from referrals.domain.deadlines import DeadlinePolicy
@@ -16,3 +17,8 @@ class Context:
     now: datetime
     deadlines: DeadlinePolicy
     default_intake_unit: str
+
+    @property
+    def today(self) -> date:
+        """The calendar day where the units work: ages and "same day" follow it, not UTC."""
+        return self.now.astimezone(ZoneInfo(self.deadlines.timezone)).date()

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
-
 from referrals.auth import policy
 from referrals.auth.principal import Role
 from referrals.db.models import Referral
@@ -78,14 +75,13 @@ def create(
         created_at=ctx.now,
         updated_at=ctx.now,
     )
-    records.write_case(row, body, today=ctx.now.date())
+    records.write_case(row, body, today=ctx.today)
     uow.referrals.add(row)
     record_event(row, ctx, action="create", from_status=None)
     if submit:
         _submit(uow, ctx, row)
     if before_commit is not None:
         before_commit(uow, row.id)
-    _flush(uow)
     uow.commit()
     return records.represent(row, Side.SENDER, now=ctx.now)
 
@@ -138,9 +134,8 @@ def update_draft(
     check_version(row, if_match)
     _require_draft_owner(row, side, "edited")
     merged = _merge_patch(records.case_input(row), patch)
-    records.write_case(row, merged, today=ctx.now.date())
+    records.write_case(row, merged, today=ctx.today)
     row.updated_at = ctx.now
-    _flush(uow)
     uow.commit()
     return records.represent(row, side, now=ctx.now)
 
@@ -173,7 +168,6 @@ def perform(
         _submit(uow, ctx, row)
     else:
         _apply(uow, ctx, row, transition, inputs)
-    _flush(uow)
     uow.commit()
     return records.represent(row, side, now=ctx.now)
 
@@ -198,8 +192,8 @@ def _apply(
         row.status = transition.target
     if transition.action is Action.ACCEPT:
         row.assignee = inputs.get("assignee")
-    if transition.needs_reason:
-        row.reason_code = inputs["reason_code"]
+    # The reason code explains the current status; a transition without one clears it.
+    row.reason_code = inputs["reason_code"] if transition.needs_reason else None
     if transition.needs_outcome:
         row.outcome_code = inputs["outcome_code"]
     row.updated_at = ctx.now
@@ -230,7 +224,7 @@ def _submit(uow: UnitOfWork, ctx: Context, row: Referral) -> None:
     row.submitted_at = row.updated_at = ctx.now
     row.due_at = ctx.deadlines.due_at(Priority(row.priority), ctx.now)
     birth_date = records.birth_date_of(row)
-    row.age_at_submission = age_on(birth_date, ctx.now.date()) if birth_date else None
+    row.age_at_submission = age_on(birth_date, ctx.today) if birth_date else None
     record_event(row, ctx, action=Action.SUBMIT, from_status=Status.DRAFT)
 
 
@@ -239,14 +233,6 @@ def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:
         raise ActionNotAllowed(f"only the sending unit may have a referral {verb}")
     if row.status != Status.DRAFT:
         raise Conflict(f"only drafts can be {verb}", field="status")
-
-
-def _flush(uow: UnitOfWork) -> None:
-    try:
-        uow.session.flush()
-    except (StaleDataError, IntegrityError):
-        # Another transaction changed the row between our read and our write.
-        raise Conflict("the referral was changed by someone else; read it again") from None
 
 
 def _merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from referrals.db.repositories import ReferralRepository, UnitRepository
+from referrals.services.errors import Conflict
 
 
 class UnitOfWork:
@@ -33,6 +35,11 @@ class UnitOfWork:
         # half-way leaves no half-written record.
         self.session.rollback()
         self.session.close()
+        if isinstance(exc, StaleDataError):
+            # A versioned UPDATE matched no row: another transaction changed the referral
+            # between our read and our write.  That can surface at any flush, autoflush
+            # included, so it is translated here, once, for every use case.
+            raise Conflict("the referral was changed by someone else; read it again") from exc
 
     def commit(self) -> None:
         self.session.commit()

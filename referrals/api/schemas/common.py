@@ -6,7 +6,8 @@ from enum import StrEnum
 
 from marshmallow import RAISE, Schema, fields, validate
 
-SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$", error="Must be a lowercase slug.")
+# \Z, not $: "$" also matches before a trailing newline.
+SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}\Z", error="Must be a lowercase slug.")
 
 
 class StrictSchema(Schema):

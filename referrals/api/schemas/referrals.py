@@ -18,7 +18,7 @@ from referrals.domain.codes import (
     Status,
 )
 
-PHONE = validate.Regexp(r"^\+?[0-9 ()-]{3,30}$", error="Not a valid phone number.")
+PHONE = validate.Regexp(r"^\+?[0-9 ()-]{3,30}\Z", error="Not a valid phone number.")
 
 
 class SubjectIn(StrictSchema):
