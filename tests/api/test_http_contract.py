@@ -7,7 +7,6 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,30 +22,16 @@ from tests.api.helpers import (
     REFERRALS,
     UNPROCESSABLE,
     VALIDATION,
-    Actors,
     act,
     assert_problem,
     bearer,
     counts,
     create,
-    forbid_server_errors,
     listed_ids,
     listing,
     personal_number,
     referral_body,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_server_errors(app: Any) -> Iterator[None]:
-    seen = forbid_server_errors(app)
-    yield
-    assert seen == []
-
-
-@pytest.fixture
-def actors(dev_token: Any) -> Actors:
-    return Actors(dev_token)
 
 
 @pytest.fixture

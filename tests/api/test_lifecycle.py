@@ -6,7 +6,6 @@ the timeline event it wrote, and (for refusals) that nothing changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +32,6 @@ from tests.api.helpers import (
     counts,
     create,
     events,
-    forbid_server_errors,
     listed_ids,
     listing,
     moment,
@@ -60,18 +58,6 @@ PATHS: dict[str, list[Step]] = {
     "cancelled": [("cancel", "worker", {"reason_code": "no_longer_needed"})],
     "entered_in_error": [("mark-error", "worker", {"reason_code": "data_entry_error"})],
 }
-
-
-@pytest.fixture(autouse=True)
-def no_server_errors(app: Any) -> Iterator[None]:
-    seen = forbid_server_errors(app)
-    yield
-    assert seen == []
-
-
-@pytest.fixture
-def actors(dev_token: Any) -> Actors:
-    return Actors(dev_token)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ was, and never repeats a personal number back to the client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,28 +16,14 @@ from tests.api.helpers import (
     MISSING_REQUIREMENT,
     REFERRALS,
     VALIDATION,
-    Actors,
     act,
     assert_problem,
     counts,
     create,
-    forbid_server_errors,
     personal_number,
     referral_body,
     with_wrong_check_digit,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_server_errors(app: Any) -> Iterator[None]:
-    seen = forbid_server_errors(app)
-    yield
-    assert seen == []
-
-
-@pytest.fixture
-def actors(dev_token: Any) -> Actors:
-    return Actors(dev_token)
 
 
 def post(client, actors, body):
