@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
 from referrals.auth.keys import DiscoveredKeySource, StaticKeySource
 from referrals.auth.tokens import AccessTokenValidator, TrustedIssuer
-from referrals.config import Settings
+from referrals.config import ConfigError, Settings
+from referrals.crypto.keyring import KeyProvider, KeyringEnv, KeyringFile
 from referrals.db.engine import Database, connect
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.runtime import Clock, Runtime, utc_now
+from referrals.services.vault import Vault
 
 
 def create_app(
@@ -49,10 +52,35 @@ def create_app(
         database=database or connect(database_url),
         authenticator=build_authenticator(settings, instance_path),
         deadlines=DeadlinePolicy(),
+        vault=build_vault(settings, instance_path),
         clock=clock,
     )
     api.init_app(app)
     return app
+
+
+def key_provider(settings: Settings, instance_path: Path) -> KeyProvider:
+    if settings.keyring:
+        return KeyringEnv(settings.keyring)
+    return KeyringFile(settings.resolved_keyring_file(instance_path))
+
+
+def build_vault(settings: Settings, instance_path: Path) -> Vault:
+    provider = key_provider(settings, instance_path)
+    if isinstance(provider, KeyringFile) and not provider.exists():
+        if settings.is_production:
+            raise ConfigError(
+                "production needs a keyring: set REFERRALS_KEYRING_FILE or REFERRALS_KEYRING"
+            )
+        with contextlib.suppress(FileExistsError):  # another worker created it first
+            provider.create(development=True)
+    try:
+        vault = Vault(provider)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"unusable keyring: {exc}") from None
+    if settings.is_production and vault.keyring.development:
+        raise ConfigError("production refuses a development keyring")
+    return vault
 
 
 def build_authenticator(settings: Settings, instance_path: Path) -> Authenticator:

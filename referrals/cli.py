@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import click
 from flask import Flask
 
-from referrals.app import create_app
+from referrals.app import create_app, key_provider
 from referrals.auth import devissuer
-from referrals.auth.principal import Principal, Role
-from referrals.config import ConfigError
+from referrals.auth.principal import Role
+from referrals.config import ConfigError, Settings
+from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
-from referrals.runtime import Runtime
-from referrals.services import units
-from referrals.services.context import Context
+from referrals.domain.codes import EraseReason
+from referrals.runtime import OPERATOR, Runtime
+from referrals.services import keyring_admin, units
+from referrals.services import referrals as referral_cases
+from referrals.services.errors import ServiceError
 
 SPEC_PATH = Path("openapi") / "openapi.json"
 # Who each printed development token is for, in the embedded demo.
@@ -55,7 +59,9 @@ def db() -> None:
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest revision."""
     runtime = _runtime(_app())
-    migrate.upgrade(runtime.settings.resolved_database_url(runtime.instance_path))
+    migrate.upgrade(
+        runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
+    )
     click.echo("database is at the newest revision")
 
 
@@ -72,10 +78,8 @@ def seed_demo() -> None:
 
 
 def _seed_demo(runtime: Runtime) -> int:
-    system = Principal(issuer="urn:referrals:cli", subject="seed", roles=frozenset({Role.ADMIN}))
-    ctx = Context(system, runtime.clock(), runtime.deadlines, runtime.settings.default_intake_unit)
     with runtime.unit_of_work() as uow:
-        return units.seed_demo(uow, ctx)
+        return units.seed_demo(uow, runtime.context(OPERATOR))
 
 
 @main.command("dev-token")
@@ -94,6 +98,107 @@ def _mint(runtime: Runtime, role: Role, unit: str | None, ttl: int) -> str:
         raise click.ClickException("development tokens are disabled in this environment")
     key = devissuer.load_or_create_key(runtime.instance_path)
     return devissuer.mint(key, role=role, unit=unit, audience=settings.oidc_audience, lifetime=ttl)
+
+
+@main.group()
+def keys() -> None:
+    """The keyring: key-encryption keys and the blind-index key."""
+
+
+def _keyring_file(runtime: Runtime) -> KeyringFile:
+    provider = key_provider(runtime.settings, runtime.instance_path)
+    if not isinstance(provider, KeyringFile):
+        raise click.ClickException(
+            "the keyring comes from REFERRALS_KEYRING; rotate it where that secret is managed"
+        )
+    return provider
+
+
+@keys.command("init")
+def keys_init() -> None:
+    """Create the keyring file (development; production keyrings are mounted secrets)."""
+    settings = Settings.from_env()
+    path = settings.resolved_keyring_file(_instance_path(settings))
+    try:
+        KeyringFile(path).create(development=not settings.is_production)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; it is never overwritten") from None
+    click.echo(f"created {path}")
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Each KEK, whether it is current, and how many referrals it wraps."""
+    runtime = _runtime(_app())
+    with runtime.unit_of_work() as uow:
+        counts = keyring_admin.usage(uow)
+    keyring = runtime.vault.keyring
+    for key_id in sorted(keyring.keks):
+        marker = "current" if key_id == keyring.current else "retained"
+        click.echo(f"{key_id}\t{marker}\t{counts.get(key_id, 0)} referrals")
+    unknown = sorted(set(counts) - set(keyring.keks))
+    for key_id in unknown:
+        click.echo(f"{key_id}\tMISSING\t{counts[key_id]} referrals cannot be read")
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Add a new KEK and make it current; then run `referrals keys rewrap`."""
+    new_id = _keyring_file(_runtime(_app())).rotate()
+    click.echo(f"{new_id} is now current; run `referrals keys rewrap` to move data keys to it")
+
+
+@keys.command("rewrap")
+@click.option("--batch-size", default=500, show_default=True)
+def keys_rewrap(batch_size: int) -> None:
+    """Re-wrap every data key under the current KEK, in batches (resumable, idempotent)."""
+    runtime = _runtime(_app())
+    with runtime.unit_of_work() as uow:
+        total = keyring_admin.pending_rewrap(uow, runtime.vault)
+    with click.progressbar(length=total, label="rewrapping data keys") as bar:
+        while True:
+            with runtime.unit_of_work() as uow:
+                done = keyring_admin.rewrap_batch(uow, runtime.vault, batch_size)
+            if done == 0:
+                break
+            bar.update(done)
+    click.echo(f"{total} data keys now wrapped by {runtime.vault.keyring.current}")
+
+
+@keys.command("retire")
+@click.argument("key_id")
+def keys_retire(key_id: str) -> None:
+    """Remove a KEK from the keyring; refused while any referral still uses it."""
+    runtime = _runtime(_app())
+    with runtime.unit_of_work() as uow:
+        in_use = keyring_admin.usage(uow).get(key_id, 0)
+    if in_use:
+        raise click.ClickException(f"{key_id} still wraps {in_use} data keys: run rewrap first")
+    try:
+        _keyring_file(runtime).retire(key_id)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{key_id} retired")
+
+
+@main.command()
+@click.argument("referral_id", type=click.UUID)
+@click.option("--reason", type=click.Choice([r.value for r in EraseReason]), required=True)
+def erase(referral_id: uuid.UUID, reason: str) -> None:
+    """Crypto-shred a referral's personal data; its non-personal skeleton remains."""
+    runtime = _runtime(_app())
+    try:
+        with runtime.unit_of_work() as uow:
+            referral_cases.erase(uow, runtime.context(OPERATOR), referral_id, EraseReason(reason))
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"referral {referral_id} erased")
+
+
+def _instance_path(settings: Settings) -> Path:
+    if settings.instance_path:
+        return settings.instance_path
+    return Path(Flask("referrals").instance_path)
 
 
 @main.group()
@@ -136,7 +241,9 @@ def quickstart(host: str, port: int, ttl: int) -> None:
     runtime = _runtime(app)
     if runtime.settings.is_production:
         raise click.ClickException("quickstart is for development only")
-    migrate.upgrade(runtime.settings.resolved_database_url(runtime.instance_path))
+    migrate.upgrade(
+        runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
+    )
     _seed_demo(runtime)
     click.echo(f"referrals is starting on http://{host}:{port}  (API docs: /docs)\n")
     click.echo('Development tokens (export one, then: curl -H "Authorization: Bearer $TOKEN" ...):')

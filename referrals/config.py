@@ -49,12 +49,19 @@ class Settings:
     # The development token issuer (``referrals dev-token``); refused in production.
     dev_tokens: bool = True
     default_intake_unit: str = "intake"
+    # The keyring: a JSON file (default: keyring.json in the instance folder, created for
+    # development) or the same JSON in an environment variable (a mounted secret).
+    keyring_file: Path | None = None
+    keyring: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    def resolved_keyring_file(self, instance_path: Path) -> Path:
+        return self.keyring_file or instance_path / "keyring.json"
 
     def resolved_database_url(self, instance_path: Path) -> str:
         if self.database_url:
@@ -106,7 +113,7 @@ def _parse(name: str, raw: str) -> Any:
                 return Environment(raw.lower())
             except ValueError:
                 raise ConfigError(f"{key} must be development or production") from None
-        case "instance_path":
+        case "instance_path" | "keyring_file":
             return Path(raw)
         case "oidc_algorithms":
             algorithms = tuple(a.strip() for a in raw.split(",") if a.strip())
@@ -135,4 +142,4 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")
             return raw.upper()
         case _:
-            return raw or None if name in {"database_url", "oidc_issuer"} else raw
+            return raw or None if name in {"database_url", "oidc_issuer", "keyring"} else raw

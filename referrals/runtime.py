@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from referrals.auth.authenticate import Authenticator
+from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
 from referrals.db.engine import Database
 from referrals.domain.deadlines import DeadlinePolicy
+from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Vault
 
 Clock = Callable[[], datetime]
 
@@ -27,7 +30,23 @@ class Runtime:
     database: Database
     authenticator: Authenticator
     deadlines: DeadlinePolicy
+    vault: Vault
     clock: Clock = utc_now
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.database.sessions)
+
+    def context(self, principal: Principal) -> Context:
+        """What a use case needs besides its arguments, for ``principal``, now."""
+        return Context(
+            principal=principal,
+            now=self.clock(),
+            deadlines=self.deadlines,
+            default_intake_unit=self.settings.default_intake_unit,
+            vault=self.vault,
+        )
+
+
+# Command-line jobs act as this administrator; with the audit trail they will be recorded
+# under it, with the operator's reason.
+OPERATOR = Principal(issuer="urn:referrals:cli", subject="operator", roles=frozenset({Role.ADMIN}))

@@ -21,14 +21,12 @@ from sqlalchemy.orm import sessionmaker
 
 from referrals import create_app
 from referrals.auth import devissuer
-from referrals.auth.principal import Principal, Role
+from referrals.auth.principal import Role
 from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.db.models import Base
-from referrals.domain.deadlines import DeadlinePolicy
+from referrals.runtime import OPERATOR, Runtime
 from referrals.services import units
-from referrals.services.context import Context
-from referrals.services.uow import UnitOfWork
 from tests.support.clock import FakeClock
 from tests.support.databases import postgres_database, sqlite_database
 
@@ -104,16 +102,16 @@ def settings(instance_path: Path) -> Settings:
     return Settings(instance_path=instance_path)
 
 
-def seed_units(database: Database, clock: FakeClock) -> None:
-    system = Principal(issuer="urn:test", subject="seed", roles=frozenset({Role.ADMIN}))
-    with UnitOfWork(database.sessions) as uow:
-        units.seed_demo(uow, Context(system, clock(), DeadlinePolicy(), "intake"))
+def seed_units(app: Flask) -> None:
+    runtime: Runtime = app.extensions["referrals"]
+    with runtime.unit_of_work() as uow:
+        units.seed_demo(uow, runtime.context(OPERATOR))
 
 
 @pytest.fixture
 def app(settings: Settings, database: Database, clock: FakeClock) -> Flask:
     app = create_app(settings, database=database, clock=clock)
-    seed_units(database, clock)
+    seed_units(app)
     return app
 
 

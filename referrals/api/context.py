@@ -41,12 +41,7 @@ def authenticated(*scopes: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
             principal = rt.authenticator.authenticate(
                 request.headers, request.args.keys(), [s.value for s in scopes]
             )
-            g.context = Context(
-                principal=principal,
-                now=rt.clock(),
-                deadlines=rt.deadlines,
-                default_intake_unit=rt.settings.default_intake_unit,
-            )
+            g.context = rt.context(principal)
             if _has_body() and not request.is_json:
                 raise UnsupportedMediaType("request bodies must be application/json")
             return view(*args, **kwargs)

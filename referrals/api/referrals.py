@@ -22,8 +22,10 @@ from referrals.api.schemas.referrals import (
     NoteOut,
     ReferralBody,
     ReferralCreate,
+    ReferralList,
     ReferralOut,
     ReferralPage,
+    SearchBody,
 )
 from referrals.auth.principal import Scope
 from referrals.domain.codes import Action, NoteVisibility
@@ -109,6 +111,19 @@ class ReferralCollection(MethodView):
         if replayed:
             headers["Idempotent-Replayed"] = "true"
         return view, 201, headers
+
+
+@blp.route("/referrals/search")
+class ReferralSearch(MethodView):
+    @authenticated(READ)
+    @blp.arguments(SearchBody)
+    @blp.response(200, ReferralList)
+    @problems(blp, *_ERRORS)
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Find the referrals the caller may see for one personal number (exact match)."""
+        with unit_of_work() as uow:
+            items = referrals.search(uow, caller(), body["personal_number"])
+        return {"items": items}, 200, _NO_STORE
 
 
 @blp.route("/referrals/<uuid:referral_id>")

@@ -40,6 +40,11 @@ def may_manage_units(principal: Principal) -> bool:
     return principal.has_role(Role.ADMIN)
 
 
+def may_erase(principal: Principal) -> bool:
+    """Erasure is an operator's act on a referral it cannot read."""
+    return principal.has_role(Role.ADMIN)
+
+
 def may_list_units(principal: Principal) -> bool:
     """The unit directory is not case content: every known role may read it."""
     return bool(principal.roles)

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, TypeDecorator, Uuid
+from sqlalchemy import JSON, DateTime, Dialect, LargeBinary, MetaData, String, TypeDecorator, Uuid
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 # Stable constraint names, so Alembic migrations name the same thing on every database.
@@ -55,10 +55,10 @@ optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime, nulla
 code = Annotated[str, mapped_column(String(40))]
 slug = Annotated[str, mapped_column(String(64))]
 
-# Personal data.  Every column of this type holds a value DESIGN §4 lists as sensitive;
-# they are written and read only through referrals/services/records.py, the one place
-# where field sealing (encryption at rest) applies.
-sensitive_text = Annotated[str | None, mapped_column(String, nullable=True)]
+# Personal data, sealed.  Every column of this type holds AES-256-GCM ciphertext of a
+# value DESIGN §4 lists as sensitive (referrals/crypto/aead.py); they are written and read
+# only through referrals/services/records.py, the one place where fields are sealed.
+sealed = Annotated[bytes | None, mapped_column(LargeBinary, nullable=True)]
 
 
 class Base(DeclarativeBase):

@@ -25,5 +25,8 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", *, vault: object = None) -> None:
+    """``vault`` seals existing plaintext rows when a migration encrypts fields (0002)."""
+    config = alembic_config(database_url)
+    config.attributes["vault"] = vault
+    command.upgrade(config, revision)

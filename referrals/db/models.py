@@ -1,18 +1,18 @@
 """Tables.  Coarse fields stay plaintext (routing and statistics need them); every
-personal value is a ``sensitive_text`` column (see referrals/db/base.py)."""
+personal value is a ``sealed`` column (see referrals/db/base.py)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.db.base import (
     Base,
     code,
     optional_timestamp,
-    sensitive_text,
+    sealed,
     slug,
     timestamp,
     uuid_pk,
@@ -62,14 +62,22 @@ class Referral(Base):
     submitted_at: Mapped[optional_timestamp]
     due_at: Mapped[optional_timestamp]
 
-    subject_name: Mapped[sensitive_text]
-    personal_number: Mapped[sensitive_text]
-    birth_date: Mapped[sensitive_text]
-    phone: Mapped[sensitive_text]
-    guardian_name: Mapped[sensitive_text]
-    guardian_phone: Mapped[sensitive_text]
-    narrative: Mapped[sensitive_text]
-    place_met: Mapped[sensitive_text]
+    # Envelope encryption: this referral's data key, wrapped by the key-encryption key
+    # ``kek_id``.  Erasure destroys it (crypto-shredding), and with it every sealed field.
+    dek_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    kek_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Blind index of the normalised personal number, for exact-match search.
+    personal_number_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    erased_at: Mapped[optional_timestamp]
+
+    subject_name: Mapped[sealed]
+    personal_number: Mapped[sealed]
+    birth_date: Mapped[sealed]
+    phone: Mapped[sealed]
+    guardian_name: Mapped[sealed]
+    guardian_phone: Mapped[sealed]
+    narrative: Mapped[sealed]
+    place_met: Mapped[sealed]
 
     events: Mapped[list[TimelineEvent]] = relationship(
         back_populates="referral",
@@ -101,7 +109,7 @@ class TimelineEvent(Base):
     to_unit: Mapped[str | None] = mapped_column(String(64))
     reason_code: Mapped[str | None] = mapped_column(String(40))
     outcome_code: Mapped[str | None] = mapped_column(String(40))
-    reason_text: Mapped[sensitive_text]
+    reason_text: Mapped[sealed]
 
     referral: Mapped[Referral] = relationship(back_populates="events")
 
@@ -116,7 +124,7 @@ class Note(Base):
     author_unit: Mapped[str | None] = mapped_column(String(64))
     author_side: Mapped[code]
     visibility: Mapped[code]
-    text: Mapped[sensitive_text]
+    text: Mapped[sealed]
 
     referral: Mapped[Referral] = relationship(back_populates="notes")
 

@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from referrals.db.models import IdempotencyKey, Referral, Unit
@@ -66,6 +67,43 @@ class ReferralRepository:
             query = query.where(tuple_(Referral.created_at, Referral.id) < tuple_(*after))
         query = query.order_by(Referral.created_at.desc(), Referral.id.desc()).limit(limit)
         return self.session.scalars(query).all()
+
+    def with_personal_number_index(self, index: str) -> Sequence[Referral]:
+        return self.session.scalars(
+            select(Referral).where(Referral.personal_number_index == index)
+        ).all()
+
+    def kek_usage(self) -> dict[str, int]:
+        rows = self.session.execute(
+            select(Referral.kek_id, func.count())
+            .where(Referral.kek_id.is_not(None))
+            .group_by(Referral.kek_id)
+        ).all()
+        return {str(kek_id): int(count) for kek_id, count in rows}
+
+    def wrapped_keys_not_under(self, kek_id: str, limit: int) -> Sequence[tuple[Any, ...]]:
+        """(id, wrapped key, KEK id) of referrals whose data key another KEK wraps."""
+        query = (
+            select(Referral.id, Referral.dek_wrapped, Referral.kek_id)
+            .where(Referral.kek_id.is_not(None), Referral.kek_id != kek_id)
+            .order_by(Referral.id)
+            .limit(limit)
+        )
+        return [tuple(row) for row in self.session.execute(query).all()]
+
+    def replace_wrapped_key(
+        self, referral_id: uuid.UUID, old_kek_id: str, wrapped: bytes, kek_id: str
+    ) -> bool:
+        """Swap the wrapped key without touching the row's version: re-wrapping changes
+        no case data, so it must not make clients' ETags stale or their edits conflict.
+        The old KEK id in the WHERE makes a concurrent re-wrap of the same row a no-op."""
+        result = self.session.execute(
+            update(Referral)
+            .where(Referral.id == referral_id, Referral.kek_id == old_kek_id)
+            .values(dek_wrapped=wrapped, kek_id=kek_id)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
 
     def idempotency_key(self, actor: str, key: str) -> IdempotencyKey | None:
         return self.session.scalars(

@@ -139,3 +139,12 @@ class UnitKind(StrEnum):
 
     REFERRER = "referrer"
     RECEIVER = "receiver"
+
+
+class EraseReason(StrEnum):
+    """Why a referral's personal data was crypto-shredded; codes, never free text."""
+
+    DATA_SUBJECT_REQUEST = "data_subject_request"
+    RETENTION_EXPIRED = "retention_expired"
+    ENTERED_IN_ERROR = "entered_in_error"
+    LEGAL_ORDER = "legal_order"

@@ -14,6 +14,7 @@ from referrals.domain.codes import Side
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden, NotFound, PreconditionFailed
 from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Sealer
 
 
 def open_referral(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> tuple[Referral, Side]:
@@ -25,6 +26,11 @@ def open_referral(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> tupl
     if row is None or side is None:
         raise NotFound("no such referral")
     return row, side
+
+
+def sealer_for(ctx: Context, row: Referral) -> Sealer | None:
+    """The referral's sealer, or None once it has been erased (nothing left to open)."""
+    return None if row.erased_at is not None else ctx.vault.sealer(row)
 
 
 def check_version(row: Referral, if_match: int | None) -> None:

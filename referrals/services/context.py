@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from referrals.auth.principal import Principal
 from referrals.domain.deadlines import DeadlinePolicy
+from referrals.services.vault import Vault
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Context:
     now: datetime
     deadlines: DeadlinePolicy
     default_intake_unit: str
+    vault: Vault
 
     @property
     def today(self) -> date:

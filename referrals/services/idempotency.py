@@ -7,7 +7,6 @@ Same key with another body: refused, because the client has mixed up its keys.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from referrals.db.models import IdempotencyKey
 from referrals.services import records
 from referrals.services import referrals as referral_cases
-from referrals.services.access import open_referral
+from referrals.services.access import open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.errors import Unprocessable
 from referrals.services.uow import UnitOfWork
@@ -72,13 +71,14 @@ def _replay(uow: UnitOfWork, ctx: Context, key: str, fingerprint: str) -> dict[s
     # Through the same door as any read: the caller's role or unit may have changed
     # since the first request, and a replay must not show what a GET would not.
     row, side = open_referral(uow, ctx, record.referral_id)
-    return records.represent(row, side, now=ctx.now)
+    return records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
 
 
 def _fingerprint(ctx: Context, key: str, body: Mapping[str, Any], submit: bool) -> str:
-    # The digest covers the caller and key too, so equal bodies from different callers
-    # never share a value.  (It is a plain SHA-256 today; see SECURITY.md, "known gaps".)
+    # Keyed (HMAC under the index key), so a stored fingerprint cannot be confirmed by
+    # guessing a small body; it covers the caller and key too, so equal bodies from
+    # different callers never share a value.
     canonical = json.dumps(
         [ctx.principal.actor, key, submit, body], sort_keys=True, default=str, ensure_ascii=False
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return ctx.vault.fingerprint(canonical)

@@ -9,8 +9,9 @@ from referrals.auth import policy
 from referrals.db.models import Note
 from referrals.domain.codes import NoteVisibility, Side
 from referrals.services import records
-from referrals.services.access import open_referral
+from referrals.services.access import open_referral, sealer_for
 from referrals.services.context import Context
+from referrals.services.errors import Conflict
 from referrals.services.uow import UnitOfWork
 
 
@@ -23,6 +24,9 @@ def add(
     visibility: NoteVisibility,
 ) -> dict[str, Any]:
     row, side = open_referral(uow, ctx, referral_id)
+    sealer = sealer_for(ctx, row)
+    if sealer is None:
+        raise Conflict("the referral has been erased", field="status")
     note = Note(
         id=uuid.uuid4(),
         created_at=ctx.now,
@@ -31,17 +35,18 @@ def add(
         author_side=side,
         visibility=visibility,
     )
-    records.write_note_text(note, text)
+    records.write_note_text(note, sealer, text)
     row.notes.append(note)
     uow.session.flush()
     uow.commit()
-    return records.represent_note(note)
+    return records.represent_note(note, sealer)
 
 
 def visible(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
     row, side = open_referral(uow, ctx, referral_id)
+    sealer = sealer_for(ctx, row)
     return [
-        records.represent_note(n)
+        records.represent_note(n, sealer)
         for n in row.notes
         if policy.may_read_note(
             side,

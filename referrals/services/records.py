@@ -1,9 +1,9 @@
 """The one place where personal fields move between use cases and rows.
 
-Every ``sensitive_text`` column is written by ``write_case`` / ``write_event_text`` /
-``write_note_text`` and read by ``represent`` / ``case_input`` / ``represent_event`` /
-``represent_note``.  Field sealing (encryption at rest, DESIGN §4) wraps exactly these
-reads and writes; nothing else in the package touches a personal value in a row.
+Every ``sealed`` column is written here, sealed with the referral's data key
+(``Sealer``), and opened here.  Use cases open a referral's fields once per request
+(``open_case``) and shape responses from that plaintext; nothing else in the package
+touches a personal value in a row.
 """
 
 from __future__ import annotations
@@ -18,11 +18,37 @@ from referrals.domain.codes import OPEN_STATUSES, Side, Status
 from referrals.domain.deadlines import is_overdue
 from referrals.domain.errors import MissingRequirement
 from referrals.domain.personal_number import parse_personal_number
+from referrals.services.vault import Sealer, Vault
 
 CaseInput = dict[str, Any]
+Plain = dict[str, str | None]
+
+# The referral's own sealed columns (notes and events seal theirs below).
+CASE_FIELDS = (
+    "subject_name",
+    "personal_number",
+    "birth_date",
+    "phone",
+    "guardian_name",
+    "guardian_phone",
+    "narrative",
+    "place_met",
+)
+NO_FIELDS: Plain = dict.fromkeys(CASE_FIELDS)
 
 
-def write_case(row: Referral, case: Mapping[str, Any], *, today: date) -> None:
+def open_case(row: Referral, sealer: Sealer | None) -> Plain:
+    """The referral's personal fields in plaintext; all None once it has been erased."""
+    if sealer is None:
+        return dict(NO_FIELDS)
+    return {
+        name: sealer.open("referrals", row.id, name, getattr(row, name)) for name in CASE_FIELDS
+    }
+
+
+def write_case(
+    row: Referral, case: Mapping[str, Any], *, today: date, sealer: Sealer, vault: Vault
+) -> None:
     """Copy a validated referral body onto a row (a whole replacement of case fields)."""
     subject = case.get("subject") or {}
     guardian = case.get("guardian") or {}
@@ -40,63 +66,89 @@ def write_case(row: Referral, case: Mapping[str, Any], *, today: date) -> None:
     if birth_date is not None and birth_date > today:
         raise MissingRequirement("birth_date is in the future", field="subject.birth_date")
 
-    row.subject_name = subject.get("name")
-    row.personal_number = personal_number
-    row.birth_date = birth_date.isoformat() if birth_date else None
-    row.phone = subject.get("phone")
+    plain: Plain = {
+        "subject_name": subject.get("name"),
+        "personal_number": personal_number,
+        "birth_date": birth_date.isoformat() if birth_date else None,
+        "phone": subject.get("phone"),
+        "guardian_name": guardian.get("name"),
+        "guardian_phone": guardian.get("phone"),
+        "narrative": case.get("narrative"),
+        "place_met": case.get("place_met"),
+    }
+    for name, value in plain.items():
+        setattr(row, name, sealer.seal("referrals", row.id, name, value))
+    row.personal_number_index = (
+        vault.personal_number_index(personal_number) if personal_number else None
+    )
     row.district = subject.get("district")
-    row.guardian_name = guardian.get("name")
-    row.guardian_phone = guardian.get("phone")
     row.categories = sorted(set(case.get("categories") or []))
     row.priority = case.get("priority") or row.priority
     row.legal_basis = case.get("legal_basis")
     row.consent_given_by = consent.get("given_by")
     row.consent_given_at = consent.get("given_at")
-    row.place_met = case.get("place_met")
-    row.narrative = case.get("narrative")
 
 
-def case_input(row: Referral) -> CaseInput:
+def erase_case(row: Referral) -> None:
+    """Crypto-shredding: without the wrapped data key no retained key opens a field.
+
+    The ciphertexts and the blind index go too, so a backup taken afterwards holds
+    nothing of the person at all."""
+    for name in CASE_FIELDS:
+        setattr(row, name, None)
+    row.dek_wrapped = None
+    row.kek_id = None
+    row.personal_number_index = None
+    for event in row.events:
+        event.reason_text = None
+    for note in row.notes:
+        note.text = None
+
+
+def case_input(row: Referral, plain: Plain) -> CaseInput:
     """The referral as a create body would describe it: the base for a merge patch."""
     return (
         _prune(
             {
                 "subject": _prune(
                     {
-                        "name": row.subject_name,
-                        "personal_number": row.personal_number,
+                        "name": plain["subject_name"],
+                        "personal_number": plain["personal_number"],
                         # Derived from the personal number when there is one.
-                        "birth_date": None if row.personal_number else birth_date_of(row),
-                        "phone": row.phone,
+                        "birth_date": None if plain["personal_number"] else birth_date_of(plain),
+                        "phone": plain["phone"],
                         "district": row.district,
                     }
                 ),
-                "guardian": _prune({"name": row.guardian_name, "phone": row.guardian_phone}),
+                "guardian": _prune(
+                    {"name": plain["guardian_name"], "phone": plain["guardian_phone"]}
+                ),
                 "categories": list(row.categories),
                 "priority": row.priority,
                 "legal_basis": row.legal_basis,
                 "consent": _prune(
                     {"given_by": row.consent_given_by, "given_at": row.consent_given_at}
                 ),
-                "place_met": row.place_met,
-                "narrative": row.narrative,
+                "place_met": plain["place_met"],
+                "narrative": plain["narrative"],
             }
         )
         or {}
     )
 
 
-def birth_date_of(row: Referral) -> date | None:
-    return date.fromisoformat(row.birth_date) if row.birth_date else None
+def birth_date_of(plain: Plain) -> date | None:
+    value = plain["birth_date"]
+    return date.fromisoformat(value) if value else None
 
 
-def represent(row: Referral, side: Side | None, *, now: datetime) -> dict[str, Any]:
+def represent(row: Referral, side: Side | None, plain: Plain, *, now: datetime) -> dict[str, Any]:
     subject = _prune(
         {
-            "name": row.subject_name,
-            "personal_number": row.personal_number,
-            "birth_date": birth_date_of(row),
-            "phone": row.phone,
+            "name": plain["subject_name"],
+            "personal_number": plain["personal_number"],
+            "birth_date": birth_date_of(plain),
+            "phone": plain["phone"],
             "district": row.district,
             "age": row.age_at_submission,
         }
@@ -113,9 +165,9 @@ def represent(row: Referral, side: Side | None, *, now: datetime) -> dict[str, A
         "legal_basis": row.legal_basis,
         "consent": consent,
         "subject": subject,
-        "guardian": _prune({"name": row.guardian_name, "phone": row.guardian_phone}),
-        "place_met": row.place_met,
-        "narrative": row.narrative,
+        "guardian": _prune({"name": plain["guardian_name"], "phone": plain["guardian_phone"]}),
+        "place_met": plain["place_met"],
+        "narrative": plain["narrative"],
         "assignee": row.assignee if policy.may_see_assignee(side) else None,
         "reason_code": row.reason_code,
         "outcome_code": row.outcome_code,
@@ -125,18 +177,24 @@ def represent(row: Referral, side: Side | None, *, now: datetime) -> dict[str, A
         "due_at": row.due_at,
         "overdue": is_overdue(row.due_at, Status(row.status), now),
         "open": row.status in OPEN_STATUSES,
+        "erased": row.erased_at is not None,
     }
 
 
-def write_event_text(event: TimelineEvent, reason_text: str | None) -> None:
-    event.reason_text = reason_text
+def write_event_text(event: TimelineEvent, sealer: Sealer, reason_text: str | None) -> None:
+    event.reason_text = sealer.seal("timeline_events", event.id, "reason_text", reason_text)
 
 
-def write_note_text(note: Note, text: str) -> None:
-    note.text = text
+def write_note_text(note: Note, sealer: Sealer, text: str) -> None:
+    note.text = sealer.seal("notes", note.id, "text", text)
 
 
-def represent_event(event: TimelineEvent) -> dict[str, Any]:
+def represent_event(event: TimelineEvent, sealer: Sealer | None) -> dict[str, Any]:
+    reason_text = (
+        sealer.open("timeline_events", event.id, "reason_text", event.reason_text)
+        if sealer
+        else None
+    )
     return {
         "id": event.id,
         "at": event.at,
@@ -147,19 +205,19 @@ def represent_event(event: TimelineEvent) -> dict[str, Any]:
         "from_unit": event.from_unit,
         "to_unit": event.to_unit,
         "reason_code": event.reason_code,
-        "reason_text": event.reason_text,
+        "reason_text": reason_text,
         "outcome_code": event.outcome_code,
     }
 
 
-def represent_note(note: Note) -> dict[str, Any]:
+def represent_note(note: Note, sealer: Sealer | None) -> dict[str, Any]:
     return {
         "id": note.id,
         "created_at": note.created_at,
         "author_unit": note.author_unit,
         "author_side": note.author_side,
         "visibility": note.visibility,
-        "text": note.text,
+        "text": sealer.open("notes", note.id, "text", note.text) if sealer else None,
     }
 
 

@@ -17,7 +17,9 @@ from referrals.db.models import Referral
 from referrals.db.repositories import ListFilter
 from referrals.domain import lifecycle
 from referrals.domain.codes import (
+    OPEN_STATUSES,
     Action,
+    EraseReason,
     LegalBasis,
     OutcomeCode,
     Priority,
@@ -26,19 +28,21 @@ from referrals.domain.codes import (
     Status,
     UnitKind,
 )
-from referrals.domain.errors import ActionNotAllowed, MissingRequirement
-from referrals.domain.personal_number import age_on
+from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
+from referrals.domain.personal_number import age_on, parse_personal_number
 from referrals.services import records
-from referrals.services.access import check_version, open_referral
+from referrals.services.access import check_version, open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.errors import (
     Conflict,
     Forbidden,
+    NotFound,
     Unprocessable,
 )
 from referrals.services.routing import choose_receiver
 from referrals.services.timeline import record_event
 from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Sealer
 
 View = dict[str, Any]
 
@@ -75,20 +79,80 @@ def create(
         created_at=ctx.now,
         updated_at=ctx.now,
     )
-    records.write_case(row, body, today=ctx.today)
+    sealer = ctx.vault.new_sealer(row)
+    records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
     uow.referrals.add(row)
-    record_event(row, ctx, action="create", from_status=None)
+    record_event(row, ctx, sealer, action="create", from_status=None)
+    plain = records.open_case(row, sealer)
     if submit:
-        _submit(uow, ctx, row)
+        _submit(uow, ctx, row, sealer, plain)
     if before_commit is not None:
         before_commit(uow, row.id)
     uow.commit()
-    return records.represent(row, Side.SENDER, now=ctx.now)
+    view = records.represent(row, Side.SENDER, plain, now=ctx.now)
+    if submit:
+        view["possible_duplicates"] = duplicates_of(uow, ctx, row, plain)
+    return view
 
 
 def get(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> View:
     row, side = open_referral(uow, ctx, referral_id)
-    return records.represent(row, side, now=ctx.now)
+    return records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
+
+
+def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
+    """Referrals the caller may see for this personal number: exact matches only.
+
+    The blind index narrows the candidates (it may collide by design); decrypting the
+    candidates' own numbers confirms each match."""
+    if not policy.may_work_with_cases(ctx.principal):
+        raise Forbidden("this role has no access to case content")
+    try:
+        wanted = parse_personal_number(personal_number, ctx.today).normalized
+    except InvalidPersonalNumber as exc:
+        raise InvalidPersonalNumber(exc.message, field="personal_number") from None
+    found = []
+    for row in uow.referrals.with_personal_number_index(ctx.vault.personal_number_index(wanted)):
+        side = policy.side_of(ctx.principal, row)
+        if side is None:
+            continue
+        plain = records.open_case(row, sealer_for(ctx, row))
+        if plain["personal_number"] == wanted:
+            found.append(records.represent(row, side, plain, now=ctx.now))
+    return found
+
+
+def duplicates_of(
+    uow: UnitOfWork, ctx: Context, row: Referral, plain: records.Plain
+) -> list[dict[str, Any]]:
+    """Open referrals for the same person that the caller may see: id and status only."""
+    number = plain["personal_number"]
+    if row.personal_number_index is None or number is None:
+        return []
+    duplicates = []
+    for other in uow.referrals.with_personal_number_index(row.personal_number_index):
+        if other.id == row.id or other.status not in OPEN_STATUSES:
+            continue
+        if policy.side_of(ctx.principal, other) is None:
+            continue
+        if records.open_case(other, sealer_for(ctx, other))["personal_number"] == number:
+            duplicates.append({"id": other.id, "status": other.status})
+    return duplicates
+
+
+def erase(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID, reason: EraseReason) -> None:
+    """Crypto-shred a referral: its personal data becomes unrecoverable, its skeleton stays."""
+    if not policy.may_erase(ctx.principal):
+        raise Forbidden("only administrators erase referrals")
+    row = uow.referrals.get(referral_id)
+    if row is None:
+        raise NotFound("no such referral")
+    if row.erased_at is not None:
+        raise Conflict("the referral is already erased", field="id")
+    records.erase_case(row)
+    row.erased_at = row.updated_at = ctx.now
+    record_event(row, ctx, None, action="erase", from_status=row.status, reason_code=reason)
+    uow.commit()
 
 
 def list_page(
@@ -116,7 +180,13 @@ def list_page(
     )
     rows = uow.referrals.page(where, limit=limit + 1, after=_decode_cursor(cursor))
     items = [
-        records.represent(r, policy.side_of(ctx.principal, r), now=ctx.now) for r in rows[:limit]
+        records.represent(
+            r,
+            policy.side_of(ctx.principal, r),
+            records.open_case(r, sealer_for(ctx, r)),
+            now=ctx.now,
+        )
+        for r in rows[:limit]
     ]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)
@@ -133,11 +203,12 @@ def update_draft(
     row, side = open_referral(uow, ctx, referral_id)
     check_version(row, if_match)
     _require_draft_owner(row, side, "edited")
-    merged = _merge_patch(records.case_input(row), patch)
-    records.write_case(row, merged, today=ctx.today)
+    sealer = ctx.vault.sealer(row)
+    merged = _merge_patch(records.case_input(row, records.open_case(row, sealer)), patch)
+    records.write_case(row, merged, today=ctx.today, sealer=sealer, vault=ctx.vault)
     row.updated_at = ctx.now
     uow.commit()
-    return records.represent(row, side, now=ctx.now)
+    return records.represent(row, side, records.open_case(row, sealer), now=ctx.now)
 
 
 def delete_draft(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> None:
@@ -158,24 +229,32 @@ def perform(
 ) -> View:
     row, side = open_referral(uow, ctx, referral_id)
     check_version(row, if_match)
+    if row.erased_at is not None:
+        raise Conflict("the referral has been erased", field="status")
     transition = lifecycle.plan(action, Status(row.status), side)
     reason = _optional(ReasonCode, inputs.get("reason_code"))
     outcome = _optional(OutcomeCode, inputs.get("outcome_code"))
     lifecycle.check_inputs(
         transition, reason_code=reason, outcome_code=outcome, unit=inputs.get("unit")
     )
+    sealer = ctx.vault.sealer(row)
+    plain = records.open_case(row, sealer)
     if action is Action.SUBMIT:
-        _submit(uow, ctx, row)
+        _submit(uow, ctx, row, sealer, plain)
     else:
-        _apply(uow, ctx, row, transition, inputs)
+        _apply(uow, ctx, row, sealer, transition, inputs)
     uow.commit()
-    return records.represent(row, side, now=ctx.now)
+    view = records.represent(row, side, plain, now=ctx.now)
+    if action is Action.SUBMIT:
+        view["possible_duplicates"] = duplicates_of(uow, ctx, row, plain)
+    return view
 
 
 def _apply(
     uow: UnitOfWork,
     ctx: Context,
     row: Referral,
+    sealer: Sealer,
     transition: lifecycle.Transition,
     inputs: Mapping[str, Any],
 ) -> None:
@@ -200,6 +279,7 @@ def _apply(
     record_event(
         row,
         ctx,
+        sealer,
         action=transition.action,
         from_status=from_status,
         from_unit=from_unit,
@@ -209,7 +289,9 @@ def _apply(
     )
 
 
-def _submit(uow: UnitOfWork, ctx: Context, row: Referral) -> None:
+def _submit(
+    uow: UnitOfWork, ctx: Context, row: Referral, sealer: Sealer, plain: records.Plain
+) -> None:
     """draft -> requested: check what submission needs, route, set the deadline."""
     if row.status != Status.DRAFT:
         raise Conflict(f"cannot submit a referral that is {row.status}", field="status")
@@ -223,9 +305,9 @@ def _submit(uow: UnitOfWork, ctx: Context, row: Referral) -> None:
     row.status = Status.REQUESTED
     row.submitted_at = row.updated_at = ctx.now
     row.due_at = ctx.deadlines.due_at(Priority(row.priority), ctx.now)
-    birth_date = records.birth_date_of(row)
+    birth_date = records.birth_date_of(plain)
     row.age_at_submission = age_on(birth_date, ctx.today) if birth_date else None
-    record_event(row, ctx, action=Action.SUBMIT, from_status=Status.DRAFT)
+    record_event(row, ctx, sealer, action=Action.SUBMIT, from_status=Status.DRAFT)
 
 
 def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:

@@ -7,14 +7,16 @@ from typing import Any
 
 from referrals.db.models import Referral, TimelineEvent
 from referrals.services import records
-from referrals.services.access import open_referral
+from referrals.services.access import open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Sealer
 
 
 def record_event(
     row: Referral,
     ctx: Context,
+    sealer: Sealer | None,
     *,
     action: str,
     from_status: str | None,
@@ -38,10 +40,12 @@ def record_event(
         reason_code=reason_code,
         outcome_code=outcome_code,
     )
-    records.write_event_text(event, reason_text)
+    if reason_text is not None and sealer is not None:
+        records.write_event_text(event, sealer, reason_text)
     row.events.append(event)
 
 
 def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
     row, _side = open_referral(uow, ctx, referral_id)
-    return [records.represent_event(e) for e in row.events]
+    sealer = sealer_for(ctx, row)
+    return [records.represent_event(e, sealer) for e in row.events]

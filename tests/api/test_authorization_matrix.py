@@ -35,6 +35,7 @@ from referrals.db.models import Note, Referral, Unit
 API = "/api/v1"
 REFERRALS = "/referrals"
 REFERRAL = "/referrals/<uuid:referral_id>"
+SEARCH = "/referrals/search"
 UNITS = "/units"
 UNIT = "/units/<string:unit_id>"
 PROBLEM_JSON = "application/problem+json"
@@ -216,6 +217,11 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
     ),
+    # Search answers only with what the caller may see: others get an empty list, not 404.
+    ("POST", SEARCH, "requested"): row(
+        yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
     # -- timeline and notes --------------------------------------------------------------
     ("GET", f"{REFERRAL}/events", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
@@ -290,9 +296,18 @@ PATCHED_NARRATIVE = "Träffad igen på lördagen; vill ha kontakt med socialtjä
 NOTE_TEXT = "Ringde skolan, ingen svarade."
 
 
+# Made up, valid by checksum, and matching the birth date below.
+PERSONAL_NUMBER = "201005172380"
+
+
 def referral_body() -> dict[str, Any]:
     return {
-        "subject": {"name": SUBJECT_NAME, "birth_date": "2010-05-17", "district": "norrmalm"},
+        "subject": {
+            "name": SUBJECT_NAME,
+            "personal_number": PERSONAL_NUMBER,
+            "birth_date": "2010-05-17",
+            "district": "norrmalm",
+        },
         "categories": ["family_conflict", "school_absence"],
         "priority": "normal",
         "legal_basis": "duty_to_report",
@@ -445,6 +460,8 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
         body = {"narrative": PATCHED_NARRATIVE}
     elif (method, path) == ("POST", f"{REFERRAL}/notes"):
         body = {"text": NOTE_TEXT, "visibility": "shared"}
+    elif (method, path) == ("POST", SEARCH):
+        body = {"personal_number": PERSONAL_NUMBER}
     elif (method, path) == ("POST", UNITS):
         body = NEW_UNIT
     elif (method, path) == ("PUT", UNIT):
@@ -591,6 +608,15 @@ def check_allowed(
         unit = CALLERS[caller][1]
         assert after.referrals[new] == ("draft", 1, unit, None)
         assert (body["id"], body["status"], body["sending_unit"]) == (str(new), "draft", unit)
+    elif (method, path) == ("POST", SEARCH):
+        assert after == before, "a search changed the database"
+        # Earlier cells made referrals for the same person; all of them are ungdomsjouren's,
+        # routed to norrmalm, so only those two units may find any.
+        found = {item["id"] for item in body["items"]}
+        if caller in {"yw_own", "cw_own"}:
+            assert rid in found
+        else:
+            assert found == set()
     elif (method, path) == ("GET", REFERRAL):
         assert body["id"] == rid
         assert body["status"] == before.referrals[key][0]

@@ -42,7 +42,7 @@ def make_idp_app(settings: Settings, database: Database, clock: FakeClock) -> Ma
             clock=clock,
         )
         if not seeded:
-            seed_units(database, clock)
+            seed_units(app)
             seeded = True
         return app
 

@@ -13,6 +13,7 @@ from referrals import create_app
 from referrals.auth.devissuer import load_or_create_key
 from referrals.cli import main
 from referrals.config import Settings
+from tests.support.keys import production_keyring
 
 
 @pytest.fixture
@@ -48,6 +49,7 @@ def test_dev_token_is_refused_in_production(env: dict[str, str]) -> None:
         "REFERRALS_ENV": "production",
         "REFERRALS_DATABASE_URL": "postgresql+psycopg://x@db.invalid/x",
         "REFERRALS_OIDC_ISSUER": "https://idp.example.org",
+        "REFERRALS_KEYRING": production_keyring(),
     }
     result = CliRunner().invoke(main, ["dev-token", "--role", "admin"], env=env)
     assert result.exit_code != 0

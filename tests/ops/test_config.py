@@ -8,6 +8,8 @@ import pytest
 
 from referrals import create_app
 from referrals.config import ConfigError, Environment, Settings
+from referrals.crypto.keyring import KeyringFile
+from tests.support.keys import production_keyring
 
 PG = "postgresql+psycopg://referrals@db.invalid/referrals"
 ISSUER = "https://idp.example.org/realms/stockholm"
@@ -20,6 +22,7 @@ def production(instance_path: Path) -> Settings:
         database_url=PG,
         oidc_issuer=ISSUER,
         dev_tokens=False,
+        keyring=production_keyring(),
     )
 
 
@@ -116,3 +119,27 @@ def test_instance_folder_and_embedded_database_are_private(tmp_path: Path) -> No
     assert instance.stat().st_mode & 0o777 == 0o700
     assert (instance / "referrals.sqlite3").stat().st_mode & 0o777 == 0o600
     assert (instance / "dev-token-signing-key.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_production_refuses_a_development_keyring(tmp_path: Path) -> None:
+    development = KeyringFile(tmp_path / "dev-keyring.json").create(development=True)
+    assert development.development
+    settings = production(tmp_path).with_overrides(
+        keyring=None, keyring_file=tmp_path / "dev-keyring.json"
+    )
+    with pytest.raises(ConfigError, match="development keyring"):
+        create_app(settings)
+
+
+def test_production_without_a_keyring_says_how_to_provide_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="REFERRALS_KEYRING"):
+        create_app(production(tmp_path).with_overrides(keyring=None))
+
+
+def test_development_creates_a_private_keyring_once(tmp_path: Path) -> None:
+    create_app(Settings(instance_path=tmp_path))
+    keyring = tmp_path / "keyring.json"
+    first = keyring.read_text()
+    assert keyring.stat().st_mode & 0o777 == 0o600
+    create_app(Settings(instance_path=tmp_path))
+    assert keyring.read_text() == first

@@ -81,6 +81,11 @@ class ConsentOut(StrictSchema):
     given_at = fields.AwareDateTime()
 
 
+class DuplicateOut(StrictSchema):
+    id = fields.UUID()
+    status = code_field(Status)
+
+
 class ReferralOut(StrictSchema):
     id = fields.UUID()
     version = fields.Integer()
@@ -104,11 +109,31 @@ class ReferralOut(StrictSchema):
     due_at = fields.AwareDateTime(allow_none=True)
     overdue = fields.Boolean()
     open = fields.Boolean()
+    erased = fields.Boolean(
+        metadata={"description": "personal data crypto-shredded; only the skeleton remains"}
+    )
+    possible_duplicates = fields.List(
+        fields.Nested(DuplicateOut),
+        metadata={
+            "description": "On submit: open referrals for the same personal number that the "
+            "caller may see (id and status only)."
+        },
+    )
 
 
 class ReferralPage(StrictSchema):
     items = fields.List(fields.Nested(ReferralOut))
     next_cursor = fields.String(allow_none=True)
+
+
+class SearchBody(StrictSchema):
+    """The personal number travels in the body, never in a URL."""
+
+    personal_number = fields.String(required=True, validate=validate.Length(min=10, max=13))
+
+
+class ReferralList(StrictSchema):
+    items = fields.List(fields.Nested(ReferralOut))
 
 
 class ListArgs(StrictSchema):

@@ -1,0 +1,33 @@
+"""Operator jobs on the keyring: which KEK wraps how many data keys, and re-wrapping.
+
+Re-wrapping never decrypts a field: it unwraps each referral's data key with the old
+KEK and wraps it again with the current one.  Batches commit one by one, so the job can
+be interrupted at any point and run again; it picks up what is still to do.
+"""
+
+from __future__ import annotations
+
+from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Vault
+
+
+def usage(uow: UnitOfWork) -> dict[str, int]:
+    return uow.referrals.kek_usage()
+
+
+def pending_rewrap(uow: UnitOfWork, vault: Vault) -> int:
+    current = vault.keyring.current
+    return sum(count for kek_id, count in usage(uow).items() if kek_id != current)
+
+
+def rewrap_batch(uow: UnitOfWork, vault: Vault, batch_size: int) -> int:
+    """Re-wrap up to ``batch_size`` data keys; returns how many moved (0: all done)."""
+    moved = 0
+    current = vault.keyring.current
+    for referral_id, wrapped, old_kek_id in uow.referrals.wrapped_keys_not_under(
+        current, batch_size
+    ):
+        new_wrapped, kek_id = vault.rewrap(str(referral_id), wrapped)
+        moved += uow.referrals.replace_wrapped_key(referral_id, old_kek_id, new_wrapped, kek_id)
+    uow.commit()
+    return moved

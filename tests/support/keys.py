@@ -1,0 +1,16 @@
+"""Keyrings for tests: clearly test-only key material, generated per run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from referrals.crypto.keyring import KeyringFile
+
+
+def production_keyring() -> str:
+    """A keyring document as production would mount it (not marked development)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "keyring.json"
+        KeyringFile(path).create(development=False)
+        return path.read_text()
