@@ -20,6 +20,7 @@ from referrals.auth.authenticate import (
     IdentityProviderUnavailable,
     ScopeMissing,
 )
+from referrals.crypto.aead import DecryptionError
 from referrals.domain.errors import (
     ActionNotAllowed,
     DomainError,
@@ -120,6 +121,17 @@ def _http_exception(exc: HTTPException) -> Response:
     return problem(status, detail=exc.description if status < 500 else None, headers=headers)
 
 
+def _integrity_failure(_exc: DecryptionError) -> Response:
+    # A sealed field did not open: tampering, a row copied or swapped, or a missing key.
+    # Nothing of the record is returned; operators get the event in the log.
+    log.error("sealed data failed its integrity check", extra={"path": str(request.url_rule)})
+    return problem(
+        500,
+        code="integrity-error",
+        detail="Stored data failed its integrity check; nothing of it is returned.",
+    )
+
+
 def _unexpected(exc: Exception) -> Response:
     # Logged with the traceback for operators; the client learns nothing about it.
     log.exception("unhandled error", extra={"path": str(request.url_rule)})
@@ -149,6 +161,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ScopeMissing, _scope_missing)
     app.register_error_handler(IdentityProviderUnavailable, _idp_unavailable)
     app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(DecryptionError, _integrity_failure)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(Exception, _unexpected)
