@@ -11,12 +11,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-# 64 bits. The index only narrows a search down to candidate rows: it is short enough that
-# distinct values can collide, so the service must confirm every hit by decrypting the
-# candidate and comparing, and an index match alone is never evidence of identity. It is
-# selective enough for exact-match search: even among 10**8 values the chance of any
-# collision at all is about 3 in 10,000, and a lookup almost never returns a false candidate.
-INDEX_BYTES = 8
+# 24 bits, on purpose.  A century of personal numbers is about 3.7e7 values for 1.7e7
+# tags, so every tag is shared by two or three possible numbers: even someone holding the
+# index key and the database cannot tell from a tag alone which of them a row holds.  Yet
+# it stays selective: with 100,000 referrals a lookup meets about 0.006 false candidates,
+# which the service discards after decrypting and comparing each candidate's own number.
+# An index match is therefore never evidence of identity.
+INDEX_BYTES = 3
 KEY_BYTES = 32
 _INFO_PREFIX = b"referrals blind index v1|"
 
@@ -48,11 +49,14 @@ class BlindIndex:
             self._keys[(table, field)] = key
         return key
 
-    def compute(self, table: str, field: str, normalized: str) -> str:
-        """The hex tag (2 * INDEX_BYTES characters) of ``normalized`` in ``table.field``.
+    def compute(self, table: str, field: str, normalized: str, *, length: int = INDEX_BYTES) -> str:
+        """The hex tag (2 * ``length`` characters) of ``normalized`` in ``table.field``.
 
         The caller normalises: values that should match must be byte-for-byte equal here.
+        ``length`` up to 32 gives a keyed digest where collisions must not happen.
         """
+        if not 1 <= length <= 32:
+            raise ValueError("length must be 1 to 32 bytes")
         mac = HMAC(self._key(table, field), hashes.SHA256())
         mac.update(normalized.encode("utf-8"))
-        return mac.finalize()[:INDEX_BYTES].hex()
+        return mac.finalize()[:length].hex()

@@ -14,12 +14,16 @@ from referrals.crypto import aead, envelope
 from referrals.crypto.blind_index import BlindIndex
 from referrals.crypto.keyring import KeyProvider, Keyring
 from referrals.db.models import Referral
+from referrals.services.errors import Conflict
 
 PERSONAL_NUMBER = ("referrals", "personal_number")
 
 
-class RecordErased(Exception):
+class RecordErased(Conflict):
     """The referral's data key was destroyed; only its non-personal skeleton remains."""
+
+    def __init__(self) -> None:
+        super().__init__("the referral has been erased", field="status")
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class Vault:
 
     def sealer(self, row: Referral) -> Sealer:
         if row.dek_wrapped is None:
-            raise RecordErased(str(row.id))
+            raise RecordErased
         return Sealer(envelope.unwrap(self._kek, str(row.id), row.dek_wrapped))
 
     def rewrap(self, referral_id: str, wrapped: bytes) -> tuple[bytes, str]:
@@ -90,7 +94,7 @@ class Vault:
 
     def fingerprint(self, canonical: str) -> str:
         """A keyed digest of a request body (idempotency), never the body itself."""
-        return self._index.compute("idempotency_keys", "fingerprint", canonical)
+        return self._index.compute("idempotency_keys", "fingerprint", canonical, length=32)
 
     def _kek(self, key_id: str) -> bytes | None:
         key = self._keyring.kek(key_id)
