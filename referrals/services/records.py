@@ -48,8 +48,10 @@ def open_case(row: Referral, sealer: Sealer | None) -> Plain:
 
 def write_case(
     row: Referral, case: Mapping[str, Any], *, today: date, sealer: Sealer, vault: Vault
-) -> None:
-    """Copy a validated referral body onto a row (a whole replacement of case fields)."""
+) -> Plain:
+    """Copy a validated referral body onto a row (a whole replacement of case fields).
+
+    Returns the personal fields as sealed, so the caller need not open them again."""
     subject = case.get("subject") or {}
     guardian = case.get("guardian") or {}
     consent = case.get("consent") or {}
@@ -87,6 +89,7 @@ def write_case(
     row.legal_basis = case.get("legal_basis")
     row.consent_given_by = consent.get("given_by")
     row.consent_given_at = consent.get("given_at")
+    return plain
 
 
 def erase_case(row: Referral) -> None:

@@ -80,10 +80,9 @@ def create(
         updated_at=ctx.now,
     )
     sealer = ctx.vault.new_sealer(row)
-    records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
+    plain = records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
     uow.referrals.add(row)
     record_event(row, ctx, sealer, action="create", from_status=None)
-    plain = records.open_case(row, sealer)
     if submit:
         _submit(uow, ctx, row, sealer, plain)
     if before_commit is not None:
@@ -205,10 +204,10 @@ def update_draft(
     _require_draft_owner(row, side, "edited")
     sealer = ctx.vault.sealer(row)
     merged = _merge_patch(records.case_input(row, records.open_case(row, sealer)), patch)
-    records.write_case(row, merged, today=ctx.today, sealer=sealer, vault=ctx.vault)
+    plain = records.write_case(row, merged, today=ctx.today, sealer=sealer, vault=ctx.vault)
     row.updated_at = ctx.now
     uow.commit()
-    return records.represent(row, side, records.open_case(row, sealer), now=ctx.now)
+    return records.represent(row, side, plain, now=ctx.now)
 
 
 def delete_draft(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> None:
