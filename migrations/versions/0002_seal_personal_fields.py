@@ -11,6 +11,7 @@ Revises: 0001
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -35,6 +36,19 @@ CHILD_FIELDS = (("notes", "text"), ("timeline_events", "reason_text"))
 
 
 def upgrade() -> None:
+    connection = op.get_bind()
+    vault = context.config.attributes.get("vault")
+    has_rows = connection.execute(sa.text("SELECT 1 FROM referrals LIMIT 1")).first() is not None
+    # Before any DDL: SQLite does not roll DDL back, and a half-migrated schema could not
+    # be upgraded again.
+    if has_rows and vault is None:
+        raise RuntimeError(
+            "existing referrals must be encrypted: run this upgrade with `referrals db upgrade`"
+        )
+    if has_rows and connection.dialect.name == "sqlite":
+        # Zero freed pages, so the rebuilt tables leave no plaintext behind in the file.
+        connection.exec_driver_sql("PRAGMA secure_delete = ON")
+
     with op.batch_alter_table("referrals") as batch:
         batch.add_column(sa.Column("dek_wrapped", sa.LargeBinary(), nullable=True))
         batch.add_column(sa.Column("kek_id", sa.String(length=64), nullable=True))
@@ -50,7 +64,8 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column(f"{column}_sealed", sa.LargeBinary(), nullable=True))
 
-    _seal_existing_rows(op.get_bind())
+    if has_rows:
+        _seal_existing_rows(connection, vault)
 
     with op.batch_alter_table("referrals") as batch:
         for name in REFERRAL_FIELDS:
@@ -64,13 +79,21 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.alter_column(f"{column}_sealed", new_column_name=column)
 
+    if has_rows and connection.dialect.name == "postgresql":
+        # DROP COLUMN only hides a column and UPDATE leaves the old row versions behind:
+        # rewrite the tables so their files hold no plaintext.  (WAL and backups from
+        # before the upgrade still do; SECURITY.md says so.)
+        with op.get_context().autocommit_block():
+            for table in ("referrals", "notes", "timeline_events"):
+                op.execute(f"VACUUM FULL {table}")
+
 
 def downgrade() -> None:
     # Going back would mean writing every personal field in plaintext again.
     raise NotImplementedError("revision 0002 is not reversible: it would decrypt personal data")
 
 
-def _seal_existing_rows(connection: sa.Connection) -> None:
+def _seal_existing_rows(connection: sa.Connection, vault: Any) -> None:
     metadata = sa.MetaData()
     referrals = sa.Table(
         "referrals",
@@ -93,15 +116,7 @@ def _seal_existing_rows(connection: sa.Connection) -> None:
         )
         for table, column in CHILD_FIELDS
     }
-    rows = connection.execute(sa.select(referrals)).mappings().all()
-    if not rows:
-        return
-    vault = context.config.attributes.get("vault")
-    if vault is None:
-        raise RuntimeError(
-            "existing referrals must be encrypted: run this upgrade with `referrals db upgrade`"
-        )
-    for row in rows:
+    for row in connection.execute(sa.select(referrals)).mappings().all():
         referral_id = row["id"]
         sealer = vault.new_sealer_for_id(str(referral_id))
         values = {
