@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from referrals.auth import policy
 from referrals.auth.principal import Role
+from referrals.crypto.aead import DecryptionError
 from referrals.db.models import Referral
 from referrals.db.repositories import ListFilter
 from referrals.domain import lifecycle
@@ -45,6 +47,7 @@ from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Sealer
 
 View = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,12 @@ def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
         side = policy.side_of(ctx.principal, row)
         if side is None:
             continue
-        plain = records.open_case(row, sealer_for(ctx, row))
+        try:
+            plain = records.open_case(row, sealer_for(ctx, row))
+        except DecryptionError:
+            # A damaged candidate cannot be confirmed as a match: it is not one.
+            log.error("sealed data failed its integrity check", extra={"referral": str(row.id)})
+            continue
         if plain["personal_number"] == wanted:
             found.append(records.represent(row, side, plain, now=ctx.now))
     return found
@@ -178,17 +186,25 @@ def list_page(
         pending_statuses=(Status.REQUESTED,),
     )
     rows = uow.referrals.page(where, limit=limit + 1, after=_decode_cursor(cursor))
-    items = [
-        records.represent(
-            r,
-            policy.side_of(ctx.principal, r),
-            records.open_case(r, sealer_for(ctx, r)),
-            now=ctx.now,
-        )
-        for r in rows[:limit]
-    ]
+    items = [_list_item(ctx, r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return Page(items=items, next_cursor=next_cursor)
+
+
+def _list_item(ctx: Context, row: Referral) -> View:
+    """One inbox line.  A referral whose sealed data fails its integrity check is listed
+    as a skeleton marked ``integrity_error``: one damaged record must not hide the rest
+    of a caseworker's inbox, and nothing of it is shown."""
+    side = policy.side_of(ctx.principal, row)
+    try:
+        plain = records.open_case(row, sealer_for(ctx, row))
+    except DecryptionError:
+        log.error("sealed data failed its integrity check", extra={"referral": str(row.id)})
+        return {
+            **records.represent(row, side, records.NO_FIELDS, now=ctx.now),
+            "integrity_error": True,
+        }
+    return records.represent(row, side, plain, now=ctx.now)
 
 
 def update_draft(

@@ -109,6 +109,9 @@ class ReferralOut(StrictSchema):
     due_at = fields.AwareDateTime(allow_none=True)
     overdue = fields.Boolean()
     open = fields.Boolean()
+    integrity_error = fields.Boolean(
+        metadata={"description": "in listings: this referral's sealed data failed its check"}
+    )
     erased = fields.Boolean(
         metadata={"description": "personal data crypto-shredded; only the skeleton remains"}
     )
