@@ -155,14 +155,26 @@ def keys_rewrap(batch_size: int) -> None:
     runtime = _runtime(_app())
     with runtime.unit_of_work() as uow:
         total = keyring_admin.pending_rewrap(uow, runtime.vault)
+    unreadable: list[uuid.UUID] = []
+    after = None
     with click.progressbar(length=total, label="rewrapping data keys") as bar:
         while True:
             with runtime.unit_of_work() as uow:
-                done = keyring_admin.rewrap_batch(uow, runtime.vault, batch_size)
-            if done == 0:
+                batch = keyring_admin.rewrap_batch(uow, runtime.vault, batch_size, after)
+            if batch.last_id is None:
                 break
-            bar.update(done)
-    click.echo(f"{total} data keys now wrapped by {runtime.vault.keyring.current}")
+            after = batch.last_id
+            unreadable += batch.unreadable
+            bar.update(batch.moved + len(batch.unreadable))
+    with runtime.unit_of_work() as uow:
+        left = keyring_admin.pending_rewrap(uow, runtime.vault)
+    click.echo(
+        f"data keys now wrapped by {runtime.vault.keyring.current}; {left} left under older KEKs"
+    )
+    for referral_id in unreadable:
+        click.echo(f"unreadable data key, not rewrapped: referral {referral_id}", err=True)
+    if left:
+        raise click.ClickException(f"{left} data keys are still under older KEKs; run again")
 
 
 @keys.command("retire")

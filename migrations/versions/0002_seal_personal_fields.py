@@ -79,13 +79,14 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.alter_column(f"{column}_sealed", new_column_name=column)
 
-    if has_rows and connection.dialect.name == "postgresql":
-        # DROP COLUMN only hides a column and UPDATE leaves the old row versions behind:
-        # rewrite the tables so their files hold no plaintext.  (WAL and backups from
-        # before the upgrade still do; SECURITY.md says so.)
-        with op.get_context().autocommit_block():
-            for table in ("referrals", "notes", "timeline_events"):
-                op.execute(f"VACUUM FULL {table}")
+    if has_rows:
+        # On PostgreSQL, DROP COLUMN only hides a column and UPDATE leaves the old row
+        # versions behind: these tables must be rewritten so their files hold no
+        # plaintext.  `referrals db upgrade` does it once the upgrade has committed
+        # (VACUUM cannot run inside it, and must not split it).
+        context.config.attributes.setdefault("rewrite_tables", []).extend(
+            ["referrals", "notes", "timeline_events"]
+        )
 
 
 def downgrade() -> None:

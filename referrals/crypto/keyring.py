@@ -149,8 +149,8 @@ class KeyringFile:
 
     Changes are written to a 0600 temporary file in the same directory and renamed over the
     keyring, so a crash never leaves a half-written keyring; an exclusive lock on the
-    directory keeps two concurrent rotations from losing a KEK. A running service sees
-    changes only when it loads the keyring again (at start-up).
+    directory keeps two concurrent rotations from losing a KEK. A running service notices
+    a replaced file by its ``stamp`` and loads it again.
     """
 
     def __init__(self, path: Path) -> None:
@@ -158,6 +158,15 @@ class KeyringFile:
 
     def __repr__(self) -> str:
         return f"KeyringFile({str(self.path)!r})"
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Identity of the file's current contents (inode, mtime): rotation replaces the
+        file, so a changed stamp tells a running process to load it again."""
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return info.st_ino, info.st_mtime_ns
 
     def exists(self) -> bool:
         return self.path.exists()

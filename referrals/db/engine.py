@@ -24,6 +24,9 @@ class Database:
 
 
 def connect(url: str, **engine_options: Any) -> Database:
+    # Bound parameters are ciphertexts, blind-index tags and fingerprints: keep them out
+    # of exception messages, and so out of logs.
+    engine_options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         _create_private_file(make_url(url).database)
         engine = create_engine(url, **engine_options)

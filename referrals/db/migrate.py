@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from alembic import command
+from sqlalchemy import create_engine, text
 from alembic.config import Config
 
 
@@ -30,3 +31,19 @@ def upgrade(database_url: str, revision: str = "head", *, vault: object = None) 
     config = alembic_config(database_url)
     config.attributes["vault"] = vault
     command.upgrade(config, revision)
+    rewrite_tables(database_url, config.attributes.get("rewrite_tables", []))
+
+
+def rewrite_tables(database_url: str, tables: list[str]) -> None:
+    """PostgreSQL: VACUUM FULL, so no old row version of a rewritten table stays on disk.
+
+    (SQLite needs nothing here: the migration turns ``secure_delete`` on.)"""
+    if not tables or not database_url.startswith("postgresql"):
+        return
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for table in dict.fromkeys(tables):
+                connection.execute(text(f'VACUUM FULL "{table}"'))
+    finally:
+        engine.dispose()

@@ -39,12 +39,16 @@ class ReferralRepository:
         self.session.flush()
 
     def delete(self, referral: Referral) -> None:
+        self.forget_idempotency_keys(referral)
+        self.session.delete(referral)
+        self.session.flush()
+
+    def forget_idempotency_keys(self, referral: Referral) -> None:
+        """Their fingerprints are keyed digests of the request body: personal data."""
         for key in self.session.scalars(
             select(IdempotencyKey).where(IdempotencyKey.referral_id == referral.id)
         ):
             self.session.delete(key)
-        self.session.delete(referral)
-        self.session.flush()
 
     def page(
         self, where: ListFilter, *, limit: int, after: tuple[datetime, uuid.UUID] | None
@@ -81,7 +85,9 @@ class ReferralRepository:
         ).all()
         return {str(kek_id): int(count) for kek_id, count in rows}
 
-    def wrapped_keys_not_under(self, kek_id: str, limit: int) -> Sequence[tuple[Any, ...]]:
+    def wrapped_keys_not_under(
+        self, kek_id: str, limit: int, after: uuid.UUID | None = None
+    ) -> Sequence[tuple[Any, ...]]:
         """(id, wrapped key, KEK id) of referrals whose data key another KEK wraps."""
         query = (
             select(Referral.id, Referral.dek_wrapped, Referral.kek_id)
@@ -89,6 +95,8 @@ class ReferralRepository:
             .order_by(Referral.id)
             .limit(limit)
         )
+        if after is not None:
+            query = query.where(Referral.id > after)
         return [tuple(row) for row in self.session.execute(query).all()]
 
     def replace_wrapped_key(

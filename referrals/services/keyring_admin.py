@@ -7,6 +7,10 @@ be interrupted at any point and run again; it picks up what is still to do.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
+from referrals.crypto.aead import DecryptionError
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Vault
 
@@ -20,14 +24,31 @@ def pending_rewrap(uow: UnitOfWork, vault: Vault) -> int:
     return sum(count for kek_id, count in usage(uow).items() if kek_id != current)
 
 
-def rewrap_batch(uow: UnitOfWork, vault: Vault, batch_size: int) -> int:
-    """Re-wrap up to ``batch_size`` data keys; returns how many moved (0: all done)."""
-    moved = 0
+@dataclass(frozen=True)
+class Batch:
+    moved: int
+    # Where the next batch starts (keyset on id); None when no row was left.
+    last_id: uuid.UUID | None
+    # Rows whose data key did not unwrap (damaged, or under a KEK no longer held):
+    # reported and skipped, so one bad row cannot stop the job.
+    unreadable: list[uuid.UUID]
+
+
+def rewrap_batch(
+    uow: UnitOfWork, vault: Vault, batch_size: int, after: uuid.UUID | None = None
+) -> Batch:
+    """Re-wrap up to ``batch_size`` data keys with ids after ``after``, and commit."""
+    moved, last_id, unreadable = 0, None, []
     current = vault.keyring.current
     for referral_id, wrapped, old_kek_id in uow.referrals.wrapped_keys_not_under(
-        current, batch_size
+        current, batch_size, after
     ):
-        new_wrapped, kek_id = vault.rewrap(str(referral_id), wrapped)
+        last_id = referral_id
+        try:
+            new_wrapped, kek_id = vault.rewrap(str(referral_id), wrapped)
+        except DecryptionError:
+            unreadable.append(referral_id)
+            continue
         moved += uow.referrals.replace_wrapped_key(referral_id, old_kek_id, new_wrapped, kek_id)
     uow.commit()
-    return moved
+    return Batch(moved, last_id, unreadable)

@@ -37,6 +37,9 @@ def add(
     )
     records.write_note_text(note, sealer, text)
     row.notes.append(note)
+    # Touching the referral puts the note under its version check: an erase committed
+    # meanwhile makes this a 409 instead of leaving a fresh ciphertext behind.
+    row.updated_at = ctx.now
     uow.session.flush()
     uow.commit()
     return records.represent_note(note, sealer)

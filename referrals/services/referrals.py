@@ -90,10 +90,12 @@ def create(
         _submit(uow, ctx, row, sealer, plain)
     if before_commit is not None:
         before_commit(uow, row.id)
+    # Before the commit: whatever this finds, the answer cannot fail after the change.
+    duplicates = duplicates_of(uow, ctx, row, plain) if submit else None
     uow.commit()
     view = records.represent(row, Side.SENDER, plain, now=ctx.now)
-    if submit:
-        view["possible_duplicates"] = duplicates_of(uow, ctx, row, plain)
+    if duplicates is not None:
+        view["possible_duplicates"] = duplicates
     return view
 
 
@@ -142,7 +144,12 @@ def duplicates_of(
             continue
         if policy.side_of(ctx.principal, other) is None:
             continue
-        if records.open_case(other, sealer_for(ctx, other))["personal_number"] == number:
+        try:
+            other_number = records.open_case(other, sealer_for(ctx, other))["personal_number"]
+        except DecryptionError:
+            log.error("sealed data failed its integrity check", extra={"referral": str(other.id)})
+            continue
+        if other_number == number:
             duplicates.append({"id": other.id, "status": other.status})
     return duplicates
 
@@ -157,6 +164,7 @@ def erase(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID, reason: EraseRe
     if row.erased_at is not None:
         raise Conflict("the referral is already erased", field="id")
     records.erase_case(row)
+    uow.referrals.forget_idempotency_keys(row)
     row.erased_at = row.updated_at = ctx.now
     record_event(row, ctx, None, action="erase", from_status=row.status, reason_code=reason)
     uow.commit()
@@ -254,14 +262,16 @@ def perform(
     )
     sealer = ctx.vault.sealer(row)
     plain = records.open_case(row, sealer)
+    duplicates = None
     if action is Action.SUBMIT:
         _submit(uow, ctx, row, sealer, plain)
+        duplicates = duplicates_of(uow, ctx, row, plain)
     else:
         _apply(uow, ctx, row, sealer, transition, inputs)
     uow.commit()
     view = records.represent(row, side, plain, now=ctx.now)
-    if action is Action.SUBMIT:
-        view["possible_duplicates"] = duplicates_of(uow, ctx, row, plain)
+    if duplicates is not None:
+        view["possible_duplicates"] = duplicates
     return view
 
 

@@ -60,6 +60,7 @@ class Vault:
     def __init__(self, provider: KeyProvider) -> None:
         self._provider = provider
         self._lock = threading.Lock()
+        self._stamp = self._provider_stamp()
         self._keyring = provider.load()
         self._index = BlindIndex(self._keyring.index_key)
 
@@ -75,6 +76,10 @@ class Vault:
         return sealer
 
     def new_sealer_for_id(self, referral_id: str) -> NewSealer:
+        # A stat per new referral: after `keys rotate` every running worker wraps new
+        # data keys under the new KEK at once, so the old one can really be retired.
+        if self._provider_stamp() != self._stamp:
+            self._reload()
         dek = envelope.new_data_key()
         kek_id, kek = self._keyring.current_kek()
         return NewSealer(dek, envelope.wrap(kek, kek_id, referral_id, dek), kek_id)
@@ -100,8 +105,16 @@ class Vault:
         key = self._keyring.kek(key_id)
         if key is None:
             # Another instance may have rotated: pick up the new keyring once.
-            with self._lock:
-                self._keyring = self._provider.load()
-                self._index = BlindIndex(self._keyring.index_key)
+            self._reload()
             key = self._keyring.kek(key_id)
         return key
+
+    def _reload(self) -> None:
+        with self._lock:
+            self._stamp = self._provider_stamp()
+            self._keyring = self._provider.load()
+            self._index = BlindIndex(self._keyring.index_key)
+
+    def _provider_stamp(self) -> object:
+        stamp = getattr(self._provider, "stamp", None)
+        return stamp() if callable(stamp) else None
