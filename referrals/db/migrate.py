@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import create_engine, text
 from alembic.config import Config
+from sqlalchemy import create_engine, text
 
 
 def migrations_path() -> Path:
