@@ -11,12 +11,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-# 24 bits, on purpose.  A century of personal numbers is about 3.7e7 values for 1.7e7
-# tags, so every tag is shared by two or three possible numbers: even someone holding the
-# index key and the database cannot tell from a tag alone which of them a row holds.  Yet
-# it stays selective: with 100,000 referrals a lookup meets about 0.006 false candidates,
-# which the service discards after decrypting and comparing each candidate's own number.
-# An index match is therefore never evidence of identity.
+# 24 bits.  Selective enough: with 100,000 referrals a lookup meets about 0.006 false
+# candidates, which the service discards after decrypting and comparing each candidate's
+# own number, so a tag match alone is never treated as a match.  The truncation is NOT a
+# privacy measure worth counting on: for young people, whose birth year is narrow and
+# whose age at submission is stored, a tag usually fits exactly one possible number.
+# Whoever holds the index key can test guesses against tags, so the index key is as
+# secret as the KEKs.
 INDEX_BYTES = 3
 KEY_BYTES = 32
 _INFO_PREFIX = b"referrals blind index v1|"
