@@ -110,10 +110,13 @@ class Vault:
         return key
 
     def _reload(self) -> None:
+        # Fails closed: if the keyring cannot be read now, the request fails rather than
+        # carry on with a KEK that may have been retired meanwhile.
         with self._lock:
-            self._stamp = self._provider_stamp()
-            self._keyring = self._provider.load()
-            self._index = BlindIndex(self._keyring.index_key)
+            stamp = self._provider_stamp()
+            keyring = self._provider.load()
+            self._keyring, self._index = keyring, BlindIndex(keyring.index_key)
+            self._stamp = stamp
 
     def _provider_stamp(self) -> object:
         stamp = getattr(self._provider, "stamp", None)

@@ -1,0 +1,1 @@
+"""Micro-benchmarks: scripts run by hand, never collected by pytest (no ``test_`` prefix)."""
