@@ -7,8 +7,6 @@ plain SQL, as the previous release stored them, and upgrades it.
 
 from __future__ import annotations
 
-import os
-import secrets
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -24,8 +22,7 @@ from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine
 
 from referrals import create_app
 from referrals.auth import devissuer
@@ -34,10 +31,11 @@ from referrals.config import Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db.base import UTCDateTime
 from referrals.db.migrate import alembic_config, upgrade
+from referrals.services.records import CASE_FIELDS
 from referrals.services.vault import Vault
 from tests.api.helpers import REFERRALS, bearer, personal_number
 from tests.crypto.canary import Canaries, find, scan_database
-from tests.support.databases import postgres_admin_url
+from tests.support.databases import empty_postgres_database
 
 # --- revision 0001's tables, as the previous release wrote them --------------------------
 
@@ -53,16 +51,7 @@ UNITS = sa.Table(
     sa.Column("created_at", UTCDateTime()),
     sa.Column("updated_at", UTCDateTime()),
 )
-PERSONAL = (
-    "subject_name",
-    "personal_number",
-    "birth_date",
-    "phone",
-    "guardian_name",
-    "guardian_phone",
-    "narrative",
-    "place_met",
-)
+PERSONAL = CASE_FIELDS
 REFERRALS_0001 = sa.Table(
     "referrals",
     legacy,
@@ -271,38 +260,12 @@ def write_legacy_rows(url: str) -> Legacy:
 # --- databases ----------------------------------------------------------------------------
 
 
-@contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """An empty PostgreSQL database (no schema at all), dropped afterwards."""
-    admin = create_engine(make_url(postgres_admin_url()), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        admin.dispose()
-        message = f"PostgreSQL is not reachable: {exc.orig}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    name = f"referrals_migration_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'legacy.sqlite3'}"
     else:
-        with throwaway_postgres() as url:
+        with empty_postgres_database() as url:
             yield url
 
 
@@ -545,7 +508,7 @@ def test_sqlite_file_holds_no_plaintext_after_upgrade(
 def test_postgres_table_files_hold_no_plaintext_after_upgrade(keyring_path: Path) -> None:
     """A base backup or a copy of the data directory taken after the upgrade must not hold
     the old plaintext: not in dead row versions, not in dropped columns."""
-    with throwaway_postgres() as url:
+    with empty_postgres_database() as url:
         upgrade(url, "0001")
         old = write_legacy_rows(url)
         upgrade(url, "head", vault=vault_of(keyring_path))

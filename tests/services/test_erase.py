@@ -25,6 +25,7 @@ from referrals.domain.codes import EraseReason
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import referrals as referral_cases
 from referrals.services.errors import Conflict, Forbidden, NotFound
+from referrals.services.records import CASE_FIELDS
 from tests.api.helpers import (
     CONFLICT,
     REFERRALS,
@@ -38,16 +39,7 @@ from tests.api.helpers import (
 )
 from tests.services.test_key_rotation import Deployment, open_deployment, rewrap
 
-SEALED = (
-    "subject_name",
-    "personal_number",
-    "birth_date",
-    "phone",
-    "guardian_name",
-    "guardian_phone",
-    "narrative",
-    "place_met",
-)
+SEALED = CASE_FIELDS
 # What the skeleton loses: every personal field of the view.
 PERSONAL_SUBJECT = ("name", "personal_number", "birth_date", "phone")
 PERSONAL_TOP = ("guardian", "place_met", "narrative")

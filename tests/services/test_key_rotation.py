@@ -35,21 +35,13 @@ from referrals.cli import main
 from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.db.models import Note, Referral, TimelineEvent
+from referrals.services.records import CASE_FIELDS
 from tests.api.helpers import personal_number
 from tests.support.databases import postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 REFERRALS = "/api/v1/referrals"
-SEALED = (
-    "subject_name",
-    "personal_number",
-    "birth_date",
-    "phone",
-    "guardian_name",
-    "guardian_phone",
-    "narrative",
-    "place_met",
-)
+SEALED = CASE_FIELDS
 # Settings the developer's shell might carry that would point the CLI somewhere else.
 _CLEARED = (
     "REFERRALS_DATABASE_URL",

@@ -36,6 +36,15 @@ def sqlite_database(directory: Path) -> Iterator[str]:
 
 @contextmanager
 def postgres_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database migrated to the newest revision."""
+    with empty_postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+@contextmanager
+def empty_postgres_database() -> Iterator[str]:
+    """A throw-away PostgreSQL database with no schema at all, dropped afterwards."""
     admin_url = make_url(postgres_admin_url())
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
@@ -50,10 +59,8 @@ def postgres_database() -> Iterator[str]:
     name = f"referrals_test_{secrets.token_hex(6)}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
-        yield url
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
