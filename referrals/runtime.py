@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from referrals.audit.recorder import PendingAudit
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
@@ -33,8 +34,8 @@ class Runtime:
     vault: Vault
     clock: Clock = utc_now
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.database.sessions)
+    def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
+        return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
 
     def context(self, principal: Principal) -> Context:
         """What a use case needs besides its arguments, for ``principal``, now."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, g
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
@@ -27,6 +28,16 @@ class ReferralsApi(Api):  # type: ignore[misc]
         response = {"description": "Problem details (RFC 9457)", "schema": ProblemSchema}
         prepare_response(response, self.spec, problems.MEDIA_TYPE)
         self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
+
+
+def _assign_request_id() -> None:
+    # Our own id, never the client's: it keys audit events, so it must be unique.
+    g.request_id = uuid.uuid4().hex
+
+
+def _return_request_id(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    return response
 
 
 def openapi_config() -> dict[str, Any]:
@@ -55,6 +66,8 @@ def openapi_config() -> dict[str, Any]:
 
 def init_app(app: Flask) -> ReferralsApi:
     app.config.update(openapi_config())
+    app.before_request(_assign_request_id)
+    app.after_request(_return_request_id)
     api = ReferralsApi(app)
     for module in (health, referrals, units):
         api.register_blueprint(module.blp)

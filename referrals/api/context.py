@@ -9,7 +9,11 @@ from typing import Any, ParamSpec, TypeVar
 from flask import current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
+from referrals.api.problems import status_for
+from referrals.audit.actions import AuditAction
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.auth.principal import Scope
+from referrals.auth.tokens import claimed_actor
 from referrals.runtime import Runtime
 from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
@@ -24,27 +28,49 @@ def runtime() -> Runtime:
     return value
 
 
-def authenticated(*scopes: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Authenticate before anything else, body parsing included.
+def authenticated(
+    *scopes: Scope, audit: AuditAction, success: int = 200
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The entry of every API view: audit, authenticate, then the view.
 
     Put it above the flask-smorest decorators: an anonymous caller gets 401, not a
     validation error that would confirm what the endpoint expects.  Any one of
-    ``scopes`` suffices.  Then a body that is not JSON is refused with 415: the
-    argument parser would otherwise read it as an empty object and, say, create an
-    empty draft.
+    ``scopes`` suffices.  A body that is not JSON is refused with 415: the argument
+    parser would otherwise read it as an empty object and, say, create an empty draft.
+
+    Every call produces exactly one audit event: the use case's commit writes it with the
+    change (``success``), and any refusal or failure is recorded here before the error
+    response is built.  If that record cannot be written the answer is 503.
     """
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             rt = runtime()
-            principal = rt.authenticator.authenticate(
-                request.headers, request.args.keys(), [s.value for s in scopes]
-            )
-            g.context = rt.context(principal)
-            if _has_body() and not request.is_json:
-                raise UnsupportedMediaType("request bodies must be application/json")
-            return view(*args, **kwargs)
+            pending = PendingAudit(action=audit, request_id=g.request_id, success_status=success)
+            for kind in ("referral", "unit"):
+                if f"{kind}_id" in kwargs:
+                    pending.target(kind, kwargs[f"{kind}_id"])
+            g.audit = pending
+            try:
+                principal = rt.authenticator.authenticate(
+                    request.headers, request.args.keys(), [s.value for s in scopes]
+                )
+                pending.actor = principal
+                g.context = rt.context(principal)
+                if _has_body() and not request.is_json:
+                    raise UnsupportedMediaType("request bodies must be application/json")
+                result = view(*args, **kwargs)
+            except Exception as exc:
+                if not pending.written:
+                    if pending.actor is None:
+                        pending.claimed = claimed_actor(request.headers.get("Authorization"))
+                    _record_refusal(rt, pending, status_for(exc))
+                raise
+            if not pending.written:
+                # A use case answered without committing its audit event: fail closed.
+                raise AuditUnavailable("the request was not recorded")
+            return result
 
         doc: dict[str, Any] = getattr(wrapper, "_apidoc", {})
         doc.setdefault("manual_doc", {}).setdefault(
@@ -54,6 +80,17 @@ def authenticated(*scopes: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorator
+
+
+def _record_refusal(rt: Runtime, pending: PendingAudit, http_status: int) -> None:
+    """The event of a request that changed nothing, in a transaction of its own."""
+    try:
+        with rt.database.sessions() as session:
+            record(session, pending, http_status, rt.clock())
+            session.commit()
+        pending.written = True
+    except Exception as exc:
+        raise AuditUnavailable("the refusal could not be recorded") from exc
 
 
 def _has_body() -> bool:
@@ -67,4 +104,4 @@ def caller() -> Context:
 
 
 def unit_of_work() -> UnitOfWork:
-    return runtime().unit_of_work()
+    return runtime().unit_of_work(audit=g.audit)

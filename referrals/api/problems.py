@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from referrals.audit.recorder import AuditUnavailable
 from referrals.auth.authenticate import (
     AuthenticationFailed,
     IdentityProviderUnavailable,
@@ -95,13 +96,42 @@ def _service_error(exc: ServiceError) -> Response:
     return problem(exc.status, code=exc.code.replace("_", "-"), detail=exc.message, errors=errors)
 
 
+def status_for(exc: BaseException) -> int:
+    """The status the handlers below answer ``exc`` with (the audit records it too)."""
+    match exc:
+        case AuthenticationFailed():
+            return 401
+        case ScopeMissing():
+            return 403
+        case IdentityProviderUnavailable() | AuditUnavailable():
+            return 503
+        case ServiceError():
+            return exc.status
+        case InvalidTransition():
+            return 409
+        case ActionNotAllowed():
+            return 403
+        case DomainError():
+            return 422
+        case HTTPException():
+            return exc.code or 500
+        case _:
+            return 500
+
+
+def _audit_unavailable(_exc: AuditUnavailable) -> Response:
+    # Fail closed: without its audit event, nothing was changed and nothing is returned.
+    log.error("audit event could not be written; request refused")
+    return problem(
+        503,
+        code="audit-unavailable",
+        detail="The audit trail cannot be written right now; nothing was done.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _domain_error(exc: DomainError) -> Response:
-    if isinstance(exc, InvalidTransition):
-        status = 409
-    elif isinstance(exc, ActionNotAllowed):
-        status = 403
-    else:
-        status = 422
+    status = status_for(exc)
     errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
     return problem(status, code=exc.code.replace("_", "-"), detail=exc.message, errors=errors)
 
@@ -162,6 +192,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(IdentityProviderUnavailable, _idp_unavailable)
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(DecryptionError, _integrity_failure)
+    app.register_error_handler(AuditUnavailable, _audit_unavailable)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(Exception, _unexpected)

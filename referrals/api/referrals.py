@@ -27,6 +27,8 @@ from referrals.api.schemas.referrals import (
     ReferralPage,
     SearchBody,
 )
+from referrals.audit import actions as audit_actions
+from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
 from referrals.domain.codes import Action, NoteVisibility
 from referrals.services import idempotency, notes, referrals, timeline
@@ -58,7 +60,7 @@ def _if_match() -> int | None:
 
 @blp.route("/referrals")
 class ReferralCollection(MethodView):
-    @authenticated(READ)
+    @authenticated(READ, audit=AuditAction.REFERRAL_LIST)
     # webargs ignores unknown query parameters unless told; a typo must not drop a filter.
     @blp.arguments(ListArgs, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, ReferralPage)
@@ -77,7 +79,7 @@ class ReferralCollection(MethodView):
             )
         return {"items": page.items, "next_cursor": page.next_cursor}, 200, _NO_STORE
 
-    @authenticated(WRITE)
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_CREATE, success=201)
     @blp.arguments(ReferralCreate)
     @blp.response(201, ReferralOut)
     @problems(blp, *_ERRORS, 409)
@@ -115,7 +117,7 @@ class ReferralCollection(MethodView):
 
 @blp.route("/referrals/search")
 class ReferralSearch(MethodView):
-    @authenticated(READ)
+    @authenticated(READ, audit=AuditAction.REFERRAL_SEARCH)
     @blp.arguments(SearchBody)
     @blp.response(200, ReferralList)
     @problems(blp, *_ERRORS)
@@ -128,7 +130,7 @@ class ReferralSearch(MethodView):
 
 @blp.route("/referrals/<uuid:referral_id>")
 class ReferralItem(MethodView):
-    @authenticated(READ)
+    @authenticated(READ, audit=AuditAction.REFERRAL_READ)
     @blp.response(200, ReferralOut)
     @problems(blp, 401, 403, 404)
     def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -137,7 +139,7 @@ class ReferralItem(MethodView):
             view = referrals.get(uow, caller(), referral_id)
         return view, 200, _etag(view)
 
-    @authenticated(WRITE)
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_UPDATE)
     @blp.arguments(ReferralBody)
     @blp.response(200, ReferralOut)
     @problems(blp, *_ERRORS, 409, 412, 428)
@@ -156,7 +158,7 @@ class ReferralItem(MethodView):
             view = referrals.update_draft(uow, caller(), referral_id, patch, if_match=_if_match())
         return view, 200, _etag(view)
 
-    @authenticated(WRITE)
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_DELETE, success=204)
     @blp.response(204)
     @problems(blp, 401, 403, 404, 409)
     def delete(self, referral_id: uuid.UUID) -> Response:
@@ -196,7 +198,7 @@ def _action_view(action: Action) -> Any:
     view = problems(blp, *_ERRORS, 409, 412)(view)
     view = blp.response(200, ReferralOut)(view)
     view = blp.arguments(ACTION_BODIES[action])(view)
-    view = authenticated(WRITE)(view)
+    view = authenticated(WRITE, audit=audit_actions.for_transition(action))(view)
     return blp.route(
         f"/referrals/<uuid:referral_id>/{action.value}",
         methods=["POST"],
@@ -210,7 +212,7 @@ for _action in Action:
 
 @blp.route("/referrals/<uuid:referral_id>/events")
 class ReferralEvents(MethodView):
-    @authenticated(READ)
+    @authenticated(READ, audit=AuditAction.REFERRAL_EVENTS)
     @blp.response(200, EventList)
     @problems(blp, 401, 403, 404)
     def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -222,7 +224,7 @@ class ReferralEvents(MethodView):
 
 @blp.route("/referrals/<uuid:referral_id>/notes")
 class ReferralNotes(MethodView):
-    @authenticated(READ)
+    @authenticated(READ, audit=AuditAction.NOTE_LIST)
     @blp.response(200, NoteList)
     @problems(blp, 401, 403, 404)
     def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -231,7 +233,7 @@ class ReferralNotes(MethodView):
             items = notes.visible(uow, caller(), referral_id)
         return {"items": items}, 200, _NO_STORE
 
-    @authenticated(WRITE)
+    @authenticated(WRITE, audit=AuditAction.NOTE_CREATE, success=201)
     @blp.arguments(NoteIn)
     @blp.response(201, NoteOut)
     @problems(blp, *_ERRORS)

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from referrals.api.context import authenticated, caller, unit_of_work
 from referrals.api.docs import problems
 from referrals.api.schemas.units import UnitBody, UnitCreate, UnitList, UnitOut
+from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
 from referrals.services import units
 
@@ -21,7 +22,7 @@ blp = Blueprint("units", __name__, url_prefix="/api/v1", description="Units")
 
 @blp.route("/units")
 class UnitCollection(MethodView):
-    @authenticated(*ANY_SCOPE)
+    @authenticated(*ANY_SCOPE, audit=AuditAction.UNIT_LIST)
     @blp.response(200, UnitList)
     @problems(blp, 401, 403)
     def get(self) -> dict[str, Any]:
@@ -29,7 +30,7 @@ class UnitCollection(MethodView):
         with unit_of_work() as uow:
             return {"items": units.list_all(uow, caller())}
 
-    @authenticated(Scope.ADMIN)
+    @authenticated(Scope.ADMIN, audit=AuditAction.UNIT_CREATE, success=201)
     @blp.arguments(UnitCreate)
     @blp.response(201, UnitOut)
     @problems(blp, 401, 403, 409, 422)
@@ -41,7 +42,7 @@ class UnitCollection(MethodView):
 
 @blp.route("/units/<string:unit_id>")
 class UnitItem(MethodView):
-    @authenticated(*ANY_SCOPE)
+    @authenticated(*ANY_SCOPE, audit=AuditAction.UNIT_READ)
     @blp.response(200, UnitOut)
     @problems(blp, 401, 403, 404)
     def get(self, unit_id: str) -> dict[str, Any]:
@@ -49,7 +50,7 @@ class UnitItem(MethodView):
         with unit_of_work() as uow:
             return units.get(uow, caller(), unit_id)
 
-    @authenticated(Scope.ADMIN)
+    @authenticated(Scope.ADMIN, audit=AuditAction.UNIT_UPDATE)
     @blp.arguments(UnitBody)
     @blp.response(200, UnitOut)
     @problems(blp, 401, 403, 404, 422)

@@ -38,3 +38,11 @@ class Principal:
 
     def has_role(self, role: Role) -> bool:
         return role in self.roles
+
+
+@dataclass(frozen=True)
+class ClaimedActor:
+    """What a refused token said about its holder: recorded in the audit, never trusted."""
+
+    issuer: str | None
+    subject: str | None

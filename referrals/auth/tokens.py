@@ -23,6 +23,7 @@ from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
 from referrals.auth.keys import KeySource
+from referrals.auth.principal import ClaimedActor
 
 # RFC 9068 §2.1; "JWT" is only accepted when configured (Keycloak, some Azure setups).
 _ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt"}
@@ -134,6 +135,27 @@ def _peek(token_string: str) -> tuple[dict[str, Any], Mapping[str, Any]]:
     if not isinstance(claims, dict):
         raise RejectedToken("claims are not an object")
     return dict(compact.headers()), claims
+
+
+def claimed_actor(authorization: str | None) -> ClaimedActor | None:
+    """Issuer and subject a bearer token *claims*, for the audit of a refused request.
+
+    Never used to decide anything; short strings only, so a forged token cannot stuff
+    the audit trail."""
+    if not authorization or len(authorization) > 8192:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        _header, claims = _peek(token.strip())
+    except RejectedToken:
+        return None
+    issuer, subject = claims.get("iss"), claims.get("sub")
+    return ClaimedActor(
+        issuer=issuer[:500] if isinstance(issuer, str) else None,
+        subject=subject[:500] if isinstance(subject, str) else None,
+    )
 
 
 def _looks_like_access_token(claims: Mapping[str, Any]) -> bool:

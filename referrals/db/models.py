@@ -143,3 +143,54 @@ class IdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"))
     created_at: Mapped[timestamp]
+
+
+class AuditEvent(Base):
+    """One request that touched a referral, a unit, a key or the audit trail: who, what,
+    which target, with what outcome.  Insert-only; never personal data, tokens or search
+    terms.  Its place in the hash chain is recorded separately (``AuditSeal``), so that
+    sealing never has to UPDATE an event."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_target", "target_type", "target_id"),)
+
+    id: Mapped[uuid_pk]
+    recorded_at: Mapped[timestamp] = mapped_column(index=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    # Verified actors come from a validated token; unverified ones are what a refused
+    # token claimed (recorded for 401s, never trusted).
+    actor_verified: Mapped[bool]
+    actor_issuer: Mapped[str | None] = mapped_column(String(500))
+    actor_subject: Mapped[str | None] = mapped_column(String(500), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(500))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    unit: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    http_status: Mapped[int]
+
+
+class AuditSeal(Base):
+    """An event's position in the one hash chain: hash_n = SHA-256(hash_{n-1} || event_n)."""
+
+    __tablename__ = "audit_seals"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), unique=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_at: Mapped[timestamp]
+
+
+class AuditCheckpoint(Base):
+    """A signed (Ed25519) statement of the chain head at ``seq``."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    head: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[timestamp]
+    previous: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)

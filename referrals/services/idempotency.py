@@ -71,7 +71,10 @@ def _replay(uow: UnitOfWork, ctx: Context, key: str, fingerprint: str) -> dict[s
     # Through the same door as any read: the caller's role or unit may have changed
     # since the first request, and a replay must not show what a GET would not.
     row, side = open_referral(uow, ctx, record.referral_id)
-    return records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
+    view = records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
+    uow.audit_target("referral", row.id)
+    uow.commit()  # the replay is audited like any read
+    return view
 
 
 def _fingerprint(ctx: Context, key: str, body: Mapping[str, Any], submit: bool) -> str:

@@ -48,7 +48,7 @@ def add(
 def visible(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
     row, side = open_referral(uow, ctx, referral_id)
     sealer = sealer_for(ctx, row)
-    return [
+    notes = [
         records.represent_note(n, sealer)
         for n in row.notes
         if policy.may_read_note(
@@ -59,3 +59,6 @@ def visible(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[
             NoteVisibility(n.visibility),
         )
     ]
+    # A read commits too: its audit event must be stored before any data leaves.
+    uow.commit()
+    return notes

@@ -90,6 +90,7 @@ def create(
         _submit(uow, ctx, row, sealer, plain)
     if before_commit is not None:
         before_commit(uow, row.id)
+    uow.audit_target("referral", row.id)
     # Before the commit: whatever this finds, the answer cannot fail after the change.
     duplicates = duplicates_of(uow, ctx, row, plain) if submit else None
     uow.commit()
@@ -101,7 +102,10 @@ def create(
 
 def get(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> View:
     row, side = open_referral(uow, ctx, referral_id)
-    return records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
+    view = records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
+    # A read commits too: its audit event must be stored before any data leaves.
+    uow.commit()
+    return view
 
 
 def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
@@ -128,6 +132,7 @@ def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
             continue
         if plain["personal_number"] == wanted:
             found.append(records.represent(row, side, plain, now=ctx.now))
+    uow.commit()
     return found
 
 
@@ -196,6 +201,7 @@ def list_page(
     rows = uow.referrals.page(where, limit=limit + 1, after=_decode_cursor(cursor))
     items = [_list_item(ctx, r) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    uow.commit()
     return Page(items=items, next_cursor=next_cursor)
 
 

@@ -48,4 +48,7 @@ def record_event(
 def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
     row, _side = open_referral(uow, ctx, referral_id)
     sealer = sealer_for(ctx, row)
-    return [records.represent_event(e, sealer) for e in row.events]
+    items = [records.represent_event(e, sealer) for e in row.events]
+    # A read commits too: its audit event must be stored before any data leaves.
+    uow.commit()
+    return items

@@ -40,7 +40,9 @@ def represent(unit: Unit, ctx: Context) -> dict[str, Any]:
 
 def list_all(uow: UnitOfWork, ctx: Context) -> list[dict[str, Any]]:
     _require(policy.may_list_units(ctx.principal))
-    return [represent(u, ctx) for u in uow.units.all()]
+    items = [represent(u, ctx) for u in uow.units.all()]
+    uow.commit()  # records the read's audit event
+    return items
 
 
 def get(uow: UnitOfWork, ctx: Context, unit_id: str) -> dict[str, Any]:
@@ -48,7 +50,9 @@ def get(uow: UnitOfWork, ctx: Context, unit_id: str) -> dict[str, Any]:
     unit = uow.units.get(unit_id)
     if unit is None:
         raise NotFound("no such unit")
-    return represent(unit, ctx)
+    view = represent(unit, ctx)
+    uow.commit()  # records the read's audit event
+    return view
 
 
 def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +61,7 @@ def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, 
         raise Conflict("a unit with this id exists", field="id")
     unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(body), id=body["id"])
     uow.units.add(unit)
+    uow.audit_target("unit", unit.id)
     uow.commit()
     return represent(unit, ctx)
 

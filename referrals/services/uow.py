@@ -1,12 +1,20 @@
-"""Unit of work: one session, one transaction, repositories that only flush."""
+"""Unit of work: one session, one transaction, repositories that only flush.
+
+When the request is audited, ``commit`` writes its audit event in the same transaction
+first: the event and the change it records commit together or not at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.db.repositories import ReferralRepository, UnitRepository
 from referrals.services.errors import Conflict
 
@@ -16,8 +24,16 @@ class UnitOfWork:
     referrals: ReferralRepository
     units: UnitRepository
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        audit: PendingAudit | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self.audit = audit
+        self._clock = clock
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -42,4 +58,21 @@ class UnitOfWork:
             raise Conflict("the referral was changed by someone else; read it again") from exc
 
     def commit(self) -> None:
+        audit = self.audit if self.audit is not None and not self.audit.written else None
+        # The change first: a lost race or a constraint surfaces as itself, and only a
+        # failure to write the audit event below counts as the audit being unavailable.
+        self.session.flush()
+        if audit is not None:
+            now = self._clock() if self._clock else datetime.now(UTC)
+            try:
+                record(self.session, audit, audit.success_status, now)
+            except SQLAlchemyError as exc:
+                raise AuditUnavailable from exc
         self.session.commit()
+        if audit is not None:
+            audit.written = True
+
+    def audit_target(self, kind: str, identifier: object) -> None:
+        """Name what the request acted on once it is known (e.g. a new referral's id)."""
+        if self.audit is not None:
+            self.audit.target(kind, identifier)

@@ -1,0 +1,55 @@
+"""What an audit event says was done: ``subject:action`` tags, never renamed."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from referrals.domain.codes import Action
+
+
+class AuditAction(StrEnum):
+    REFERRAL_LIST = "referral:list"
+    REFERRAL_CREATE = "referral:create"
+    REFERRAL_READ = "referral:read"
+    REFERRAL_UPDATE = "referral:update"
+    REFERRAL_DELETE = "referral:delete"
+    REFERRAL_SEARCH = "referral:search"
+    REFERRAL_EVENTS = "referral:events"
+    REFERRAL_ERASE = "referral:erase"
+    NOTE_LIST = "note:list"
+    NOTE_CREATE = "note:create"
+    UNIT_LIST = "unit:list"
+    UNIT_READ = "unit:read"
+    UNIT_CREATE = "unit:create"
+    UNIT_UPDATE = "unit:update"
+    REFERRAL_SUBMIT = "referral:submit"
+    REFERRAL_ACCEPT = "referral:accept"
+    REFERRAL_DECLINE = "referral:decline"
+    REFERRAL_REDIRECT = "referral:redirect"
+    REFERRAL_CANCEL = "referral:cancel"
+    REFERRAL_START = "referral:start"
+    REFERRAL_HOLD = "referral:hold"
+    REFERRAL_RESUME = "referral:resume"
+    REFERRAL_COMPLETE = "referral:complete"
+    REFERRAL_FAIL = "referral:fail"
+    REFERRAL_MARK_ERROR = "referral:mark-error"
+
+
+def for_transition(action: Action) -> AuditAction:
+    return AuditAction(f"referral:{action.value}")
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    # Refused: no credentials, insufficient scope or role, or outside the caller's scope.
+    DENIED = "denied"
+    # Anything else that did not complete: invalid input, a conflict, a server fault.
+    ERROR = "error"
+
+
+def outcome_of(http_status: int) -> Outcome:
+    if http_status < 400:
+        return Outcome.ALLOWED
+    if http_status in (401, 403, 404):
+        return Outcome.DENIED
+    return Outcome.ERROR

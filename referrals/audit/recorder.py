@@ -1,0 +1,67 @@
+"""The one audit recorder.  Use cases' commits and the API's error path both call it.
+
+An event is written into the session of the work it records, so the two commit together
+or not at all: when the event cannot be written, the change is not made and the request
+fails (``AuditUnavailable`` -> 503).  Events carry identifiers and codes only: never a
+personal value, a token or a search term.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from referrals.audit.actions import AuditAction, outcome_of
+from referrals.auth.principal import ClaimedActor, Principal
+from referrals.db.models import AuditEvent
+
+
+class AuditUnavailable(Exception):
+    """The audit event could not be written: nothing may be returned or changed."""
+
+
+@dataclass
+class PendingAudit:
+    """The event a request will produce, filled in as the request goes."""
+
+    action: AuditAction
+    request_id: str
+    success_status: int
+    actor: Principal | None = None
+    claimed: ClaimedActor | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    # Set once the event's transaction has committed, not merely flushed: a rolled-back
+    # attempt (a lost race, a retried create) must not count as recorded.
+    written: bool = field(default=False)
+
+    def target(self, kind: str, identifier: object) -> None:
+        self.target_type, self.target_id = kind, str(identifier)
+
+
+def record(session: Session, pending: PendingAudit, http_status: int, now: datetime) -> None:
+    """Add the event to ``session`` and flush it, so a failure surfaces here."""
+    actor = pending.actor
+    claimed = pending.claimed
+    session.add(
+        AuditEvent(
+            id=uuid.uuid4(),
+            recorded_at=now,
+            request_id=pending.request_id,
+            actor_verified=actor is not None,
+            actor_issuer=actor.issuer if actor else (claimed.issuer if claimed else None),
+            actor_subject=actor.subject if actor else (claimed.subject if claimed else None),
+            client_id=actor.client_id if actor else None,
+            roles=sorted(actor.roles) if actor else [],
+            unit=actor.unit if actor else None,
+            action=pending.action,
+            target_type=pending.target_type,
+            target_id=pending.target_id,
+            outcome=outcome_of(http_status),
+            http_status=http_status,
+        )
+    )
+    session.flush()
