@@ -6,9 +6,11 @@ import contextlib
 import logging
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 
 from referrals import api
+from referrals.audit import chain
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
 from referrals.auth.keys import DiscoveredKeySource, StaticKeySource
@@ -53,6 +55,7 @@ def create_app(
         authenticator=build_authenticator(settings, instance_path),
         deadlines=DeadlinePolicy(),
         vault=build_vault(settings, instance_path),
+        audit_signing_key=load_audit_signing_key(settings, instance_path),
         clock=clock,
     )
     api.init_app(app)
@@ -81,6 +84,19 @@ def build_vault(settings: Settings, instance_path: Path) -> Vault:
     if settings.is_production and vault.keyring.development:
         raise ConfigError("production refuses a development keyring")
     return vault
+
+
+def load_audit_signing_key(settings: Settings, instance_path: Path) -> Ed25519PrivateKey:
+    path = settings.resolved_audit_signing_key_file(instance_path)
+    if not path.exists():
+        if settings.is_production:
+            raise ConfigError("production needs REFERRALS_AUDIT_SIGNING_KEY_FILE (Ed25519, PEM)")
+        with contextlib.suppress(FileExistsError):  # another worker created it first
+            chain.create_signing_key_file(path)
+    try:
+        return chain.load_signing_key(path)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"unusable audit signing key: {exc}") from None
 
 
 def build_authenticator(settings: Settings, instance_path: Path) -> Authenticator:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import click
 from flask import Flask
 
 from referrals.app import create_app, key_provider
+from referrals.audit import sealing
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
 from referrals.config import ConfigError, Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
 from referrals.domain.codes import EraseReason
-from referrals.runtime import OPERATOR, Runtime
+from referrals.runtime import OPERATOR, Runtime, audit_public_keys
 from referrals.services import keyring_admin, units
 from referrals.services import referrals as referral_cases
 from referrals.services.errors import ServiceError
@@ -205,6 +207,61 @@ def erase(referral_id: uuid.UUID, reason: str) -> None:
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"referral {referral_id} erased")
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail's hash chain: sealing, checkpoints, verification."""
+
+
+@audit.command("seal")
+@click.option("--follow", is_flag=True, help="Keep sealing new events (the sealer process).")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between rounds.")
+@click.option(
+    "--checkpoint-every", default=60.0, show_default=True, help="Seconds between checkpoints."
+)
+def audit_seal(follow: bool, interval: float, checkpoint_every: float) -> None:
+    """Give committed audit events their places in the chain (and sign checkpoints)."""
+    runtime = _runtime(_app())
+    last_checkpoint = 0.0
+    while True:
+        with runtime.database.sessions() as session:
+            sealed = sealing.seal_pending(session, runtime.clock())
+        now = time.monotonic()
+        if not follow or now - last_checkpoint >= checkpoint_every:
+            with runtime.database.sessions() as session:
+                sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock())
+            last_checkpoint = now
+        if not follow:
+            click.echo(f"{sealed} events sealed")
+            return
+        if sealed == 0:
+            time.sleep(interval)
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain head now."""
+    runtime = _runtime(_app())
+    with runtime.database.sessions() as session:
+        row = sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock())
+    click.echo(f"checkpoint at seq {row.seq}" if row else "no new events since the last checkpoint")
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Recompute the chain and every checkpoint; exit 1 naming the first problem."""
+    runtime = _runtime(_app())
+    with runtime.database.sessions() as session:
+        result = sealing.verify(session, audit_public_keys(runtime))
+    click.echo(
+        f"{result.sealed} sealed events, {result.checkpoints} checkpoints, "
+        f"{result.pending} awaiting sealing"
+    )
+    if result.finding is not None:
+        finding = result.finding
+        raise click.ClickException(f"{finding.problem} at seq {finding.seq}: {finding.detail}")
+    click.echo("ok")
 
 
 def _instance_path(settings: Settings) -> Path:

@@ -53,12 +53,17 @@ class Settings:
     # development) or the same JSON in an environment variable (a mounted secret).
     keyring_file: Path | None = None
     keyring: str | None = field(default=None, repr=False)
+    # Ed25519 key that signs audit checkpoints; separate from every data key.
+    audit_signing_key_file: Path | None = None
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    def resolved_audit_signing_key_file(self, instance_path: Path) -> Path:
+        return self.audit_signing_key_file or instance_path / "audit-signing-key.pem"
 
     def resolved_keyring_file(self, instance_path: Path) -> Path:
         return self.keyring_file or instance_path / "keyring.json"
@@ -113,7 +118,7 @@ def _parse(name: str, raw: str) -> Any:
                 return Environment(raw.lower())
             except ValueError:
                 raise ConfigError(f"{key} must be development or production") from None
-        case "instance_path" | "keyring_file":
+        case "instance_path" | "keyring_file" | "audit_signing_key_file":
             return Path(raw)
         case "oidc_algorithms":
             algorithms = tuple(a.strip() for a in raw.split(",") if a.strip())

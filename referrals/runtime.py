@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from referrals.audit import chain
 from referrals.audit.recorder import PendingAudit
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
@@ -32,6 +35,7 @@ class Runtime:
     authenticator: Authenticator
     deadlines: DeadlinePolicy
     vault: Vault
+    audit_signing_key: Ed25519PrivateKey
     clock: Clock = utc_now
 
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
@@ -51,3 +55,9 @@ class Runtime:
 # Command-line jobs act as this administrator; with the audit trail they will be recorded
 # under it, with the operator's reason.
 OPERATOR = Principal(issuer="urn:referrals:cli", subject="operator", roles=frozenset({Role.ADMIN}))
+
+
+def audit_public_keys(runtime: Runtime) -> dict[str, Ed25519PublicKey]:
+    """The keys checkpoints may be signed with (today: the one configured key)."""
+    public = runtime.audit_signing_key.public_key()
+    return {chain.public_key_id(public): public}

@@ -1,0 +1,158 @@
+"""The sealer, checkpoints and the verifier: the hash chain as stored in the database.
+
+Requests only INSERT audit events; they never wait for the chain.  The sealer gives
+committed events their places in order, under a PostgreSQL advisory lock, so any number
+of app instances and sealer processes produce exactly one chain.  (On SQLite, a second
+sealer's insert of the same sequence number fails and it simply tries again later.)
+Sealing and checkpoints only INSERT, which is all the audit tables allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from referrals.audit import chain
+from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
+
+# pg_advisory_xact_lock key: "referral" in ASCII, so it reads as ours in pg_locks.
+SEALER_LOCK = 0x726566657272616C
+
+
+def body(event: AuditEvent) -> dict[str, Any]:
+    """What is hashed of an event: every column, nothing derived."""
+    return {
+        "id": event.id,
+        "recorded_at": event.recorded_at,
+        "request_id": event.request_id,
+        "actor_verified": event.actor_verified,
+        "actor_issuer": event.actor_issuer,
+        "actor_subject": event.actor_subject,
+        "client_id": event.client_id,
+        "roles": list(event.roles),
+        "unit": event.unit,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "outcome": event.outcome,
+        "http_status": event.http_status,
+    }
+
+
+def seal_pending(session: Session, now: datetime, limit: int = 1000) -> int:
+    """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+    last = session.execute(
+        select(AuditSeal.seq, AuditSeal.hash).order_by(AuditSeal.seq.desc()).limit(1)
+    ).first()
+    seq, previous = (last.seq, last.hash) if last else (0, chain.GENESIS)
+    pending = session.scalars(
+        select(AuditEvent)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+        .order_by(AuditEvent.recorded_at, AuditEvent.id)
+        .limit(limit)
+    ).all()
+    for event in pending:
+        seq += 1
+        sealed = chain.seal(previous, seq, body(event))
+        session.add(AuditSeal(seq=seq, event_id=event.id, hash=sealed.hash, sealed_at=now))
+        previous = sealed.hash
+    session.commit()
+    return len(pending)
+
+
+def checkpoint(session: Session, key: Ed25519PrivateKey, now: datetime) -> AuditCheckpoint | None:
+    """Sign the current head, chained to the previous checkpoint; None if nothing new."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+    head = session.execute(
+        select(AuditSeal.seq, AuditSeal.hash).order_by(AuditSeal.seq.desc()).limit(1)
+    ).first()
+    latest = session.scalars(
+        select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)
+    ).first()
+    if head is None or (latest is not None and latest.seq >= head.seq):
+        session.rollback()
+        return None
+    signed = chain.sign_checkpoint(
+        key,
+        chain.public_key_id(key.public_key()),
+        head.seq,
+        head.hash,
+        now,
+        latest.signature if latest else None,
+    )
+    row = AuditCheckpoint(
+        seq=signed.seq,
+        head=signed.head,
+        created_at=signed.created_at,
+        previous=signed.previous,
+        key_id=signed.key_id,
+        signature=signed.signature,
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+@dataclass(frozen=True)
+class Verification:
+    finding: chain.Finding | None
+    sealed: int
+    pending: int
+    checkpoints: int
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+
+def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
+    """Recompute the whole chain and every checkpoint; name the first problem."""
+    checkpoints = [
+        chain.Checkpoint(
+            seq=c.seq,
+            head=c.head,
+            created_at=c.created_at,
+            previous=c.previous,
+            key_id=c.key_id,
+            signature=c.signature,
+        )
+        for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
+    ]
+    wanted = {c.seq for c in checkpoints}
+    heads: dict[int, bytes] = {}
+    sealed = 0
+
+    def stream() -> Iterator[chain.SealedEvent]:
+        nonlocal sealed
+        rows = session.execute(
+            select(AuditSeal, AuditEvent)
+            .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+            .order_by(AuditSeal.seq)
+            .execution_options(yield_per=1000)
+        )
+        for seal, event in rows:
+            sealed += 1
+            if seal.seq in wanted:
+                heads[seal.seq] = seal.hash
+            yield chain.SealedEvent(seq=seal.seq, body=body(event), hash=seal.hash)
+
+    finding = chain.verify_chain(stream())
+    if finding is None:
+        finding = chain.verify_checkpoints(checkpoints, heads, public_keys)
+    pending = session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+    )
+    return Verification(finding, sealed, int(pending or 0), len(checkpoints))
