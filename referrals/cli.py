@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -239,6 +240,13 @@ def audit_seal(follow: bool, interval: float, checkpoint_every: float) -> None:
             time.sleep(interval)
 
 
+def _seal_forever(runtime: Runtime, interval: float = 1.0) -> None:
+    while True:
+        with runtime.database.sessions() as session:
+            sealing.seal_pending(session, runtime.clock())
+        time.sleep(interval)
+
+
 @audit.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign the chain head now."""
@@ -314,6 +322,9 @@ def quickstart(host: str, port: int, ttl: int) -> None:
         runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
     )
     _seed_demo(runtime)
+    # Production runs `referrals audit seal --follow` as its own process; the demo seals
+    # from a thread so the chain stays current without a second command.
+    threading.Thread(target=_seal_forever, args=(runtime,), daemon=True).start()
     click.echo(f"referrals is starting on http://{host}:{port}  (API docs: /docs)\n")
     click.echo('Development tokens (export one, then: curl -H "Authorization: Bearer $TOKEN" ...):')
     for role, unit in DEMO_TOKENS:

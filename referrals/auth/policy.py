@@ -40,6 +40,11 @@ def may_manage_units(principal: Principal) -> bool:
     return principal.has_role(Role.ADMIN)
 
 
+def may_audit(principal: Principal) -> bool:
+    """Auditors read the trail of who did what; never the case content itself."""
+    return principal.has_role(Role.AUDITOR)
+
+
 def may_erase(principal: Principal) -> bool:
     """Erasure is an operator's act on a referral it cannot read."""
     return principal.has_role(Role.ADMIN)

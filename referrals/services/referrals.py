@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from referrals.auth import policy
@@ -32,7 +28,7 @@ from referrals.domain.codes import (
 )
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
-from referrals.services import records
+from referrals.services import cursors, records
 from referrals.services.access import check_version, open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.errors import (
@@ -198,9 +194,10 @@ def list_page(
         now=ctx.now,
         pending_statuses=(Status.REQUESTED,),
     )
-    rows = uow.referrals.page(where, limit=limit + 1, after=_decode_cursor(cursor))
+    rows = uow.referrals.page(where, limit=limit + 1, after=cursors.decode(cursor))
     items = [_list_item(ctx, r) for r in rows[:limit]]
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = cursors.encode(last.created_at, last.id) if last else None
     uow.commit()
     return Page(items=items, next_cursor=next_cursor)
 
@@ -363,19 +360,3 @@ def _merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[st
 
 def _optional(enum: type[Any], value: str | None) -> Any:
     return None if value is None else enum(value)
-
-
-def _encode_cursor(row: Referral) -> str:
-    raw = json.dumps([row.created_at.isoformat(), str(row.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, referral_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(referral_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise Unprocessable("the cursor is not one this service issued", field="cursor") from exc

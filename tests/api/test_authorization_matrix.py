@@ -17,6 +17,7 @@ from the answer for a referral that does not exist (no existence leak).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ API = "/api/v1"
 REFERRALS = "/referrals"
 REFERRAL = "/referrals/<uuid:referral_id>"
 SEARCH = "/referrals/search"
+AUDIT_EVENTS = "/audit/events"
+AUDIT_VERIFY = "/audit/verify"
+AUDIT_CHECKPOINTS = "/audit/checkpoints"
 UNITS = "/units"
 UNIT = "/units/<string:unit_id>"
 PROBLEM_JSON = "application/problem+json"
@@ -221,6 +225,23 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
     ("POST", SEARCH, "requested"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # -- the audit trail: auditors only (scope audit:read), never case content ------------
+    ("GET", f"{REFERRAL}/access-log", "requested"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("GET", AUDIT_EVENTS, "unit"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("GET", AUDIT_VERIFY, "unit"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("GET", AUDIT_CHECKPOINTS, "unit"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
     ),
     # -- timeline and notes --------------------------------------------------------------
     ("GET", f"{REFERRAL}/events", "draft"): row(
@@ -617,6 +638,19 @@ def check_allowed(
             assert rid in found
         else:
             assert found == set()
+    elif (method, path) == ("GET", f"{REFERRAL}/access-log"):
+        assert body["items"]
+        assert {item["target_id"] for item in body["items"]} == {rid}
+        text = json.dumps(body, ensure_ascii=False)  # identifiers and codes, no case content
+        assert SUBJECT_NAME not in text
+        assert NARRATIVE not in text
+    elif (method, path) == ("GET", AUDIT_EVENTS):
+        assert body["items"]
+        assert {"actor", "action", "outcome", "http_status"} <= set(body["items"][0])
+    elif (method, path) == ("GET", AUDIT_VERIFY):
+        assert body["status"] == "ok"
+    elif (method, path) == ("GET", AUDIT_CHECKPOINTS):
+        assert body == {"items": []}
     elif (method, path) == ("GET", REFERRAL):
         assert body["id"] == rid
         assert body["status"] == before.referrals[key][0]

@@ -1,0 +1,79 @@
+"""Audit trail bodies out, and the auditor's search filters in."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from referrals.api.schemas.common import StrictSchema, code_field
+from referrals.audit.actions import AuditAction, Outcome
+
+
+class AuditEventArgs(StrictSchema):
+    actor = fields.String(validate=validate.Length(max=500), metadata={"description": "subject"})
+    referral = fields.UUID()
+    action = code_field(AuditAction)
+    outcome = code_field(Outcome)
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+class ActorOut(StrictSchema):
+    verified = fields.Boolean()
+    issuer = fields.String(allow_none=True)
+    subject = fields.String(allow_none=True)
+    client_id = fields.String(allow_none=True)
+    roles = fields.List(fields.String())
+    unit = fields.String(allow_none=True)
+
+
+class AuditEventOut(StrictSchema):
+    id = fields.UUID()
+    seq = fields.Integer(
+        allow_none=True, metadata={"description": "chain position; null until sealed"}
+    )
+    recorded_at = fields.AwareDateTime()
+    request_id = fields.String()
+    actor = fields.Nested(ActorOut)
+    action = fields.String()
+    target_type = fields.String(allow_none=True)
+    target_id = fields.String(allow_none=True)
+    outcome = fields.String()
+    http_status = fields.Integer()
+
+
+class AuditEventPage(StrictSchema):
+    items = fields.List(fields.Nested(AuditEventOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class AuditEventList(StrictSchema):
+    items = fields.List(fields.Nested(AuditEventOut))
+
+
+class FindingOut(StrictSchema):
+    seq = fields.Integer()
+    problem = fields.String()
+    detail = fields.String()
+
+
+class VerificationOut(StrictSchema):
+    status = fields.String(metadata={"enum": ["ok", "failed"]})
+    finding = fields.Nested(FindingOut, allow_none=True)
+    sealed = fields.Integer()
+    pending = fields.Integer()
+    checkpoints = fields.Integer()
+
+
+class CheckpointOut(StrictSchema):
+    seq = fields.Integer()
+    head = fields.String()
+    created_at = fields.AwareDateTime()
+    previous = fields.String(allow_none=True)
+    key_id = fields.String()
+    signature = fields.String()
+
+
+class CheckpointList(StrictSchema):
+    items = fields.List(fields.Nested(CheckpointOut))

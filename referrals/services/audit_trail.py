@@ -1,0 +1,149 @@
+"""Auditors' use cases: search the trail, a referral's access log, verify the chain.
+
+Auditors see identifiers and codes only, never case content; their own queries are
+audited like any other request (the filters themselves are not recorded).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from referrals.audit import sealing
+from referrals.auth import policy
+from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
+from referrals.services import cursors
+from referrals.services.context import Context
+from referrals.services.errors import Forbidden
+from referrals.services.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    actor: str | None = None
+    referral: uuid.UUID | None = None
+    action: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def search(
+    uow: UnitOfWork, ctx: Context, where: EventFilter, *, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    _require_auditor(ctx)
+    query = select(AuditEvent, AuditSeal.seq).outerjoin(
+        AuditSeal, AuditSeal.event_id == AuditEvent.id
+    )
+    if where.actor:
+        query = query.where(AuditEvent.actor_subject == where.actor)
+    if where.referral:
+        query = query.where(
+            AuditEvent.target_type == "referral", AuditEvent.target_id == str(where.referral)
+        )
+    if where.action:
+        query = query.where(AuditEvent.action == where.action)
+    if where.outcome:
+        query = query.where(AuditEvent.outcome == where.outcome)
+    if where.since:
+        query = query.where(AuditEvent.recorded_at >= where.since)
+    if where.until:
+        query = query.where(AuditEvent.recorded_at < where.until)
+    after = cursors.decode(cursor)
+    if after is not None:
+        at, event_id = after
+        query = query.where(
+            or_(
+                AuditEvent.recorded_at < at,
+                and_(AuditEvent.recorded_at == at, AuditEvent.id < event_id),
+            )
+        )
+    rows = uow.session.execute(
+        query.order_by(AuditEvent.recorded_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
+    ).all()
+    items = [represent(event, seq) for event, seq in rows[:limit]]
+    last = rows[limit - 1][0] if len(rows) > limit else None
+    next_cursor = cursors.encode(last.recorded_at, last.id) if last else None
+    uow.commit()
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def access_log(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> dict[str, Any]:
+    """Who accessed this referral, when, with what outcome: oldest first."""
+    _require_auditor(ctx)
+    rows = uow.session.execute(
+        select(AuditEvent, AuditSeal.seq)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditEvent.target_type == "referral", AuditEvent.target_id == str(referral_id))
+        .order_by(AuditEvent.recorded_at, AuditEvent.id)
+    ).all()
+    uow.audit_target("referral", referral_id)
+    uow.commit()
+    return {"items": [represent(event, seq) for event, seq in rows]}
+
+
+def verify(uow: UnitOfWork, ctx: Context, public_keys: Mapping[str, Any]) -> dict[str, Any]:
+    _require_auditor(ctx)
+    result = sealing.verify(uow.session, public_keys)
+    uow.commit()
+    finding = result.finding
+    return {
+        "status": "ok" if finding is None else "failed",
+        "finding": None
+        if finding is None
+        else {"seq": finding.seq, "problem": finding.problem, "detail": finding.detail},
+        "sealed": result.sealed,
+        "pending": result.pending,
+        "checkpoints": result.checkpoints,
+    }
+
+
+def checkpoints(uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+    _require_auditor(ctx)
+    rows = uow.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).all()
+    uow.commit()
+    return {
+        "items": [
+            {
+                "seq": c.seq,
+                "head": c.head.hex(),
+                "created_at": c.created_at,
+                "previous": c.previous.hex() if c.previous else None,
+                "key_id": c.key_id,
+                "signature": c.signature.hex(),
+            }
+            for c in rows
+        ]
+    }
+
+
+def represent(event: AuditEvent, seq: int | None) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "seq": seq,
+        "recorded_at": event.recorded_at,
+        "request_id": event.request_id,
+        "actor": {
+            "verified": event.actor_verified,
+            "issuer": event.actor_issuer,
+            "subject": event.actor_subject,
+            "client_id": event.client_id,
+            "roles": list(event.roles),
+            "unit": event.unit,
+        },
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "outcome": event.outcome,
+        "http_status": event.http_status,
+    }
+
+
+def _require_auditor(ctx: Context) -> None:
+    if not policy.may_audit(ctx.principal):
+        raise Forbidden("only auditors read the audit trail")
