@@ -12,10 +12,10 @@ from marshmallow import RAISE
 from referrals.api.context import authenticated, caller, runtime, unit_of_work
 from referrals.api.docs import problems
 from referrals.api.schemas.audit import (
-    CheckpointList,
     AuditEventArgs,
     AuditEventList,
     AuditEventPage,
+    CheckpointList,
     VerificationOut,
 )
 from referrals.audit.actions import AuditAction
