@@ -132,21 +132,25 @@ def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
     heads: dict[int, bytes] = {}
     sealed = 0
 
+    rows = session.execute(
+        select(AuditSeal, AuditEvent)
+        .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+        .order_by(AuditSeal.seq)
+        .execution_options(yield_per=1000)  # streams: memory does not grow with the chain
+    )
+
     def stream() -> Iterator[chain.SealedEvent]:
         nonlocal sealed
-        rows = session.execute(
-            select(AuditSeal, AuditEvent)
-            .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-            .order_by(AuditSeal.seq)
-            .execution_options(yield_per=1000)
-        )
         for seal, event in rows:
             sealed += 1
             if seal.seq in wanted:
                 heads[seal.seq] = seal.hash
             yield chain.SealedEvent(seq=seal.seq, body=body(event), hash=seal.hash)
 
-    finding = chain.verify_chain(stream())
+    try:
+        finding = chain.verify_chain(stream())
+    finally:
+        rows.close()  # the verifier may stop at the first problem; free the server cursor
     if finding is None:
         finding = chain.verify_checkpoints(checkpoints, heads, public_keys)
     pending = session.scalar(
