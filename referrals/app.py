@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 
-from referrals import api
+from referrals import api, logs
 from referrals.audit import chain
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
@@ -42,7 +41,7 @@ def create_app(
     instance_path.chmod(0o700)
     database_url = settings.resolved_database_url(instance_path)
     settings.check_production(database_url)
-    logging.getLogger("referrals").setLevel(settings.log_level)
+    logs.configure(settings.log_level)
 
     app.config.update(
         MAX_CONTENT_LENGTH=256 * 1024,  # a referral is text; nothing legitimate is larger

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
@@ -30,13 +32,30 @@ class ReferralsApi(Api):  # type: ignore[misc]
         self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
 
 
+access_log = logging.getLogger("referrals.access")
+
+
 def _assign_request_id() -> None:
     # Our own id, never the client's: it keys audit events, so it must be unique.
     g.request_id = uuid.uuid4().hex
+    g.started = time.perf_counter()
 
 
 def _return_request_id(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.get("request_id", "")
+    access_log.info(
+        "request",
+        extra={
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            # The route template, never the URL: no ids, no query string.
+            "route": request.url_rule.rule if request.url_rule else "(no route)",
+            "status": response.status_code,
+            "latency_ms": round(
+                (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
+            ),
+        },
+    )
     return response
 
 
