@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -297,6 +298,13 @@ def render_spec(app: Flask) -> str:
     return json.dumps(spec, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _run_development_server(app: Flask, host: str, port: int) -> None:
+    # Werkzeug's own request lines carry raw URLs (query strings included); the app
+    # writes its own JSON request line with the route template instead.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
@@ -305,7 +313,7 @@ def serve(host: str, port: int) -> None:
     app = _app()
     if _runtime(app).settings.is_production:
         raise click.ClickException("use gunicorn in production (deploy/gunicorn.conf.py)")
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    _run_development_server(app, host, port)
 
 
 @main.command()
@@ -331,7 +339,7 @@ def quickstart(host: str, port: int, ttl: int) -> None:
         name = f"{role.value.upper()}_{unit.upper()}" if unit else role.value.upper()
         click.echo(f"\n{name}_TOKEN={_mint(runtime, role, unit, ttl)}")
     click.echo()
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    _run_development_server(app, host, port)
 
 
 if __name__ == "__main__":
