@@ -15,6 +15,7 @@ from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
 from referrals.db.engine import Database
+from referrals.domain.codes import BreakGlassReason
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
@@ -41,7 +42,7 @@ class Runtime:
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
         return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
 
-    def context(self, principal: Principal) -> Context:
+    def context(self, principal: Principal, break_glass: BreakGlassReason | None = None) -> Context:
         """What a use case needs besides its arguments, for ``principal``, now."""
         return Context(
             principal=principal,
@@ -49,6 +50,7 @@ class Runtime:
             deadlines=self.deadlines,
             default_intake_unit=self.settings.default_intake_unit,
             vault=self.vault,
+            break_glass=break_glass,
         )
 
 

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(length=64), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=False),
+        sa.Column("purpose", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
@@ -60,6 +61,7 @@ def upgrade() -> None:
             batch_op.f("ix_audit_events_recorded_at"), ["recorded_at"], unique=False
         )
         batch_op.create_index("ix_audit_events_target", ["target_type", "target_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_events_purpose"), ["purpose"], unique=False)
 
     op.create_table(
         "audit_seals",
@@ -72,6 +74,29 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_seals")),
         sa.UniqueConstraint("event_id", name=op.f("uq_audit_seals_event_id")),
+    )
+
+    op.create_table(
+        "break_glass_grants",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("actor", sa.String(length=500), nullable=False),
+        sa.Column("referral_id", sa.Uuid(), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=False),
+        sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["referral_id"],
+            ["referrals.id"],
+            name=op.f("fk_break_glass_grants_referral_id_referrals"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_break_glass_grants")),
+    )
+    op.create_index(
+        "ix_break_glass_grants_actor_referral",
+        "break_glass_grants",
+        ["actor", "referral_id"],
+        unique=False,
     )
 
     if op.get_bind().dialect.name == "postgresql":

@@ -14,8 +14,10 @@ from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.auth.principal import Scope
 from referrals.auth.tokens import claimed_actor
+from referrals.domain.codes import BreakGlassReason
 from referrals.runtime import Runtime
 from referrals.services.context import Context
+from referrals.services.errors import Unprocessable
 from referrals.services.uow import UnitOfWork
 
 P = ParamSpec("P")
@@ -57,7 +59,7 @@ def authenticated(
                     request.headers, request.args.keys(), [s.value for s in scopes]
                 )
                 pending.actor = principal
-                g.context = rt.context(principal)
+                g.context = rt.context(principal, _break_glass_reason())
                 if _has_body() and not request.is_json:
                     raise UnsupportedMediaType("request bodies must be application/json")
                 result = view(*args, **kwargs)
@@ -91,6 +93,20 @@ def _record_refusal(rt: Runtime, pending: PendingAudit, http_status: int) -> Non
         pending.written = True
     except Exception as exc:
         raise AuditUnavailable("the refusal could not be recorded") from exc
+
+
+BREAK_GLASS_HEADER = "X-Break-Glass-Reason"
+
+
+def _break_glass_reason() -> BreakGlassReason | None:
+    raw = request.headers.get(BREAK_GLASS_HEADER)
+    if raw is None:
+        return None
+    try:
+        return BreakGlassReason(raw.strip())
+    except ValueError:
+        codes = ", ".join(r.value for r in BreakGlassReason)
+        raise Unprocessable(f"must be one of {codes}", field=BREAK_GLASS_HEADER) from None
 
 
 def _has_body() -> bool:

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from referrals.api.context import authenticated, caller, unit_of_work
+from referrals.api.context import BREAK_GLASS_HEADER, authenticated, caller, unit_of_work
 from referrals.api.docs import problems
 from referrals.api.schemas.referrals import (
     ACTION_BODIES,
@@ -30,7 +30,7 @@ from referrals.api.schemas.referrals import (
 from referrals.audit import actions as audit_actions
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
-from referrals.domain.codes import Action, NoteVisibility
+from referrals.domain.codes import Action, BreakGlassReason, NoteVisibility
 from referrals.services import idempotency, notes, referrals, timeline
 from referrals.services.errors import PreconditionRequired, Unprocessable
 
@@ -41,6 +41,15 @@ _ETAG = re.compile(r'^(?:W/)?"v(\d{1,12})"\Z')
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 _ERRORS = (401, 403, 404, 422)
 _NO_STORE = {"Cache-Control": "no-store"}
+BREAK_GLASS_PARAMETER = {
+    "in": "header",
+    "name": BREAK_GLASS_HEADER,
+    "required": False,
+    "schema": {"type": "string", "enum": [r.value for r in BreakGlassReason]},
+    "description": "Emergency read of a referral outside the caller's unit (caseworkers): "
+    "opens it to the caller for 30 minutes; every read is audited with the reason and "
+    "listed for review (GET /api/v1/audit/events?break_glass=true).",
+}
 
 
 def _etag(view: dict[str, Any]) -> dict[str, str]:
@@ -131,6 +140,7 @@ class ReferralSearch(MethodView):
 @blp.route("/referrals/<uuid:referral_id>")
 class ReferralItem(MethodView):
     @authenticated(READ, audit=AuditAction.REFERRAL_READ)
+    @blp.doc(parameters=[BREAK_GLASS_PARAMETER])
     @blp.response(200, ReferralOut)
     @problems(blp, 401, 403, 404)
     def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -213,6 +223,7 @@ for _action in Action:
 @blp.route("/referrals/<uuid:referral_id>/events")
 class ReferralEvents(MethodView):
     @authenticated(READ, audit=AuditAction.REFERRAL_EVENTS)
+    @blp.doc(parameters=[BREAK_GLASS_PARAMETER])
     @blp.response(200, EventList)
     @problems(blp, 401, 403, 404)
     def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -225,6 +236,7 @@ class ReferralEvents(MethodView):
 @blp.route("/referrals/<uuid:referral_id>/notes")
 class ReferralNotes(MethodView):
     @authenticated(READ, audit=AuditAction.NOTE_LIST)
+    @blp.doc(parameters=[BREAK_GLASS_PARAMETER])
     @blp.response(200, NoteList)
     @problems(blp, 401, 403, 404)
     def get(self, referral_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -34,6 +34,8 @@ class PendingAudit:
     claimed: ClaimedActor | None = None
     target_type: str | None = None
     target_id: str | None = None
+    # Set when the access went outside the actor's normal scope (break the glass).
+    purpose: str | None = None
     # Set once the event's transaction has committed, not merely flushed: a rolled-back
     # attempt (a lost race, a retried create) must not count as recorded.
     written: bool = field(default=False)
@@ -62,6 +64,7 @@ def record(session: Session, pending: PendingAudit, http_status: int, now: datet
             target_id=pending.target_id,
             outcome=outcome_of(http_status),
             http_status=http_status,
+            purpose=pending.purpose,
         )
     )
     session.flush()

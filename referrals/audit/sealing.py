@@ -42,6 +42,7 @@ def body(event: AuditEvent) -> dict[str, Any]:
         "target_id": event.target_id,
         "outcome": event.outcome,
         "http_status": event.http_status,
+        "purpose": event.purpose,
     }
 
 

@@ -40,6 +40,15 @@ def may_manage_units(principal: Principal) -> bool:
     return principal.has_role(Role.ADMIN)
 
 
+def may_break_glass(principal: Principal, referral: ReferralScope) -> bool:
+    """A caseworker may open a submitted referral of another unit in an emergency."""
+    return (
+        principal.has_role(Role.CASEWORKER)
+        and principal.unit is not None
+        and referral.status != Status.DRAFT
+    )
+
+
 def may_audit(principal: Principal) -> bool:
     """Auditors read the trail of who did what; never the case content itself."""
     return principal.has_role(Role.AUDITOR)

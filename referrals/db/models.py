@@ -170,6 +170,8 @@ class AuditEvent(Base):
     target_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16), index=True)
     http_status: Mapped[int]
+    # Break-the-glass reason code when the access was outside the actor's normal scope.
+    purpose: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class AuditSeal(Base):
@@ -194,3 +196,18 @@ class AuditCheckpoint(Base):
     previous: Mapped[bytes | None] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class BreakGlassGrant(Base):
+    """Emergency read access of one actor to one referral outside their unit, until
+    ``expires_at``; every use is audited with the reason and listed for review."""
+
+    __tablename__ = "break_glass_grants"
+    __table_args__ = (Index("ix_break_glass_grants_actor_referral", "actor", "referral_id"),)
+
+    id: Mapped[uuid_pk]
+    actor: Mapped[str] = mapped_column(String(500))
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]

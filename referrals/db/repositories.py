@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from referrals.db.models import IdempotencyKey, Referral, Unit
+from referrals.db.models import BreakGlassGrant, IdempotencyKey, Referral, Unit
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,21 @@ class ReferralRepository:
             .execution_options(synchronize_session=False)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    def active_grant(
+        self, actor: str, referral_id: uuid.UUID, now: datetime
+    ) -> BreakGlassGrant | None:
+        return self.session.scalars(
+            select(BreakGlassGrant).where(
+                BreakGlassGrant.actor == actor,
+                BreakGlassGrant.referral_id == referral_id,
+                BreakGlassGrant.expires_at > now,
+            )
+        ).first()
+
+    def add_grant(self, grant: BreakGlassGrant) -> None:
+        self.session.add(grant)
+        self.session.flush()
 
     def idempotency_key(self, actor: str, key: str) -> IdempotencyKey | None:
         return self.session.scalars(

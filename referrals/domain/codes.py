@@ -148,3 +148,12 @@ class EraseReason(StrEnum):
     RETENTION_EXPIRED = "retention_expired"
     ENTERED_IN_ERROR = "entered_in_error"
     LEGAL_ORDER = "legal_order"
+
+
+class BreakGlassReason(StrEnum):
+    """Why a caseworker opens a referral outside their unit; codes, never free text."""
+
+    RISK_TO_LIFE = "risk_to_life"
+    CHILD_PROTECTION_EMERGENCY = "child_protection_emergency"
+    POLICE_REQUEST = "police_request"
+    CONTINUITY_OF_CARE = "continuity_of_care"

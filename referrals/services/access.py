@@ -7,25 +7,59 @@ this is where each access will be recorded in the audit trail (DESIGN §5).
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from referrals.auth import policy
-from referrals.db.models import Referral
+from referrals.db.models import BreakGlassGrant, Referral
 from referrals.domain.codes import Side
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden, NotFound, PreconditionFailed
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Sealer
 
+# How long one break of the glass opens a referral to its actor.
+BREAK_GLASS_WINDOW = timedelta(minutes=30)
 
-def open_referral(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> tuple[Referral, Side]:
-    """The referral and the caller's side of it; 404 when outside the caller's scope."""
+
+def open_referral(
+    uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID, *, read_only: bool = False
+) -> tuple[Referral, Side]:
+    """The referral and the caller's side of it; 404 when outside the caller's scope.
+
+    A read (``read_only``) outside the caller's unit succeeds only through a break of the
+    glass: the caseworker sends a reason (``ctx.break_glass``), which opens the referral
+    to them for ``BREAK_GLASS_WINDOW``; every read in that window is audited with the
+    reason and listed for review.  They read as a receiving unit that is not theirs: no
+    internal notes, and no transitions (those never pass ``read_only``)."""
     if not policy.may_work_with_cases(ctx.principal):
         raise Forbidden("this role has no access to case content")
     row = uow.referrals.get(referral_id)
     side = policy.side_of(ctx.principal, row) if row is not None else None
+    if row is not None and side is None and read_only:
+        side = _through_broken_glass(uow, ctx, row)
     if row is None or side is None:
         raise NotFound("no such referral")
     return row, side
+
+
+def _through_broken_glass(uow: UnitOfWork, ctx: Context, row: Referral) -> Side | None:
+    if not policy.may_break_glass(ctx.principal, row):
+        return None
+    grant = uow.referrals.active_grant(ctx.principal.actor, row.id, ctx.now)
+    if grant is None and ctx.break_glass is not None:
+        grant = BreakGlassGrant(
+            actor=ctx.principal.actor,
+            referral_id=row.id,
+            reason=ctx.break_glass,
+            granted_at=ctx.now,
+            expires_at=ctx.now + BREAK_GLASS_WINDOW,
+        )
+        uow.referrals.add_grant(grant)
+    if grant is None:
+        return None
+    if uow.audit is not None:
+        uow.audit.purpose = f"break-glass:{grant.reason}"
+    return Side.RECEIVER
 
 
 def sealer_for(ctx: Context, row: Referral) -> Sealer | None:

@@ -31,6 +31,8 @@ class EventFilter:
     outcome: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Only accesses outside the actor's normal scope: the mandatory review report.
+    break_glass: bool = False
 
 
 def search(
@@ -50,6 +52,8 @@ def search(
         query = query.where(AuditEvent.action == where.action)
     if where.outcome:
         query = query.where(AuditEvent.outcome == where.outcome)
+    if where.break_glass:
+        query = query.where(AuditEvent.purpose.is_not(None))
     if where.since:
         query = query.where(AuditEvent.recorded_at >= where.since)
     if where.until:
@@ -141,6 +145,7 @@ def represent(event: AuditEvent, seq: int | None) -> dict[str, Any]:
         "target_id": event.target_id,
         "outcome": event.outcome,
         "http_status": event.http_status,
+        "purpose": event.purpose,
     }
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from referrals.auth.principal import Principal
+from referrals.domain.codes import BreakGlassReason
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.vault import Vault
 
@@ -19,6 +20,8 @@ class Context:
     deadlines: DeadlinePolicy
     default_intake_unit: str
     vault: Vault
+    # A caseworker's declared emergency (``X-Break-Glass-Reason``), honoured by reads only.
+    break_glass: BreakGlassReason | None = None
 
     @property
     def today(self) -> date:

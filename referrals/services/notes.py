@@ -46,7 +46,7 @@ def add(
 
 
 def visible(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
-    row, side = open_referral(uow, ctx, referral_id)
+    row, side = open_referral(uow, ctx, referral_id, read_only=True)
     sealer = sealer_for(ctx, row)
     notes = [
         records.represent_note(n, sealer)

@@ -97,7 +97,7 @@ def create(
 
 
 def get(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> View:
-    row, side = open_referral(uow, ctx, referral_id)
+    row, side = open_referral(uow, ctx, referral_id, read_only=True)
     view = records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
     # A read commits too: its audit event must be stored before any data leaves.
     uow.commit()

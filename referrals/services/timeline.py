@@ -46,7 +46,7 @@ def record_event(
 
 
 def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
-    row, _side = open_referral(uow, ctx, referral_id)
+    row, _side = open_referral(uow, ctx, referral_id, read_only=True)
     sealer = sealer_for(ctx, row)
     items = [records.represent_event(e, sealer) for e in row.events]
     # A read commits too: its audit event must be stored before any data leaves.

@@ -15,6 +15,9 @@ class AuditEventArgs(StrictSchema):
     outcome = code_field(Outcome)
     since = fields.AwareDateTime()
     until = fields.AwareDateTime()
+    break_glass = fields.Boolean(
+        metadata={"description": "only accesses outside the actor's scope (review report)"}
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -41,6 +44,9 @@ class AuditEventOut(StrictSchema):
     target_id = fields.String(allow_none=True)
     outcome = fields.String()
     http_status = fields.Integer()
+    purpose = fields.String(
+        allow_none=True, metadata={"description": "break-glass:<reason> for emergency access"}
+    )
 
 
 class AuditEventPage(StrictSchema):
