@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import click
 from flask import Flask
 
 from referrals.app import create_app, key_provider
+from referrals.audit import export as audit_export_rows
 from referrals.audit import sealing
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
@@ -57,6 +61,18 @@ def main() -> None:
 @main.group()
 def db() -> None:
     """Database schema."""
+
+
+@db.command("harden")
+@click.option("--app-role", required=True, help="The database role the app connects as.")
+def db_harden(app_role: str) -> None:
+    """PostgreSQL: the app role may only INSERT and SELECT audit rows (run as the owner)."""
+    runtime = _runtime(_app())
+    url = runtime.settings.resolved_database_url(runtime.instance_path)
+    if not url.startswith("postgresql"):
+        raise click.ClickException("harden applies to PostgreSQL")
+    migrate.harden(url, app_role)
+    click.echo(f"{app_role}: INSERT and SELECT only on the audit tables")
 
 
 @db.command("upgrade")
@@ -246,6 +262,22 @@ def _seal_forever(runtime: Runtime, interval: float = 1.0) -> None:
         with runtime.database.sessions() as session:
             sealing.seal_pending(session, runtime.clock())
         time.sleep(interval)
+
+
+@audit.command("export")
+@click.option("--since", type=click.DateTime(), default=None, help="UTC; default: all.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--output", type=click.File("w"), default="-", help="Default: standard output.")
+def audit_export(since: datetime | None, fmt: str, output: IO[str]) -> None:
+    """Export sealed and pending events as JSON lines, oldest first (for archives)."""
+    runtime = _runtime(_app())
+    start = since.replace(tzinfo=UTC) if since else None
+    with runtime.database.sessions() as session:
+        total = audit_export_rows.count(session, start)
+        with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
+            for item in audit_export_rows.stream(session, start):
+                output.write(json.dumps(item, default=str, sort_keys=True) + "\n")
+                bar.update(1)
 
 
 @audit.command("checkpoint")

@@ -47,3 +47,22 @@ def rewrite_tables(database_url: str, tables: list[str]) -> None:
                 connection.execute(text(f'VACUUM FULL "{table}"'))
     finally:
         engine.dispose()
+
+
+AUDIT_TABLES = ("audit_events", "audit_seals", "audit_checkpoints")
+
+
+def harden(database_url: str, app_role: str) -> None:
+    """Revoke UPDATE, DELETE and TRUNCATE on the audit tables from the app's role.
+
+    The append-only trigger (revision 0003) already refuses them for every role; this
+    takes the privilege away as well, so the trigger is a second wall, not the only one."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            role = connection.dialect.identifier_preparer.quote(app_role)
+            for table in AUDIT_TABLES:
+                connection.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {role}"))
+                connection.execute(text(f"GRANT SELECT, INSERT ON {table} TO {role}"))
+    finally:
+        engine.dispose()

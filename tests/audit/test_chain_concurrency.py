@@ -217,6 +217,8 @@ def test_two_instances_two_sealers_eight_clients_one_chain(tmp_path: Path) -> No
             ]
 
             load_started = time.monotonic()
+            import datetime as _dt
+            load_utc = _dt.datetime.now(_dt.UTC)
             statuses: Counter[int] = Counter()
             with ProcessPoolExecutor(
                 max_workers=CLIENTS, mp_context=multiprocessing.get_context("spawn")
@@ -311,4 +313,13 @@ def test_two_instances_two_sealers_eight_clients_one_chain(tmp_path: Path) -> No
         say(f"  verify              {' / '.join(lines)}")
         say(f"  setup               {ready - started:.1f} s (database, seed, two servers)")
         say(f"  sealers             {stopped.get('sealer-0')}; {stopped.get('sealer-1')}")
+        with engine.connect() as connection:
+            for row in connection.execute(text(
+                "SELECT s.seq, e.recorded_at, s.sealed_at, e.action, e.outcome, e.http_status,"
+                " extract(epoch FROM s.sealed_at - e.recorded_at) AS lag"
+                " FROM audit_seals s JOIN audit_events e ON e.id = s.event_id"
+                " ORDER BY lag DESC LIMIT 12")):
+                say(f"  DEBUG {row}")
+            say(f"  DEBUG over1s {connection.scalar(text('SELECT count(*) FROM audit_seals s JOIN audit_events e ON e.id = s.event_id WHERE s.sealed_at - e.recorded_at > make_interval(secs => 1)'))}")
+        say(f"  DEBUG load_started_utc {load_utc}")
         say(f"  whole test so far   {time.monotonic() - started:.1f} s")

@@ -593,6 +593,17 @@ def test_audit_rows_hold_no_personal_data_tokens_or_search_terms(
         for suffix in ("", "/events", "/notes"):
             response = client.get(f"{API}/referrals/{rid}{suffix}", headers=actors.worker)
             assert response.status_code == 200, response.get_data(as_text=True)
+    # An auditor's own queries are audited, without their filters (search terms).
+    auditor = {"Authorization": f"Bearer {dev_token('auditor')}"}
+    sought = canaries.add("audit search actor filter", "sokt-aktor-Zorbalina-q5v")
+    response = client.get(
+        f"{API}/audit/events",
+        query_string={"actor": sought, "action": "referral:read", "limit": 5},
+        headers=auditor,
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    response = client.get(f"{API}/referrals/{scenario.ids['Alfa']}/access-log", headers=auditor)
+    assert response.status_code == 200, response.get_data(as_text=True)
     # Refused requests that carry personal data: an auditor's create, a bad number.
     refused_body = {
         "subject": {
@@ -601,7 +612,6 @@ def test_audit_rows_hold_no_personal_data_tokens_or_search_terms(
         },
         "narrative": canaries.add("refused narrative", "Avvisad-berättelse om Trollsjön x4k"),
     }
-    auditor = {"Authorization": f"Bearer {dev_token('auditor')}"}
     for headers, status in ((auditor, 403), (actors.worker, 422)):
         response = client.post(f"{API}/referrals", json=refused_body, headers=headers)
         assert response.status_code == status, response.get_data(as_text=True)

@@ -1,0 +1,37 @@
+"""Audit events as plain records for an archive: oldest first, with their chain position."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from referrals.audit.sealing import body
+from referrals.db.models import AuditEvent, AuditSeal
+
+
+def _query(since: datetime | None) -> Select[AuditEvent, int, bytes]:
+    query = select(AuditEvent, AuditSeal.seq, AuditSeal.hash).outerjoin(
+        AuditSeal, AuditSeal.event_id == AuditEvent.id
+    )
+    return query.where(AuditEvent.recorded_at >= since) if since else query
+
+
+def count(session: Session, since: datetime | None) -> int:
+    return int(session.scalar(select(func.count()).select_from(_query(since).subquery())) or 0)
+
+
+def stream(session: Session, since: datetime | None) -> Iterator[dict[str, Any]]:
+    rows = session.execute(
+        _query(since)
+        .order_by(AuditSeal.seq.nulls_last(), AuditEvent.recorded_at, AuditEvent.id)
+        .execution_options(yield_per=1000)
+    )
+    try:
+        for event, seq, chain_hash in rows:
+            yield {**body(event), "seq": seq, "hash": chain_hash.hex() if chain_hash else None}
+    finally:
+        rows.close()
