@@ -58,11 +58,9 @@ def app_role() -> Iterator[tuple[str, str]]:
         owner = create_engine(url, isolation_level="AUTOCOMMIT")
         with owner.connect() as connection:
             connection.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-            connection.execute(
-                text(
-                    f'GRANT INSERT, UPDATE, DELETE, SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'
-                )
-            )
+            # Everything a careless deployment would grant; harden must take it back.
+            grant = "GRANT INSERT, UPDATE, DELETE, SELECT ON ALL TABLES IN SCHEMA public"
+            connection.execute(text(f'{grant} TO "{role}"'))
         try:
             yield url, role
         finally:
