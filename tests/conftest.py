@@ -10,13 +10,15 @@ real and tests stay isolated.  Tests that need truly concurrent transactions use
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, event
 from sqlalchemy.orm import sessionmaker
 
 from referrals import create_app
@@ -24,11 +26,12 @@ from referrals.auth import devissuer
 from referrals.auth.principal import Role
 from referrals.config import Settings
 from referrals.db.engine import Database, connect
-from referrals.db.models import Base
+from referrals.db.models import AuditEvent, Base
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import units
 from tests.support.clock import FakeClock
 from tests.support.databases import postgres_database, sqlite_database
+from tests.support.witness import LogCollector, Witness, audit_row_text
 
 pytest_plugins = ["tests.support.idp_fixtures"]
 
@@ -108,9 +111,29 @@ def seed_units(app: Flask) -> None:
         units.seed_demo(uow, runtime.context(OPERATOR))
 
 
+@pytest.fixture(scope="session")
+def witness() -> Iterator[Witness]:
+    """Collects for the whole session; fails the run if a secret reached audit or logs."""
+    watcher = Witness()
+    handler = LogCollector(watcher)
+    logger = logging.getLogger("referrals")
+    logger.addHandler(handler)
+
+    def on_insert(_mapper: Any, _connection: Any, target: AuditEvent) -> None:
+        watcher.audit_rows.append(audit_row_text(target))
+
+    event.listen(AuditEvent, "before_insert", on_insert)
+    yield watcher
+    event.remove(AuditEvent, "before_insert", on_insert)
+    logger.removeHandler(handler)
+    assert watcher.audit_rows, "the witness saw no audit event at all"
+    assert watcher.leaks() == [], "personal data or tokens reached the audit trail or logs"
+
+
 @pytest.fixture
-def app(settings: Settings, database: Database, clock: FakeClock) -> Flask:
+def app(settings: Settings, database: Database, clock: FakeClock, witness: Witness) -> Flask:
     app = create_app(settings, database=database, clock=clock)
+    witness.watch(app)
     seed_units(app)
     return app
 

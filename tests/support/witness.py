@@ -1,0 +1,76 @@
+"""A witness for the whole test session: every personal value and token sent to the app,
+every audit row written and every log line emitted — and, at the end, proof that the
+first never appear in the other two (DESIGN §5: no personal data, tokens or search terms
+in the audit trail or the logs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, request
+
+from referrals.logs import JsonFormatter
+
+# Body keys whose values are personal data or search terms.
+SENSITIVE_KEYS = {
+    "name",
+    "personal_number",
+    "phone",
+    "narrative",
+    "place_met",
+    "text",
+    "reason_text",
+}
+SHORTEST = 6  # shorter values ("x", "070") would match by accident
+
+
+@dataclass
+class Witness:
+    secrets: set[str] = field(default_factory=set)
+    audit_rows: list[str] = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+
+    def watch(self, app: Flask) -> None:
+        app.before_request(self._collect)
+
+    def _collect(self) -> None:
+        authorization = request.headers.get("Authorization", "")
+        if authorization.lower().startswith("bearer ") and len(authorization) > 20:
+            self.secrets.add(authorization[7:].strip())
+        body = request.get_json(silent=True)
+        self._walk(body)
+
+    def _walk(self, value: Any, key: str | None = None) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self._walk(v, str(k))
+        elif isinstance(value, list):
+            for item in value:
+                self._walk(item, key)
+        elif isinstance(value, str) and key in SENSITIVE_KEYS and len(value.strip()) >= SHORTEST:
+            self.secrets.add(value.strip())
+            digits = "".join(c for c in value if c.isdigit())
+            if key == "personal_number" and len(digits) >= 10:
+                self.secrets.add(digits)
+
+    def leaks(self) -> list[str]:
+        haystack = "\n".join(self.audit_rows + self.log_lines)
+        return sorted(s for s in self.secrets if s in haystack)
+
+
+class LogCollector(logging.Handler):
+    def __init__(self, witness: Witness) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.witness = witness
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.witness.log_lines.append(self.format(record))
+
+
+def audit_row_text(target: Any) -> str:
+    columns = target.__table__.columns
+    return json.dumps({c.name: getattr(target, c.name, None) for c in columns}, default=str)
