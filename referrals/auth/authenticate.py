@@ -35,7 +35,13 @@ class AuthenticationFailed(Exception):
 
 
 class ScopeMissing(Exception):
-    """403: a valid token without the scope this endpoint group needs."""
+    """403: a valid token without the scope this endpoint group needs.
+
+    Carries the (verified) principal, so the refusal is audited under the real actor."""
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__("insufficient scope")
+        self.principal = principal
 
 
 class IdentityProviderUnavailable(Exception):
@@ -71,17 +77,19 @@ class Authenticator:
         if len(authorization) > MAX_AUTHORIZATION_HEADER:
             raise AuthenticationFailed("oversized Authorization header")
         try:
-            token = self._protector.validate_request(
-                list(scopes), _Request({"Authorization": authorization})
-            )
+            # The token first, with no scope required; the scope check follows once the
+            # caller is known, so a 403 names who was refused.
+            token = self._protector.validate_request([], _Request({"Authorization": authorization}))
         except KeysUnavailable as exc:
             raise IdentityProviderUnavailable(str(exc)) from exc
         except RejectedToken as exc:
             raise AuthenticationFailed(exc.reason) from exc
         except OAuth2Error as exc:
-            if exc.status_code == 403:
-                raise ScopeMissing from exc
             raise AuthenticationFailed(exc.error or "invalid token") from exc
-        return principal_from_claims(
+        principal = principal_from_claims(
             token, roles_claim=self._roles_claim, unit_claim=self._unit_claim
         )
+        # Any one of ``scopes`` suffices (an empty list: any valid token).
+        if scopes and not any(scope in principal.scopes for scope in scopes):
+            raise ScopeMissing(principal)
+        return principal
