@@ -1,0 +1,192 @@
+"""What the audit trail costs a read, measured on PostgreSQL in one process and one run.
+
+    .venv/bin/python -m tests.benchmarks.bench_audit
+
+One app on a throw-away PostgreSQL database (``tests.support.databases.postgres_database``)
+serves both variants of ``GET /api/v1/referrals/{id}`` for the same referral, through the
+Flask test client:
+
+  A. audited, as shipped: the read's unit of work writes its audit event and commits it
+     before the response is built (one INSERT in the read's transaction);
+  B. the same app with ``UnitOfWork.commit`` replaced, inside this script only, by a plain
+     ``session.commit()`` that marks the request's pending audit event as written, so the
+     request neither records anything nor fails closed.
+
+Rounds alternate A and B (ABBA...) so both see the same machine noise; each variant's
+figure is the median over its rounds of requests per second.  The script checks that A
+writes exactly one event per request and B none.  Sealing is not running: it happens in its
+own process, off the request path.  Not a test: pytest does not collect this file.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from referrals import create_app
+from referrals.auth import devissuer
+from referrals.auth.principal import Role
+from referrals.config import Settings
+from referrals.db.models import AuditEvent
+from referrals.runtime import OPERATOR, Runtime
+from referrals.services import units
+from referrals.services.uow import UnitOfWork
+from tests.support.databases import postgres_database
+
+ROUNDS = 40  # per variant, after one warm-up round each
+PER_ROUND = 50  # reads per round
+
+BODY = {
+    "subject": {"name": "Benchmark Påhittadsson", "district": "sodermalm"},
+    "guardian": {"name": "Vårdnadshavare Påhittad", "phone": "070-000 56 78"},
+    "categories": ["drugs", "school_absence"],
+    "priority": "normal",
+    "legal_basis": "duty_to_report",
+    "place_met": "Påhittade torget, vid fontänen",
+    "narrative": "Påhittad berättelse. " * 40,
+    "submit": True,
+}
+
+
+def say(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _unaudited_commit(self: UnitOfWork) -> None:
+    self.session.commit()
+    if self.audit is not None:
+        self.audit.written = True  # nothing recorded, and the request does not fail closed
+
+
+@contextmanager
+def unaudited() -> Iterator[None]:
+    with mock.patch.object(UnitOfWork, "commit", _unaudited_commit):
+        yield
+
+
+@contextmanager
+def audited() -> Iterator[None]:
+    yield
+
+
+VARIANTS = {"A": audited, "B": unaudited}
+LABELS = {"A": "audited read", "B": "unaudited read"}
+
+
+def one_round(client: FlaskClient, path: str, headers: dict[str, str]) -> tuple[float, float]:
+    """(requests per wall-clock second, requests per process-CPU second) over one round."""
+    gc.collect()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(PER_ROUND):
+        response = client.get(path, headers=headers)
+        if response.status_code != 200:
+            raise SystemExit(f"read failed: {response.status_code} {response.get_data()!r}")
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return PER_ROUND / wall, PER_ROUND / cpu
+
+
+def events(runtime: Runtime) -> int:
+    with runtime.database.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+def check_variants(client: FlaskClient, path: str, headers: dict[str, str], rt: Runtime) -> None:
+    """Prove each variant is what it claims: one event per read in A, none in B."""
+    for name, expected in (("A", PER_ROUND), ("B", 0)):
+        before = events(rt)
+        with VARIANTS[name]():
+            one_round(client, path, headers)
+        if events(rt) - before != expected:
+            raise SystemExit(f"variant check failed: {name} wrote {events(rt) - before} events")
+
+
+def report(clock: str, column: int, timings: dict[str, list[tuple[float, float]]]) -> None:
+    a_runs = [t[column] for t in timings["A"]]
+    b_runs = [t[column] for t in timings["B"]]
+    a, b = statistics.median(a_runs), statistics.median(b_runs)
+    say(f"{clock}, median over rounds, requests/second:")
+    for name, runs, median in (("A", a_runs, a), ("B", b_runs, b)):
+        q1, _, q3 = statistics.quantiles(runs, n=4)
+        say(f"  {name} {LABELS[name]:<16} {median:8.1f}   (interquartile {q1:.1f} to {q3:.1f})")
+    say(f"  ratio audited/unaudited {a / b:.3f}   (goal >= 0.8)")
+    paired = [x / y for x, y in zip(a_runs, b_runs, strict=True)]
+    q1, q2, q3 = statistics.quantiles(paired, n=4)
+    say(f"  paired per-round ratio A/B: median {q2:.3f}, interquartile {q1:.3f} to {q3:.3f}")
+    say(
+        f"  per request: A {1e3 / a:.2f} ms, B {1e3 / b:.2f} ms,"
+        f" audit cost {1e3 / a - 1e3 / b:+.2f} ms"
+    )
+
+
+def measure(url: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
+    """The timings of every round, and how many audit events the run wrote."""
+    with tempfile.TemporaryDirectory(prefix="referrals-bench-") as directory:
+        instance = Path(directory) / "instance"
+        app = create_app(Settings(instance_path=instance, database_url=url, log_level="WARNING"))
+        runtime: Runtime = app.extensions["referrals"]
+        try:
+            with runtime.unit_of_work() as uow:
+                units.seed_demo(uow, runtime.context(OPERATOR))
+            key = devissuer.load_or_create_key(instance)
+            token = devissuer.mint(
+                key, role=Role.YOUTH_WORKER, unit="ungdomsjouren", audience="referrals-api"
+            )
+            headers = {"Authorization": f"Bearer {token}"}
+            client = app.test_client()
+            created = client.post("/api/v1/referrals", json=BODY, headers=headers)
+            if created.status_code != 201:
+                raise SystemExit(f"create failed: {created.status_code} {created.get_data()!r}")
+            path = f"/api/v1/referrals/{created.get_json()['id']}"
+
+            check_variants(client, path, headers, runtime)
+            for context in VARIANTS.values():  # warm-up: caches, the connection pool
+                with context():
+                    one_round(client, path, headers)
+            timings: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+            for i in range(ROUNDS):
+                for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                    with VARIANTS[name]():
+                        timings[name].append(one_round(client, path, headers))
+            return timings, events(runtime)
+        finally:
+            runtime.database.dispose()
+
+
+def main() -> None:
+    started = time.perf_counter()
+    try:
+        with postgres_database() as url:
+            timings, written = measure(url)
+    except pytest.skip.Exception as exc:
+        raise SystemExit(f"no PostgreSQL: {exc}") from None
+    # The create, the variant check's A round, A's warm-up round and every A round.
+    expected = 1 + PER_ROUND * (2 + ROUNDS)
+    if written != expected:
+        raise SystemExit(f"{written} audit events written, expected {expected}")
+
+    say(f"audit benchmark: Python {sys.version.split()[0]}, PostgreSQL (throw-away database)")
+    say(
+        f"{ROUNDS} interleaved rounds per variant x {PER_ROUND} reads"
+        " of GET /api/v1/referrals/{id}, Flask test client, one process"
+    )
+    say(f"audit events written in the run: {written} (one per audited request, none for B)")
+    for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
+        report(clock, column, timings)
+    say()
+    say(f"total run time {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
