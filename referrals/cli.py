@@ -244,11 +244,11 @@ def audit_seal(follow: bool, interval: float, checkpoint_every: float) -> None:
     last_checkpoint = 0.0
     while True:
         with runtime.database.sessions() as session:
-            sealed = sealing.seal_pending(session, runtime.clock())
+            sealed = sealing.seal_pending(session, runtime.clock)
         now = time.monotonic()
         if not follow or now - last_checkpoint >= checkpoint_every:
             with runtime.database.sessions() as session:
-                sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock())
+                sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
             last_checkpoint = now
         if not follow:
             click.echo(f"{sealed} events sealed")
@@ -260,7 +260,7 @@ def audit_seal(follow: bool, interval: float, checkpoint_every: float) -> None:
 def _seal_forever(runtime: Runtime, interval: float = 1.0) -> None:
     while True:
         with runtime.database.sessions() as session:
-            sealing.seal_pending(session, runtime.clock())
+            sealing.seal_pending(session, runtime.clock)
         time.sleep(interval)
 
 
@@ -285,7 +285,7 @@ def audit_checkpoint() -> None:
     """Sign the chain head now."""
     runtime = _runtime(_app())
     with runtime.database.sessions() as session:
-        row = sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock())
+        row = sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
     click.echo(f"checkpoint at seq {row.seq}" if row else "no new events since the last checkpoint")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, delete, event
+from sqlalchemy import Connection, Engine, delete, event
 from sqlalchemy.orm import sessionmaker
 
 from referrals import create_app
@@ -119,12 +119,17 @@ def witness() -> Iterator[Witness]:
     logger = logging.getLogger("referrals")
     logger.addHandler(handler)
 
-    def on_insert(_mapper: Any, _connection: Any, target: AuditEvent) -> None:
-        watcher.audit_rows.append(audit_row_text(target))
+    def on_execute(
+        conn: Any, clauseelement: Any, multiparams: Any, params: Any, execution_options: Any
+    ) -> None:
+        # The ORM hands over an annotated copy of the table: compare by name.
+        table = getattr(clauseelement, "table", None)
+        if clauseelement.is_insert and getattr(table, "name", None) == AuditEvent.__tablename__:
+            watcher.audit_rows.append(audit_row_text([multiparams, params]))
 
-    event.listen(AuditEvent, "before_insert", on_insert)
+    event.listen(Engine, "before_execute", on_execute)
     yield watcher
-    event.remove(AuditEvent, "before_insert", on_insert)
+    event.remove(Engine, "before_execute", on_execute)
     logger.removeHandler(handler)
     assert watcher.audit_rows, "the witness saw no audit event at all"
     assert watcher.leaks() == [], "personal data or tokens reached the audit trail or logs"

@@ -9,7 +9,7 @@ Sealing and checkpoints only INSERT, which is all the audit tables allow.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,10 +46,10 @@ def body(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def seal_pending(session: Session, now: datetime, limit: int = 1000) -> int:
+def seal_pending(session: Session, clock: Callable[[], datetime], limit: int = 1000) -> int:
     """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+    _lock(session)
+    now = clock()  # after the lock: a sealer that waited must not stamp the past
     last = session.execute(
         select(AuditSeal.seq, AuditSeal.hash).order_by(AuditSeal.seq.desc()).limit(1)
     ).first()
@@ -70,10 +70,12 @@ def seal_pending(session: Session, now: datetime, limit: int = 1000) -> int:
     return len(pending)
 
 
-def checkpoint(session: Session, key: Ed25519PrivateKey, now: datetime) -> AuditCheckpoint | None:
+def checkpoint(
+    session: Session, key: Ed25519PrivateKey, clock: Callable[[], datetime]
+) -> AuditCheckpoint | None:
     """Sign the current head, chained to the previous checkpoint; None if nothing new."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
+    _lock(session)
+    now = clock()
     head = session.execute(
         select(AuditSeal.seq, AuditSeal.hash).order_by(AuditSeal.seq.desc()).limit(1)
     ).first()
@@ -102,6 +104,12 @@ def checkpoint(session: Session, key: Ed25519PrivateKey, now: datetime) -> Audit
     session.add(row)
     session.commit()
     return row
+
+
+def _lock(session: Session) -> None:
+    """One sealer at a time across every process (held until the transaction ends)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
 
 
 @dataclass(frozen=True)

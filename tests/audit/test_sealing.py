@@ -40,7 +40,7 @@ def traffic(client: FlaskClient, dev_token: Callable[..., str]) -> int:
 def seal_and_verify(app: Flask, database: Database) -> sealing.Verification:
     runtime = runtime_of(app)
     with database.sessions() as session:
-        sealing.seal_pending(session, runtime.clock())
+        sealing.seal_pending(session, runtime.clock)
     with database.sessions() as session:
         return sealing.verify(session, audit_public_keys(runtime))
 
@@ -52,7 +52,7 @@ def test_every_request_is_sealed_once_and_the_chain_verifies(
     assert result.ok
     assert (result.sealed, result.pending) == (traffic, 0)
     with database.sessions() as session:
-        assert sealing.seal_pending(session, runtime_of(app).clock()) == 0  # exactly once
+        assert sealing.seal_pending(session, runtime_of(app).clock) == 0  # exactly once
 
 
 def _event_id_at(connection: Connection, seq: int) -> str:
@@ -113,9 +113,9 @@ def test_a_truncated_tail_is_caught_by_the_checkpoint(
 ) -> None:
     runtime = runtime_of(app)
     with database.sessions() as session:
-        sealing.seal_pending(session, runtime.clock())
+        sealing.seal_pending(session, runtime.clock)
     with database.sessions() as session:
-        signed = sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock())
+        signed = sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
     assert signed is not None
     assert signed.seq == traffic
     if backend == "postgresql":
@@ -135,9 +135,9 @@ def test_a_checkpoint_signed_with_another_key_is_caught(
 ) -> None:
     runtime = runtime_of(app)
     with database.sessions() as session:
-        sealing.seal_pending(session, runtime.clock())
+        sealing.seal_pending(session, runtime.clock)
     with database.sessions() as session:
-        sealing.checkpoint(session, chain.generate_signing_key(), runtime.clock())
+        sealing.checkpoint(session, chain.generate_signing_key(), runtime.clock)
     with database.sessions() as session:
         finding = sealing.verify(session, audit_public_keys(runtime)).finding
     assert finding is not None

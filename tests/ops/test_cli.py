@@ -13,7 +13,7 @@ from referrals import create_app
 from referrals.auth.devissuer import load_or_create_key
 from referrals.cli import main
 from referrals.config import Settings
-from tests.support.keys import production_keyring
+from tests.support.keys import audit_signing_key, production_keyring
 
 
 @pytest.fixture
@@ -43,13 +43,14 @@ def test_upgrade_seed_and_a_development_token_that_the_app_accepts(
     assert response.json == {"items": [], "next_cursor": None}
 
 
-def test_dev_token_is_refused_in_production(env: dict[str, str]) -> None:
+def test_dev_token_is_refused_in_production(env: dict[str, str], tmp_path: Path) -> None:
     env = {
         **env,
         "REFERRALS_ENV": "production",
         "REFERRALS_DATABASE_URL": "postgresql+psycopg://x@db.invalid/x",
         "REFERRALS_OIDC_ISSUER": "https://idp.example.org",
         "REFERRALS_KEYRING": production_keyring(),
+        "REFERRALS_AUDIT_SIGNING_KEY_FILE": str(audit_signing_key(tmp_path)),
     }
     result = CliRunner().invoke(main, ["dev-token", "--role", "admin"], env=env)
     assert result.exit_code != 0

@@ -9,7 +9,7 @@ import pytest
 from referrals import create_app
 from referrals.config import ConfigError, Environment, Settings
 from referrals.crypto.keyring import KeyringFile
-from tests.support.keys import production_keyring
+from tests.support.keys import audit_signing_key, production_keyring
 
 PG = "postgresql+psycopg://referrals@db.invalid/referrals"
 ISSUER = "https://idp.example.org/realms/stockholm"
@@ -23,6 +23,7 @@ def production(instance_path: Path) -> Settings:
         oidc_issuer=ISSUER,
         dev_tokens=False,
         keyring=production_keyring(),
+        audit_signing_key_file=audit_signing_key(instance_path),
     )
 
 
@@ -143,3 +144,9 @@ def test_development_creates_a_private_keyring_once(tmp_path: Path) -> None:
     assert keyring.stat().st_mode & 0o777 == 0o600
     create_app(Settings(instance_path=tmp_path))
     assert keyring.read_text() == first
+
+
+def test_production_without_an_audit_signing_key_says_which_variable(tmp_path: Path) -> None:
+    settings = production(tmp_path).with_overrides(audit_signing_key_file=tmp_path / "absent.pem")
+    with pytest.raises(ConfigError, match="REFERRALS_AUDIT_SIGNING_KEY_FILE"):
+        create_app(settings)
