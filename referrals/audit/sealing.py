@@ -93,17 +93,18 @@ def checkpoint(
         now,
         latest.signature if latest else None,
     )
-    row = AuditCheckpoint(
-        seq=signed.seq,
-        head=signed.head,
-        created_at=signed.created_at,
-        previous=signed.previous,
-        key_id=signed.key_id,
-        signature=signed.signature,
-    )
+    row = AuditCheckpoint(**_checkpoint_fields(signed))
     session.add(row)
     session.commit()
     return row
+
+
+def _checkpoint_fields(checkpoint: chain.Checkpoint | AuditCheckpoint) -> dict[str, Any]:
+    """The same six fields, between the signed value and its row."""
+    return {
+        name: getattr(checkpoint, name)
+        for name in ("seq", "head", "created_at", "previous", "key_id", "signature")
+    }
 
 
 def _lock(session: Session) -> None:
@@ -127,14 +128,7 @@ class Verification:
 def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
     """Recompute the whole chain and every checkpoint; name the first problem."""
     checkpoints = [
-        chain.Checkpoint(
-            seq=c.seq,
-            head=c.head,
-            created_at=c.created_at,
-            previous=c.previous,
-            key_id=c.key_id,
-            signature=c.signature,
-        )
+        chain.Checkpoint(**_checkpoint_fields(c))
         for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
     ]
     wanted = {c.seq for c in checkpoints}
