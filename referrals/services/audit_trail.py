@@ -127,26 +127,11 @@ def checkpoints(uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
 
 
 def represent(event: AuditEvent, seq: int | None) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "seq": seq,
-        "recorded_at": event.recorded_at,
-        "request_id": event.request_id,
-        "actor": {
-            "verified": event.actor_verified,
-            "issuer": event.actor_issuer,
-            "subject": event.actor_subject,
-            "client_id": event.client_id,
-            "roles": list(event.roles),
-            "unit": event.unit,
-        },
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "outcome": event.outcome,
-        "http_status": event.http_status,
-        "purpose": event.purpose,
-    }
+    """The sealed body of the event (exactly what is hashed), with the actor grouped."""
+    fields = sealing.body(event)
+    actor = {name: fields.pop(f"actor_{name}") for name in ("verified", "issuer", "subject")}
+    actor |= {name: fields.pop(name) for name in ("client_id", "roles", "unit")}
+    return {**fields, "seq": seq, "actor": actor}
 
 
 def _require_auditor(ctx: Context) -> None:
