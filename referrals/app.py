@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,7 +53,10 @@ def create_app(
         instance_path=instance_path,
         database=database or connect(database_url),
         authenticator=build_authenticator(settings, instance_path),
-        deadlines=DeadlinePolicy(),
+        deadlines=DeadlinePolicy(
+            urgent=timedelta(days=settings.deadline_urgent_days),
+            normal=timedelta(days=settings.deadline_normal_days),
+        ),
         vault=build_vault(settings, instance_path),
         audit_signing_key=load_audit_signing_key(settings, instance_path),
         clock=clock,

@@ -14,7 +14,9 @@ from typing import IO
 
 import click
 from flask import Flask
+from marshmallow import ValidationError
 
+from referrals.api.schemas.units import SeedDocument
 from referrals.app import create_app, key_provider
 from referrals.audit import export as audit_export_rows
 from referrals.audit import sealing
@@ -24,10 +26,12 @@ from referrals.config import ConfigError, Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
 from referrals.domain.codes import EraseReason
+from referrals.domain.errors import DomainError
 from referrals.runtime import OPERATOR, Runtime, audit_public_keys
-from referrals.services import keyring_admin, units
+from referrals.services import keyring_admin, seeding
 from referrals.services import referrals as referral_cases
 from referrals.services.errors import ServiceError
+from referrals.worker import Worker
 
 SPEC_PATH = Path("openapi") / "openapi.json"
 # Who each printed development token is for, in the embedded demo.
@@ -92,14 +96,66 @@ def seed() -> None:
 
 @seed.command("demo")
 def seed_demo() -> None:
-    """The demo units: ungdomsjouren, three district offices and central intake."""
-    created = _seed_demo(_runtime(_app()))
-    click.echo(f"{created} demo units created")
+    """The demo units (ungdomsjouren, three district offices, central intake) and rules."""
+    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("demo")))
 
 
-def _seed_demo(runtime: Runtime) -> int:
-    with runtime.unit_of_work() as uow:
-        return units.seed_demo(uow, runtime.context(OPERATOR))
+@seed.command("stockholm")
+def seed_stockholm() -> None:
+    """Stockholm's 13 district social offices, ungdomsjouren, central intake, and rules
+    routing each district to its office (webhook URLs made up and disabled)."""
+    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("stockholm")))
+
+
+@seed.command("file")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def seed_file(path: Path) -> None:
+    """An organisation's own units and rules, in the shape of referrals/seeds/*.json."""
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{path} is not a JSON document: {exc}") from None
+    _report_seed(_apply_seed(_runtime(_app()), document))
+
+
+def _apply_seed(runtime: Runtime, raw: object) -> seeding.Seeded:
+    try:
+        document = SeedDocument().load(raw)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid seed document: {exc.messages}") from None
+    try:
+        with runtime.unit_of_work() as uow:
+            return seeding.apply(uow, runtime.context(OPERATOR), document)
+    except (ServiceError, DomainError) as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        raise click.ClickException(f"{exc.message}{where}") from None
+
+
+def _report_seed(seeded: seeding.Seeded) -> None:
+    click.echo(f"{seeded.units_created} units created")
+    if seeded.ruleset_version is None:
+        click.echo("routing rules unchanged")
+    else:
+        click.echo(f"routing rules installed as rule-set version {seeded.ruleset_version}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One round, then exit (cron, tests).")
+@click.option("--interval", type=float, default=None, help="Seconds between rounds.")
+def worker(once: bool, interval: float | None) -> None:
+    """Deliver webhooks from the outbox and escalate overdue referrals.
+
+    Run several for throughput: they never take the same message at once."""
+    runtime = _runtime(_app())
+    job = Worker(runtime)
+    if once:
+        result = job.run_round()
+        click.echo(
+            f"escalated {result.escalated}, delivered {result.delivered}, failed "
+            f"{result.failed}, dead {result.dead}, skipped {result.skipped}"
+        )
+        return
+    job.run(interval or runtime.settings.worker_interval)
 
 
 @main.command("dev-token")
@@ -361,7 +417,10 @@ def quickstart(host: str, port: int, ttl: int) -> None:
     migrate.upgrade(
         runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
     )
-    _seed_demo(runtime)
+    _apply_seed(runtime, seeding.packaged("demo"))
+    # Production runs `referrals worker` as processes of their own; the demo delivers and
+    # escalates from a thread.
+    threading.Thread(target=Worker(runtime).run, args=(1.0,), daemon=True).start()
     # Production runs `referrals audit seal --follow` as its own process; the demo seals
     # from a thread so the chain stays current without a second command.
     threading.Thread(target=_seal_forever, args=(runtime,), daemon=True).start()

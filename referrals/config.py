@@ -48,7 +48,6 @@ class Settings:
     oidc_http_timeout: float = 5.0
     # The development token issuer (``referrals dev-token``); refused in production.
     dev_tokens: bool = True
-    default_intake_unit: str = "intake"
     # The keyring: a JSON file (default: keyring.json in the instance folder, created for
     # development) or the same JSON in an environment variable (a mounted secret).
     keyring_file: Path | None = None
@@ -56,6 +55,18 @@ class Settings:
     # Ed25519 key that signs audit checkpoints; separate from every data key.
     audit_signing_key_file: Path | None = None
     log_level: str = "INFO"
+    # Decision deadlines (acute is always the same calendar day in Stockholm).
+    deadline_urgent_days: int = 3
+    deadline_normal_days: int = 14
+    # Webhook delivery (``referrals worker``).
+    webhook_timeout: float = 5.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_base: float = 30.0
+    webhook_backoff_cap: float = 6 * 3600.0
+    worker_batch_size: int = 20
+    # Seconds a worker's claim on a batch lasts; unset: long enough for the batch to time out.
+    worker_lease: float | None = None
+    worker_interval: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,6 +145,29 @@ def _parse(name: str, raw: str) -> Any:
             if not raw.isdigit():
                 raise ConfigError(f"{key} must be a whole number of seconds")
             return int(raw)
+        case (
+            "deadline_urgent_days"
+            | "deadline_normal_days"
+            | "webhook_max_attempts"
+            | "worker_batch_size"
+        ):
+            if not raw.isdigit() or int(raw) < 1:
+                raise ConfigError(f"{key} must be a whole number of at least 1")
+            return int(raw)
+        case (
+            "webhook_timeout"
+            | "webhook_backoff_base"
+            | "webhook_backoff_cap"
+            | "worker_lease"
+            | "worker_interval"
+        ):
+            try:
+                seconds = float(raw)
+            except ValueError:
+                seconds = -1.0
+            if not 0 < seconds <= 86400:
+                raise ConfigError(f"{key} must be a positive number of seconds")
+            return seconds
         case "oidc_http_timeout":
             try:
                 timeout = float(raw)

@@ -20,6 +20,14 @@ FIELDS = (
     "reason",
     "path",
     "referral",
+    "delivery",
+    "unit",
+    "claimed",
+    "delivered",
+    "failed",
+    "dead",
+    "skipped",
+    "escalated",
 )
 
 

@@ -18,6 +18,7 @@ from referrals.db.engine import Database
 from referrals.domain.codes import BreakGlassReason
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.context import Context
+from referrals.services.delivery import DeliveryPolicy
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Vault
 
@@ -42,13 +43,23 @@ class Runtime:
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
         return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
 
+    def delivery_policy(self) -> DeliveryPolicy:
+        s = self.settings
+        return DeliveryPolicy(
+            timeout=s.webhook_timeout,
+            max_attempts=s.webhook_max_attempts,
+            backoff_base=s.webhook_backoff_base,
+            backoff_cap=s.webhook_backoff_cap,
+            batch_size=s.worker_batch_size,
+            lease=s.worker_lease,
+        )
+
     def context(self, principal: Principal, break_glass: BreakGlassReason | None = None) -> Context:
         """What a use case needs besides its arguments, for ``principal``, now."""
         return Context(
             principal=principal,
             now=self.clock(),
             deadlines=self.deadlines,
-            default_intake_unit=self.settings.default_intake_unit,
             vault=self.vault,
             break_glass=break_glass,
         )

@@ -28,7 +28,7 @@ from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.db.models import AuditEvent, Base
 from referrals.runtime import OPERATOR, Runtime
-from referrals.services import units
+from referrals.services import seeding
 from tests.support.clock import FakeClock
 from tests.support.databases import postgres_database, sqlite_database
 from tests.support.witness import LogCollector, Witness, audit_row_text
@@ -108,7 +108,7 @@ def settings(instance_path: Path) -> Settings:
 def seed_units(app: Flask) -> None:
     runtime: Runtime = app.extensions["referrals"]
     with runtime.unit_of_work() as uow:
-        units.seed_demo(uow, runtime.context(OPERATOR))
+        seeding.apply(uow, runtime.context(OPERATOR), seeding.packaged("demo"))
 
 
 @pytest.fixture(scope="session")

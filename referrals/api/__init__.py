@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from referrals.api import audit, health, problems, referrals, units
+from referrals.api import audit, health, problems, referrals, routing, units
 from referrals.api.schemas.common import ProblemSchema
 
 API_VERSION = "1.0.0"
@@ -88,6 +88,6 @@ def init_app(app: Flask) -> ReferralsApi:
     app.before_request(_assign_request_id)
     app.after_request(_return_request_id)
     api = ReferralsApi(app)
-    for module in (health, referrals, units, audit):
+    for module in (health, referrals, units, routing, audit):
         api.register_blueprint(module.blp)
     return api

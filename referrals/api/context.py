@@ -31,6 +31,15 @@ def runtime() -> Runtime:
     return value
 
 
+# URL arguments that name what a request acts on, and the audit target type of each.
+TARGETS = {
+    "referral_id": "referral",
+    "unit_id": "unit",
+    "rule_id": "routing-rule",
+    "delivery_id": "delivery",
+}
+
+
 def authenticated(
     *scopes: Scope, audit: AuditAction, success: int = 200
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -51,9 +60,9 @@ def authenticated(
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             rt = runtime()
             pending = PendingAudit(action=audit, request_id=g.request_id, success_status=success)
-            for kind in ("referral", "unit"):
-                if f"{kind}_id" in kwargs:
-                    pending.target(kind, kwargs[f"{kind}_id"])
+            for argument, kind in TARGETS.items():
+                if argument in kwargs:
+                    pending.target(kind, kwargs[argument])
             g.audit = pending
             try:
                 principal = rt.authenticator.authenticate(

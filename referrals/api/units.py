@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from referrals.api.context import authenticated, caller, unit_of_work
 from referrals.api.docs import problems
-from referrals.api.schemas.units import UnitBody, UnitCreate, UnitList, UnitOut
+from referrals.api.schemas.units import UnitCreate, UnitList, UnitOut, UnitReplace
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
 from referrals.services import units
@@ -51,10 +51,13 @@ class UnitItem(MethodView):
             return units.get(uow, caller(), unit_id)
 
     @authenticated(Scope.ADMIN, audit=AuditAction.UNIT_UPDATE)
-    @blp.arguments(UnitBody)
+    @blp.arguments(UnitReplace)
     @blp.response(200, UnitOut)
     @problems(blp, 401, 403, 404, 422)
     def put(self, body: dict[str, Any], unit_id: str) -> dict[str, Any]:
-        """Replace a unit's name, kind, districts and webhook (admin)."""
+        """Replace a unit's name, kind, districts and webhook (admin).
+
+        Setting a webhook_url where the unit has no signing secret, or
+        ``rotate_webhook_secret``, issues a new secret: it is in this answer only."""
         with unit_of_work() as uow:
             return units.replace(uow, caller(), unit_id, body)

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from referrals.db.base import (
@@ -27,6 +38,12 @@ class Unit(Base):
     kind: Mapped[code]
     districts: Mapped[list[str]] = mapped_column(JSON, default=list)
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    # A unit's endpoint may be registered before its system is ready to receive.
+    webhook_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The Standard Webhooks signing secret, sealed under the KEK ``webhook_secret_kek_id``
+    # (a credential, not personal data, but no less secret at rest).
+    webhook_secret: Mapped[sealed]
+    webhook_secret_kek_id: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[timestamp]
     updated_at: Mapped[timestamp]
 
@@ -61,6 +78,9 @@ class Referral(Base):
     updated_at: Mapped[timestamp]
     submitted_at: Mapped[optional_timestamp]
     due_at: Mapped[optional_timestamp]
+    # The routing decision on submit: which rule of which rule-set version chose the unit.
+    routing_rule_id: Mapped[str | None] = mapped_column(String(64))
+    routing_ruleset_version: Mapped[int | None]
 
     # Envelope encryption: this referral's data key, wrapped by the key-encryption key
     # ``kek_id``.  Erasure destroys it (crypto-shredding), and with it every sealed field.
@@ -110,6 +130,9 @@ class TimelineEvent(Base):
     reason_code: Mapped[str | None] = mapped_column(String(40))
     outcome_code: Mapped[str | None] = mapped_column(String(40))
     reason_text: Mapped[sealed]
+    # Set when a routing rule chose ``to_unit`` (submit), so the timeline says why.
+    rule_id: Mapped[str | None] = mapped_column(String(64))
+    ruleset_version: Mapped[int | None]
 
     referral: Mapped[Referral] = relationship(back_populates="events")
 
@@ -211,3 +234,64 @@ class BreakGlassGrant(Base):
     reason: Mapped[str] = mapped_column(String(64))
     granted_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
+
+
+class RoutingRuleSet(Base):
+    """One version of the routing rules, whole.  Versions are only ever added: every
+    change makes a new one, so a referral's stored decision (rule id, version) can always
+    be looked up as it was."""
+
+    __tablename__ = "routing_rulesets"
+
+    # The primary key makes two simultaneous edits collide instead of both winning.
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[timestamp]
+    created_by: Mapped[str] = mapped_column(String(500))
+    # [{"id", "position", "unit", "match"}]: see referrals/domain/routing.py.
+    rules: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+
+
+class OutboxMessage(Base):
+    """A webhook to deliver to one unit, written in the transaction of the change it
+    announces (the transactional outbox).  The payload names an event type, a referral
+    id, a status and a time: never personal data."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_created", "created_at", "id"),
+    )
+
+    # Also the ``webhook-id``: the same on every attempt, so receivers can deduplicate.
+    id: Mapped[uuid_pk]
+    created_at: Mapped[timestamp]
+    event_type: Mapped[str] = mapped_column(String(64))
+    referral_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    unit_id: Mapped[slug] = mapped_column(ForeignKey("units.id"), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    # pending -> delivered | dead | skipped (the unit has no enabled endpoint)
+    state: Mapped[code]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[timestamp]
+    # A worker's claim: until this time, and under this token, the message is its own.
+    locked_until: Mapped[optional_timestamp]
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    last_attempt_at: Mapped[optional_timestamp]
+    # A short, fixed description ("HTTP 500", "timeout"): never a response body.
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    delivered_at: Mapped[optional_timestamp]
+
+
+class DeadlineNotice(Base):
+    """The overdue escalation of one referral for one deadline was written to the outbox.
+
+    The primary key is what makes it "once": two workers escalating the same referral at
+    the same moment collide on it, and one of them rolls back."""
+
+    __tablename__ = "deadline_notices"
+
+    referral_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("referrals.id", ondelete="CASCADE"), primary_key=True
+    )
+    due_at: Mapped[timestamp] = mapped_column(primary_key=True)
+    created_at: Mapped[timestamp]

@@ -8,10 +8,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from referrals.db.models import BreakGlassGrant, IdempotencyKey, Referral, Unit
+from referrals.db.models import (
+    BreakGlassGrant,
+    DeadlineNotice,
+    IdempotencyKey,
+    OutboxMessage,
+    Referral,
+    RoutingRuleSet,
+    Unit,
+)
 
 
 @dataclass(frozen=True)
@@ -170,3 +189,126 @@ class UnitRepository:
         return self.session.scalars(
             select(Unit).where(Unit.kind == "receiver").order_by(Unit.id)
         ).all()
+
+
+class RoutingRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def latest(self) -> RoutingRuleSet | None:
+        return self.session.scalars(
+            select(RoutingRuleSet).order_by(RoutingRuleSet.version.desc()).limit(1)
+        ).first()
+
+    def get(self, version: int) -> RoutingRuleSet | None:
+        return self.session.get(RoutingRuleSet, version)
+
+    def versions(self) -> Sequence[RoutingRuleSet]:
+        return self.session.scalars(
+            select(RoutingRuleSet).order_by(RoutingRuleSet.version.desc())
+        ).all()
+
+    def add(self, ruleset: RoutingRuleSet) -> None:
+        self.session.add(ruleset)
+        self.session.flush()
+
+
+class OutboxRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, message: OutboxMessage) -> None:
+        self.session.add(message)
+
+    def get(self, message_id: uuid.UUID) -> OutboxMessage | None:
+        return self.session.get(OutboxMessage, message_id)
+
+    def due_ids(self, now: datetime, limit: int) -> Sequence[uuid.UUID]:
+        """Messages ready for an attempt and not claimed by a live worker.
+
+        On PostgreSQL the rows are locked and other workers skip them (SKIP LOCKED), so
+        two workers picking at once get different messages; the claim itself is the
+        guarded UPDATE in ``claim``, which is what makes it safe on SQLite too."""
+        return self.session.scalars(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.state == "pending",
+                OutboxMessage.next_attempt_at <= now,
+                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+
+    def claim(
+        self, message_id: uuid.UUID, now: datetime, until: datetime, token: uuid.UUID
+    ) -> bool:
+        result = self.session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message_id,
+                OutboxMessage.state == "pending",
+                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+            )
+            .values(
+                locked_until=until,
+                claim_token=token,
+                attempts=OutboxMessage.attempts + 1,
+                last_attempt_at=now,
+            )
+        )
+        return _rowcount(result) == 1
+
+    def settle(self, message_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
+        """Record an attempt's result, if the claim is still ours (not expired and taken)."""
+        result = self.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.claim_token == token)
+            .values(locked_until=None, claim_token=None, **values)
+        )
+        return _rowcount(result) == 1
+
+    def page(
+        self,
+        *,
+        state: str | None,
+        unit: str | None,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> Sequence[OutboxMessage]:
+        query = select(OutboxMessage)
+        if state is not None:
+            query = query.where(OutboxMessage.state == state)
+        if unit is not None:
+            query = query.where(OutboxMessage.unit_id == unit)
+        if after is not None:
+            query = query.where(tuple_(OutboxMessage.created_at, OutboxMessage.id) > tuple_(*after))
+        return self.session.scalars(
+            query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit)
+        ).all()
+
+    def overdue_without_notice(self, now: datetime, limit: int) -> Sequence[Referral]:
+        """Referrals still awaiting a decision past their deadline, not yet escalated."""
+        noticed = exists().where(
+            DeadlineNotice.referral_id == Referral.id, DeadlineNotice.due_at == Referral.due_at
+        )
+        return self.session.scalars(
+            select(Referral)
+            .where(
+                Referral.status == "requested",
+                Referral.due_at.is_not(None),
+                Referral.due_at < now,
+                Referral.erased_at.is_(None),
+                ~noticed,
+            )
+            .order_by(Referral.due_at)
+            .limit(limit)
+        ).all()
+
+    def add_notice(self, notice: DeadlineNotice) -> None:
+        self.session.add(notice)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0))

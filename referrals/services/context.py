@@ -18,7 +18,6 @@ class Context:
     # One "now" per request: every timestamp a use case writes is the same instant.
     now: datetime
     deadlines: DeadlinePolicy
-    default_intake_unit: str
     vault: Vault
     # A caseworker's declared emergency (``X-Break-Glass-Reason``), honoured by reads only.
     break_glass: BreakGlassReason | None = None

@@ -55,18 +55,7 @@ def write_case(
     subject = case.get("subject") or {}
     guardian = case.get("guardian") or {}
     consent = case.get("consent") or {}
-    birth_date: date | None = subject.get("birth_date")
-    personal_number = None
-    if subject.get("personal_number"):
-        parsed = parse_personal_number(subject["personal_number"], today)
-        personal_number = parsed.normalized
-        if birth_date is not None and birth_date != parsed.birth_date:
-            raise MissingRequirement(
-                "birth_date does not match the personal number", field="subject.birth_date"
-            )
-        birth_date = parsed.birth_date
-    if birth_date is not None and birth_date > today:
-        raise MissingRequirement("birth_date is in the future", field="subject.birth_date")
+    personal_number, birth_date = identity_of(subject, today)
 
     plain: Plain = {
         "subject_name": subject.get("name"),
@@ -90,6 +79,24 @@ def write_case(
     row.consent_given_by = consent.get("given_by")
     row.consent_given_at = consent.get("given_at")
     return plain
+
+
+def identity_of(subject: Mapping[str, Any], today: date) -> tuple[str | None, date | None]:
+    """The normalised personal number and the birth date a subject body gives, checked
+    against each other: (None, None) for a young person who gave no identity."""
+    birth_date: date | None = subject.get("birth_date")
+    personal_number = None
+    if subject.get("personal_number"):
+        parsed = parse_personal_number(subject["personal_number"], today)
+        personal_number = parsed.normalized
+        if birth_date is not None and birth_date != parsed.birth_date:
+            raise MissingRequirement(
+                "birth_date does not match the personal number", field="subject.birth_date"
+            )
+        birth_date = parsed.birth_date
+    if birth_date is not None and birth_date > today:
+        raise MissingRequirement("birth_date is in the future", field="subject.birth_date")
+    return personal_number, birth_date
 
 
 def erase_case(row: Referral) -> None:
@@ -178,6 +185,9 @@ def represent(row: Referral, side: Side | None, plain: Plain, *, now: datetime) 
         "updated_at": row.updated_at,
         "submitted_at": row.submitted_at,
         "due_at": row.due_at,
+        "routing": _prune(
+            {"rule_id": row.routing_rule_id, "ruleset_version": row.routing_ruleset_version}
+        ),
         "overdue": is_overdue(row.due_at, Status(row.status), now),
         "open": row.status in OPEN_STATUSES,
         "erased": row.erased_at is not None,
@@ -210,6 +220,8 @@ def represent_event(event: TimelineEvent, sealer: Sealer | None) -> dict[str, An
         "reason_code": event.reason_code,
         "reason_text": reason_text,
         "outcome_code": event.outcome_code,
+        "rule_id": event.rule_id,
+        "ruleset_version": event.ruleset_version,
     }
 
 

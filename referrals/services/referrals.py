@@ -28,7 +28,7 @@ from referrals.domain.codes import (
 )
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
-from referrals.services import cursors, records
+from referrals.services import cursors, outbox, records, routing
 from referrals.services.access import check_version, open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.errors import (
@@ -37,7 +37,6 @@ from referrals.services.errors import (
     NotFound,
     Unprocessable,
 )
-from referrals.services.routing import choose_receiver
 from referrals.services.timeline import record_event
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Sealer
@@ -315,6 +314,7 @@ def _apply(
         reason_text=inputs.get("reason_text"),
         outcome_code=inputs.get("outcome_code"),
     )
+    outbox.announce_transition(uow, ctx, row, transition.action)
 
 
 def _submit(
@@ -329,13 +329,27 @@ def _submit(
         raise MissingRequirement("consent needs who gave it and when", field="consent")
     if not row.categories:
         raise MissingRequirement("at least one concern category is required", field="categories")
-    row.receiving_unit_id = choose_receiver(uow, row, ctx.default_intake_unit)
+    birth_date = records.birth_date_of(plain)
+    age = age_on(birth_date, ctx.today) if birth_date else None
+    # Decide before changing the row: the queries deciding would flush a half-made change.
+    decision = routing.decide_for(uow, routing.facts_of_row(row, age=age))
+    row.age_at_submission = age
+    row.receiving_unit_id = decision.unit
+    row.routing_rule_id = decision.rule_id
+    row.routing_ruleset_version = decision.ruleset_version
     row.status = Status.REQUESTED
     row.submitted_at = row.updated_at = ctx.now
     row.due_at = ctx.deadlines.due_at(Priority(row.priority), ctx.now)
-    birth_date = records.birth_date_of(plain)
-    row.age_at_submission = age_on(birth_date, ctx.today) if birth_date else None
-    record_event(row, ctx, sealer, action=Action.SUBMIT, from_status=Status.DRAFT)
+    record_event(
+        row,
+        ctx,
+        sealer,
+        action=Action.SUBMIT,
+        from_status=Status.DRAFT,
+        rule_id=decision.rule_id,
+        ruleset_version=decision.ruleset_version,
+    )
+    outbox.announce_transition(uow, ctx, row, Action.SUBMIT)
 
 
 def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:

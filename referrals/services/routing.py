@@ -1,24 +1,198 @@
-"""Choose the receiving unit on submit.  The client never chooses it.
+"""Routing: the rule sets admins keep, the preview, and the decision on submit.
 
-This is the simple first rule set: the receiving unit serving the subject's
-district, else the configured central intake unit.  The ordered rule engine of
-DESIGN §6 replaces ``choose_receiver`` and keeps its signature.
+Every change to the rules stores a whole new rule-set version; old versions stay, so the
+decision stored with a referral (rule id, version) can always be explained afterwards.
+The client never chooses the receiving unit.
 """
 
 from __future__ import annotations
 
-from referrals.db.models import Referral
-from referrals.domain.codes import UnitKind
-from referrals.services.errors import Conflict
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from referrals.auth import policy
+from referrals.db.models import Referral, RoutingRuleSet
+from referrals.domain import routing
+from referrals.domain.codes import Priority
+from referrals.domain.personal_number import age_on
+from referrals.domain.routing import Decision, Facts, Rule, RuleSet
+from referrals.services import records
+from referrals.services.context import Context
+from referrals.services.errors import Conflict, Forbidden, NotFound
 from referrals.services.uow import UnitOfWork
 
+View = dict[str, Any]
 
-def choose_receiver(uow: UnitOfWork, referral: Referral, default_intake_unit: str) -> str:
-    if referral.district:
-        for unit in uow.units.receivers():
-            if referral.district in unit.districts:
-                return unit.id
-    intake = uow.units.get(default_intake_unit)
-    if intake is None or intake.kind != UnitKind.RECEIVER:
-        raise Conflict("no receiving unit serves this district and no intake unit is configured")
-    return intake.id
+
+def current(uow: UnitOfWork) -> RuleSet | None:
+    stored = uow.routing.latest()
+    return _ruleset(stored) if stored is not None else None
+
+
+def decide_for(uow: UnitOfWork, facts: Facts) -> Decision:
+    """The receiving unit for a referral being submitted."""
+    ruleset = current(uow)
+    if ruleset is None:
+        raise Conflict("no routing rules are configured; an administrator must add them")
+    decision = routing.decide(ruleset, facts)
+    unit = uow.units.get(decision.unit)
+    if unit is None or unit.kind != "receiver":
+        raise Conflict("the routing rules name a unit that no longer receives referrals")
+    return decision
+
+
+def facts_of_row(row: Referral, *, age: int | None) -> Facts:
+    return Facts(
+        district=row.district,
+        age=age,
+        categories=frozenset(row.categories),
+        priority=row.priority,
+    )
+
+
+def facts_of_body(body: Mapping[str, Any], today: date) -> Facts:
+    """The routing facts of a referral body as it would be on submission today."""
+    subject = body.get("subject") or {}
+    _number, birth_date = records.identity_of(subject, today)
+    return Facts(
+        district=subject.get("district"),
+        age=age_on(birth_date, today) if birth_date else None,
+        categories=frozenset(body.get("categories") or ()),
+        priority=body.get("priority") or Priority.NORMAL,
+    )
+
+
+def preview(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> View:
+    """Where this referral would go and why; nothing of the body is stored."""
+    _require(policy.may_preview_routing(ctx.principal))
+    ruleset = current(uow)
+    if ruleset is None:
+        raise Conflict("no routing rules are configured; an administrator must add them")
+    decision = routing.decide(ruleset, facts_of_body(body, ctx.today))
+    uow.commit()  # records the request's audit event
+    return {
+        "unit": decision.unit,
+        "rule_id": decision.rule_id,
+        "ruleset_version": decision.ruleset_version,
+        "explanation": decision.explanation,
+    }
+
+
+def rules(uow: UnitOfWork, ctx: Context, version: int | None = None) -> View:
+    _require(policy.may_manage_routing(ctx.principal))
+    stored = uow.routing.latest() if version is None else uow.routing.get(version)
+    if stored is None and version is not None:
+        raise NotFound("no such rule-set version")
+    uow.commit()
+    if stored is None:
+        return {"version": None, "created_at": None, "items": []}
+    return _represent_set(stored)
+
+
+def versions(uow: UnitOfWork, ctx: Context) -> list[View]:
+    _require(policy.may_manage_routing(ctx.principal))
+    items = [
+        {"version": s.version, "created_at": s.created_at, "rules": len(s.rules)}
+        for s in uow.routing.versions()
+    ]
+    uow.commit()
+    return items
+
+
+def add_rule(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> View:
+    _require(policy.may_manage_routing(ctx.principal))
+    rule = _rule(str(uuid.uuid4()), body)
+    existing = current(uow)
+    stored = _save(uow, ctx, [*(existing.rules if existing else ()), rule])
+    uow.audit_target("routing-rule", rule.id)
+    uow.commit()
+    return {**rule.to_json(), "ruleset_version": stored.version}
+
+
+def replace_rule(uow: UnitOfWork, ctx: Context, rule_id: str, body: Mapping[str, Any]) -> View:
+    _require(policy.may_manage_routing(ctx.principal))
+    existing = _existing(uow, rule_id)
+    rule = _rule(rule_id, body)
+    stored = _save(uow, ctx, [rule if r.id == rule_id else r for r in existing.rules])
+    uow.commit()
+    return {**rule.to_json(), "ruleset_version": stored.version}
+
+
+def delete_rule(uow: UnitOfWork, ctx: Context, rule_id: str) -> int:
+    _require(policy.may_manage_routing(ctx.principal))
+    existing = _existing(uow, rule_id)
+    stored = _save(uow, ctx, [r for r in existing.rules if r.id != rule_id])
+    uow.commit()
+    return stored.version
+
+
+def install(uow: UnitOfWork, ctx: Context, bodies: Sequence[Mapping[str, Any]]) -> int | None:
+    """Replace the whole rule set (seeding); None when it is already exactly this."""
+    existing = current(uow)
+    new = [_rule(str(uuid.uuid4()), body) for body in bodies]
+    if existing is not None and _shape(existing.rules) == _shape(new):
+        return None
+    stored = _save(uow, ctx, new)
+    uow.commit()
+    return stored.version
+
+
+def _save(uow: UnitOfWork, ctx: Context, rules: Sequence[Rule]) -> RoutingRuleSet:
+    routing.validate(rules, (u.id for u in uow.units.receivers()))
+    latest = uow.routing.latest()
+    stored = RoutingRuleSet(
+        version=(latest.version if latest else 0) + 1,
+        created_at=ctx.now,
+        created_by=ctx.principal.actor,
+        rules=[r.to_json() for r in sorted(rules, key=lambda r: r.position)],
+    )
+    try:
+        uow.routing.add(stored)
+    except IntegrityError:
+        # Another admin saved a version in between: theirs stands, ours is not merged.
+        raise Conflict("the routing rules were changed meanwhile; read them again") from None
+    return stored
+
+
+def _existing(uow: UnitOfWork, rule_id: str) -> RuleSet:
+    existing = current(uow)
+    if existing is None or existing.find(rule_id) is None:
+        raise NotFound("no such routing rule in the current rule set")
+    return existing
+
+
+def _rule(rule_id: str, body: Mapping[str, Any]) -> Rule:
+    return Rule(
+        id=rule_id,
+        position=body["position"],
+        unit=body["unit"],
+        match=routing.Match.from_json(body.get("match") or {}),
+    )
+
+
+def _ruleset(stored: RoutingRuleSet) -> RuleSet:
+    return RuleSet(stored.version, tuple(Rule.from_json(r) for r in stored.rules))
+
+
+def _represent_set(stored: RoutingRuleSet) -> View:
+    return {
+        "version": stored.version,
+        "created_at": stored.created_at,
+        "items": [
+            {**Rule.from_json(r).to_json(), "ruleset_version": stored.version} for r in stored.rules
+        ],
+    }
+
+
+def _shape(rules: Sequence[Rule]) -> list[tuple[int, str, str]]:
+    return sorted((r.position, r.unit, json.dumps(r.match.to_json())) for r in rules)
+
+
+def _require(allowed: bool) -> None:
+    if not allowed:
+        raise Forbidden("this role may not do this")

@@ -24,6 +24,8 @@ def record_event(
     reason_code: str | None = None,
     reason_text: str | None = None,
     outcome_code: str | None = None,
+    rule_id: str | None = None,
+    ruleset_version: int | None = None,
 ) -> None:
     """Append who did what, when, from which status to which."""
     event = TimelineEvent(
@@ -39,6 +41,8 @@ def record_event(
         to_unit=row.receiving_unit_id,
         reason_code=reason_code,
         outcome_code=outcome_code,
+        rule_id=rule_id,
+        ruleset_version=ruleset_version,
     )
     if reason_text is not None and sealer is not None:
         records.write_event_text(event, sealer, reason_text)

@@ -7,35 +7,32 @@ from typing import Any
 
 from referrals.auth import policy
 from referrals.db.models import Unit
+from referrals.domain.codes import UnitKind
+from referrals.services import routing
 from referrals.services.context import Context
+from referrals.services.delivery import secret_context
 from referrals.services.errors import Conflict, Forbidden, NotFound
 from referrals.services.uow import UnitOfWork
-
-# The embedded default: the outreach team and some Stockholm district social offices,
-# plus the central intake unit that takes whatever no district unit serves.
-DEMO_UNITS: tuple[dict[str, Any], ...] = (
-    {"id": "ungdomsjouren", "name": "Ungdomsjouren", "kind": "referrer", "districts": []},
-    {"id": "norrmalm", "name": "Norrmalms stadsdelsförvaltning", "kind": "receiver",
-     "districts": ["norrmalm"]},
-    {"id": "sodermalm", "name": "Södermalms stadsdelsförvaltning", "kind": "receiver",
-     "districts": ["sodermalm"]},
-    {"id": "kungsholmen", "name": "Kungsholmens stadsdelsförvaltning", "kind": "receiver",
-     "districts": ["kungsholmen"]},
-    {"id": "intake", "name": "Central mottagning", "kind": "receiver", "districts": []},
-)  # fmt: skip
+from referrals.webhooks import signing
 
 
-def represent(unit: Unit, ctx: Context) -> dict[str, Any]:
-    return {
+def represent(unit: Unit, ctx: Context, *, new_secret: str | None = None) -> dict[str, Any]:
+    admin = policy.may_manage_units(ctx.principal)
+    view = {
         "id": unit.id,
         "name": unit.name,
         "kind": unit.kind,
         "districts": list(unit.districts),
         # Integration endpoints are operator business, not part of the directory.
-        "webhook_url": unit.webhook_url if policy.may_manage_units(ctx.principal) else None,
+        "webhook_url": unit.webhook_url if admin else None,
+        "webhook_enabled": unit.webhook_enabled if admin else None,
         "created_at": unit.created_at,
         "updated_at": unit.updated_at,
     }
+    if new_secret is not None:
+        # Shown once, to the admin who set the endpoint; only its sealed form is kept.
+        view["webhook_secret"] = new_secret
+    return view
 
 
 def list_all(uow: UnitOfWork, ctx: Context) -> list[dict[str, Any]]:
@@ -60,10 +57,11 @@ def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, 
     if uow.units.get(body["id"]) is not None:
         raise Conflict("a unit with this id exists", field="id")
     unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(body), id=body["id"])
+    secret = _issue_secret(ctx, unit) if unit.webhook_url else None
     uow.units.add(unit)
     uow.audit_target("unit", unit.id)
     uow.commit()
-    return represent(unit, ctx)
+    return represent(unit, ctx, new_secret=secret)
 
 
 def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,23 +69,33 @@ def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]
     unit = uow.units.get(unit_id)
     if unit is None:
         raise NotFound("no such unit")
-    for name, value in _fields(body).items():
+    fields = _fields(body)
+    if fields["kind"] != UnitKind.RECEIVER and _routed_to(uow, unit_id):
+        raise Conflict("routing rules send referrals to this unit; change them first", field="kind")
+    for name, value in fields.items():
         setattr(unit, name, value)
+    secret = None
+    if not unit.webhook_url:
+        unit.webhook_secret = unit.webhook_secret_kek_id = None
+    elif unit.webhook_secret is None or body.get("rotate_webhook_secret"):
+        secret = _issue_secret(ctx, unit)
     unit.updated_at = ctx.now
     uow.session.flush()
     uow.commit()
-    return represent(unit, ctx)
+    return represent(unit, ctx, new_secret=secret)
 
 
-def seed_demo(uow: UnitOfWork, ctx: Context) -> int:
-    """Create the demo units that do not exist yet; returns how many were created."""
-    created = 0
-    for data in DEMO_UNITS:
-        if uow.units.get(data["id"]) is None:
-            uow.units.add(Unit(created_at=ctx.now, updated_at=ctx.now, webhook_url=None, **data))
-            created += 1
-    uow.commit()
-    return created
+def _issue_secret(ctx: Context, unit: Unit) -> str:
+    secret = signing.new_secret()
+    unit.webhook_secret, unit.webhook_secret_kek_id = ctx.vault.seal_secret(
+        secret_context(unit.id), secret
+    )
+    return secret
+
+
+def _routed_to(uow: UnitOfWork, unit_id: str) -> bool:
+    ruleset = routing.current(uow)
+    return ruleset is not None and any(r.unit == unit_id for r in ruleset.rules)
 
 
 def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +104,8 @@ def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
         "kind": body["kind"],
         "districts": sorted(set(body.get("districts") or [])),
         "webhook_url": body.get("webhook_url"),
+        # An endpoint is live once set, unless the admin says it is not ready yet.
+        "webhook_enabled": bool(body.get("webhook_url")) and body.get("webhook_enabled", True),
     }
 
 

@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
-from referrals.db.repositories import ReferralRepository, UnitRepository
+from referrals.db.repositories import (
+    OutboxRepository,
+    ReferralRepository,
+    RoutingRepository,
+    UnitRepository,
+)
 from referrals.services.errors import Conflict
 
 
@@ -23,6 +28,8 @@ class UnitOfWork:
     session: Session
     referrals: ReferralRepository
     units: UnitRepository
+    routing: RoutingRepository
+    outbox: OutboxRepository
 
     def __init__(
         self,
@@ -39,6 +46,8 @@ class UnitOfWork:
         self.session = self._sessions()
         self.referrals = ReferralRepository(self.session)
         self.units = UnitRepository(self.session)
+        self.routing = RoutingRepository(self.session)
+        self.outbox = OutboxRepository(self.session)
         return self
 
     def __exit__(

@@ -94,6 +94,17 @@ class Vault:
         kek_id, kek = self._keyring.current_kek()
         return envelope.rewrap(self._kek, referral_id, wrapped, kek, kek_id), kek_id
 
+    def seal_secret(self, context: aead.FieldContext, secret: str) -> tuple[bytes, str]:
+        """A credential (a unit's webhook secret) sealed directly under the current KEK:
+        (blob, KEK id).  ``keys rewrap`` re-seals it like a data key."""
+        if self._provider_stamp() != self._stamp:
+            self._reload()
+        kek_id, kek = self._keyring.current_kek()
+        return aead.seal_text(kek, kek_id, context, secret), kek_id
+
+    def open_secret(self, context: aead.FieldContext, blob: bytes) -> str:
+        return aead.open_text(self._kek, context, blob)
+
     def personal_number_index(self, normalized: str) -> str:
         return self._index.compute(*PERSONAL_NUMBER, normalized)
 

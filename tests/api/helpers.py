@@ -50,7 +50,7 @@ TITLES = {
     428: "Precondition Required",
 }
 
-# The units seeded for every test (referrals.services.units.DEMO_UNITS).
+# The units seeded for every test (referrals/seeds/demo.json).
 REFERRER = "ungdomsjouren"
 NORRMALM, SODERMALM, KUNGSHOLMEN, INTAKE = "norrmalm", "sodermalm", "kungsholmen", "intake"
 

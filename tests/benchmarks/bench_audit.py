@@ -40,7 +40,7 @@ from referrals.auth.principal import Role
 from referrals.config import Settings
 from referrals.db.models import AuditEvent
 from referrals.runtime import OPERATOR, Runtime
-from referrals.services import units
+from referrals.services import seeding
 from referrals.services.uow import UnitOfWork
 from tests.support.databases import postgres_database
 
@@ -138,7 +138,7 @@ def measure(url: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
         runtime: Runtime = app.extensions["referrals"]
         try:
             with runtime.unit_of_work() as uow:
-                units.seed_demo(uow, runtime.context(OPERATOR))
+                seeding.apply(uow, runtime.context(OPERATOR), seeding.packaged("demo"))
             key = devissuer.load_or_create_key(instance)
             token = devissuer.mint(
                 key, role=Role.YOUTH_WORKER, unit="ungdomsjouren", audience="referrals-api"

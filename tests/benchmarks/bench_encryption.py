@@ -43,7 +43,7 @@ from referrals.crypto import envelope
 from referrals.db import migrate
 from referrals.db.models import Referral
 from referrals.runtime import OPERATOR, Runtime
-from referrals.services import records, units
+from referrals.services import records, seeding
 from referrals.services.vault import Vault
 from tests.api.helpers import personal_number
 
@@ -251,7 +251,7 @@ def main() -> None:
             runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
         )
         with runtime.unit_of_work() as uow:
-            units.seed_demo(uow, runtime.context(OPERATOR))
+            seeding.apply(uow, runtime.context(OPERATOR), seeding.packaged("demo"))
         key = devissuer.load_or_create_key(instance)
         token = devissuer.mint(
             key, role=Role.YOUTH_WORKER, unit="ungdomsjouren", audience="referrals-api"

@@ -31,8 +31,8 @@ def test_upgrade_seed_and_a_development_token_that_the_app_accepts(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     run(env, "db", "upgrade")
-    assert "5 demo units created" in run(env, "seed", "demo")
-    assert "0 demo units created" in run(env, "seed", "demo")  # idempotent
+    assert "5 units created" in run(env, "seed", "demo")
+    assert "0 units created\nrouting rules unchanged" in run(env, "seed", "demo")  # idempotent
     token = run(env, "dev-token", "--role", "caseworker", "--unit", "norrmalm").strip()
 
     app = create_app(Settings(instance_path=tmp_path / "instance"))

@@ -153,7 +153,7 @@ def _prepared(deployment: Deployment) -> Iterator[Deployment]:
     try:
         with mock.patch.object(referrals.app, "connect", deployment.connect):
             assert "newest revision" in deployment.ok("db", "upgrade")
-            assert "5 demo units created" in deployment.ok("seed", "demo")
+            assert "5 units created" in deployment.ok("seed", "demo")
             yield deployment
     finally:
         for database in deployment.databases:

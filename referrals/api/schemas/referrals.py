@@ -86,6 +86,11 @@ class DuplicateOut(StrictSchema):
     status = code_field(Status)
 
 
+class RoutingOut(StrictSchema):
+    rule_id = fields.String()
+    ruleset_version = fields.Integer()
+
+
 class ReferralOut(StrictSchema):
     id = fields.UUID()
     version = fields.Integer()
@@ -107,6 +112,11 @@ class ReferralOut(StrictSchema):
     updated_at = fields.AwareDateTime()
     submitted_at = fields.AwareDateTime(allow_none=True)
     due_at = fields.AwareDateTime(allow_none=True)
+    routing = fields.Nested(
+        RoutingOut,
+        allow_none=True,
+        metadata={"description": "The routing rule and rule-set version that chose the unit."},
+    )
     overdue = fields.Boolean()
     open = fields.Boolean()
     integrity_error = fields.Boolean(
@@ -196,6 +206,10 @@ class EventOut(StrictSchema):
     reason_code = fields.String(allow_none=True)
     reason_text = fields.String(allow_none=True)
     outcome_code = fields.String(allow_none=True)
+    rule_id = fields.String(
+        allow_none=True, metadata={"description": "The routing rule that chose to_unit."}
+    )
+    ruleset_version = fields.Integer(allow_none=True)
 
 
 class EventList(StrictSchema):

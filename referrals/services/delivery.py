@@ -1,0 +1,188 @@
+"""The webhook worker's job: claim due outbox messages, send them, record the result.
+
+At least once, never silently lost:
+- A claim is a guarded UPDATE that sets a lease (``locked_until``) and a claim token, in a
+  transaction of its own; on PostgreSQL the candidates are picked ``FOR UPDATE SKIP
+  LOCKED`` so several workers take different messages.
+- Nothing is held open while sending: a worker that dies mid-batch (SIGKILL) leaves its
+  messages claimed until the lease runs out, then any worker sends them again.
+- A result is written only under the claim token, so a worker whose lease ran out cannot
+  overwrite the result of the worker that took the message over.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from referrals.crypto.aead import DecryptionError, FieldContext
+from referrals.db.models import Unit
+from referrals.services.outbox import DeliveryState, webhook_id
+from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Vault
+from referrals.webhooks import signing
+from referrals.webhooks.sender import WebhookSender
+
+log = logging.getLogger(__name__)
+
+UnitsOfWork = Callable[[], UnitOfWork]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    timeout: float = 5.0
+    max_attempts: int = 8
+    # Exponential backoff: base, 2 x base, 4 x base ... up to cap, with jitter.
+    backoff_base: float = 30.0
+    backoff_cap: float = 6 * 3600.0
+    batch_size: int = 20
+    # How long a claim lasts; None: long enough for a whole batch to time out.
+    lease: float | None = None
+    jitter: Callable[[], float] = field(default=random.random, repr=False)
+
+    @property
+    def lease_time(self) -> timedelta:
+        if self.lease is not None:
+            return timedelta(seconds=self.lease)
+        return timedelta(seconds=self.batch_size * (self.timeout + 1) + 30)
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        """After the ``attempts``-th failure.  "Equal jitter": half fixed, half random,
+        so retries neither stampede a receiver that is back nor come back at once."""
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** max(attempts - 1, 0))
+        return timedelta(seconds=delay / 2 + self.jitter() * delay / 2)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    message_id: uuid.UUID
+    webhook_id: str
+    payload: str
+    attempts: int
+    url: str | None
+    secret: str | None
+
+
+@dataclass
+class Round:
+    escalated: int = 0
+    claimed: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    skipped: int = 0
+
+
+def claim(
+    uows: UnitsOfWork, clock: Clock, policy: DeliveryPolicy
+) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    token = uuid.uuid4()
+    with uows() as uow:
+        now = clock()
+        until = now + policy.lease_time
+        candidates = uow.outbox.due_ids(now, policy.batch_size)
+        claimed = [m for m in candidates if uow.outbox.claim(m, now, until, token)]
+        uow.commit()
+    return token, claimed
+
+
+def load(uows: UnitsOfWork, vault: Vault, ids: list[uuid.UUID]) -> list[Claimed]:
+    """What sending needs, read in one short transaction closed before any HTTP."""
+    out = []
+    with uows() as uow:
+        for message_id in ids:
+            message = uow.outbox.get(message_id)
+            if message is None:
+                continue
+            unit = uow.units.get(message.unit_id)
+            url, secret = _endpoint(vault, unit)
+            out.append(
+                Claimed(
+                    message.id, webhook_id(message), message.payload, message.attempts, url, secret
+                )
+            )
+    return out
+
+
+def deliver_round(
+    uows: UnitsOfWork, vault: Vault, sender: WebhookSender, clock: Clock, policy: DeliveryPolicy
+) -> Round:
+    token, ids = claim(uows, clock, policy)
+    result = Round(claimed=len(ids))
+    for item in load(uows, vault, ids):
+        state = _send(uows, sender, clock, policy, token, item)
+        if state is DeliveryState.DELIVERED:
+            result.delivered += 1
+        elif state is DeliveryState.DEAD:
+            result.dead += 1
+        elif state is DeliveryState.SKIPPED:
+            result.skipped += 1
+        else:
+            result.failed += 1
+    return result
+
+
+def _send(
+    uows: UnitsOfWork,
+    sender: WebhookSender,
+    clock: Clock,
+    policy: DeliveryPolicy,
+    token: uuid.UUID,
+    item: Claimed,
+) -> DeliveryState:
+    if item.url is None or item.secret is None:
+        _settle(uows, token, item, DeliveryState.SKIPPED, error="no enabled webhook endpoint")
+        return DeliveryState.SKIPPED
+    body = item.payload.encode()
+    timestamp = int(clock().timestamp())
+    error = sender.post(
+        item.url, body, signing.headers(item.secret, item.webhook_id, timestamp, body)
+    )
+    if error is None:
+        _settle(uows, token, item, DeliveryState.DELIVERED, delivered_at=clock())
+        return DeliveryState.DELIVERED
+    if item.attempts >= policy.max_attempts:
+        log.warning("webhook dead-lettered", extra={"delivery": str(item.message_id)})
+        _settle(uows, token, item, DeliveryState.DEAD, error=error)
+        return DeliveryState.DEAD
+    retry_at = clock() + policy.retry_delay(item.attempts)
+    _settle(uows, token, item, DeliveryState.PENDING, error=error, next_attempt_at=retry_at)
+    return DeliveryState.PENDING
+
+
+def _settle(
+    uows: UnitsOfWork,
+    token: uuid.UUID,
+    item: Claimed,
+    state: DeliveryState,
+    *,
+    error: str | None = None,
+    **values: datetime,
+) -> None:
+    with uows() as uow:
+        if not uow.outbox.settle(item.message_id, token, state=state, last_error=error, **values):
+            # Our lease ran out and another worker took the message: its result stands.
+            log.warning("webhook claim lost", extra={"delivery": str(item.message_id)})
+        uow.commit()
+
+
+def _endpoint(vault: Vault, unit: Unit | None) -> tuple[str | None, str | None]:
+    if unit is None or not unit.webhook_enabled or not unit.webhook_url:
+        return None, None
+    if unit.webhook_secret is None:
+        return None, None
+    try:
+        secret = vault.open_secret(secret_context(unit.id), unit.webhook_secret)
+    except DecryptionError:
+        log.error("webhook secret failed its integrity check", extra={"unit": unit.id})
+        return None, None
+    return unit.webhook_url, secret
+
+
+def secret_context(unit_id: str) -> FieldContext:
+    return FieldContext("units", unit_id, "webhook_secret")

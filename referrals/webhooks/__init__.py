@@ -1,0 +1,1 @@
+"""Outgoing webhooks, as Standard Webhooks (https://www.standardwebhooks.com/) defines them."""

@@ -1,0 +1,60 @@
+"""``referrals worker``: escalate overdue referrals and deliver webhooks, round after round.
+
+Run as many worker processes as needed: claims keep them from sending the same message
+twice in normal operation, and leases make a crashed worker's messages come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from referrals.runtime import Runtime
+from referrals.services.delivery import Round, deliver_round
+from referrals.services.escalation import escalate_overdue
+from referrals.webhooks.sender import WebhookSender
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.policy = runtime.delivery_policy()
+        self.sender = WebhookSender(self.policy.timeout)
+        self._stop = threading.Event()
+
+    def run_round(self) -> Round:
+        rt = self.runtime
+        escalated = escalate_overdue(rt.unit_of_work, rt.clock)
+        result = deliver_round(rt.unit_of_work, rt.vault, self.sender, rt.clock, self.policy)
+        result.escalated = escalated
+        if escalated or result.claimed:
+            log.info("worker round", extra=vars(result))
+        return result
+
+    def run(self, interval: float) -> None:
+        """Until SIGTERM or SIGINT; a full batch means a backlog, so go again at once."""
+        self._handle_signals()
+        try:
+            while not self._stop.is_set():
+                result = self.run_round()
+                if result.claimed < self.policy.batch_size:
+                    self._stop.wait(interval)
+        finally:
+            self.sender.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _handle_signals(self) -> None:
+        def stop(_signum: int, _frame: FrameType | None) -> None:
+            # Finish the message in hand; anything claimed but unsent comes back after
+            # its lease.
+            self._stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
