@@ -149,7 +149,10 @@ def worker(once: bool, interval: float | None) -> None:
     runtime = _runtime(_app())
     job = Worker(runtime)
     if once:
-        result = job.run_round()
+        try:
+            result = job.run_round()
+        finally:
+            job.sender.close()
         click.echo(
             f"escalated {result.escalated}, delivered {result.delivered}, failed "
             f"{result.failed}, dead {result.dead}, skipped {result.skipped}"
@@ -204,17 +207,21 @@ def keys_init() -> None:
 
 @keys.command("status")
 def keys_status() -> None:
-    """Each KEK, whether it is current, and how many referrals it wraps."""
+    """Each KEK, whether it is current, and how many referrals and secrets it seals."""
     runtime = _runtime(_app())
     with runtime.unit_of_work() as uow:
         counts = keyring_admin.usage(uow)
+        secrets = keyring_admin.secret_usage(uow)
     keyring = runtime.vault.keyring
     for key_id in sorted(keyring.keks):
         marker = "current" if key_id == keyring.current else "retained"
-        click.echo(f"{key_id}\t{marker}\t{counts.get(key_id, 0)} referrals")
+        referrals = counts.get(key_id, 0) - secrets.get(key_id, 0)
+        click.echo(
+            f"{key_id}\t{marker}\t{referrals} referrals\t{secrets.get(key_id, 0)} webhook secrets"
+        )
     unknown = sorted(set(counts) - set(keyring.keks))
     for key_id in unknown:
-        click.echo(f"{key_id}\tMISSING\t{counts[key_id]} referrals cannot be read")
+        click.echo(f"{key_id}\tMISSING\t{counts[key_id]} referrals or secrets cannot be read")
 
 
 @keys.command("rotate")
@@ -243,12 +250,17 @@ def keys_rewrap(batch_size: int) -> None:
             unreadable += batch.unreadable
             bar.update(batch.moved + len(batch.unreadable))
     with runtime.unit_of_work() as uow:
+        unreadable_secrets = keyring_admin.reseal_secrets(uow, runtime.vault)
+    with runtime.unit_of_work() as uow:
         left = keyring_admin.pending_rewrap(uow, runtime.vault)
     click.echo(
-        f"data keys now wrapped by {runtime.vault.keyring.current}; {left} left under older KEKs"
+        f"data keys and webhook secrets now sealed by {runtime.vault.keyring.current}; "
+        f"{left} left under older KEKs"
     )
     for referral_id in unreadable:
         click.echo(f"unreadable data key, not rewrapped: referral {referral_id}", err=True)
+    for unit_id in unreadable_secrets:
+        click.echo(f"unreadable webhook secret, not resealed: unit {unit_id}", err=True)
     if left:
         raise click.ClickException(f"{left} data keys are still under older KEKs; run again")
 

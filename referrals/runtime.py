@@ -62,6 +62,7 @@ class Runtime:
             deadlines=self.deadlines,
             vault=self.vault,
             break_glass=break_glass,
+            production=self.settings.is_production,
         )
 
 

@@ -185,6 +185,21 @@ class UnitRepository:
         self.session.add(unit)
         self.session.flush()
 
+    def secret_kek_usage(self) -> dict[str, int]:
+        rows = self.session.execute(
+            select(Unit.webhook_secret_kek_id, func.count())
+            .where(Unit.webhook_secret_kek_id.is_not(None))
+            .group_by(Unit.webhook_secret_kek_id)
+        ).all()
+        return {str(kek_id): int(count) for kek_id, count in rows}
+
+    def with_secret_not_under(self, kek_id: str) -> Sequence[Unit]:
+        return self.session.scalars(
+            select(Unit).where(
+                Unit.webhook_secret_kek_id.is_not(None), Unit.webhook_secret_kek_id != kek_id
+            )
+        ).all()
+
     def receivers(self) -> Sequence[Unit]:
         return self.session.scalars(
             select(Unit).where(Unit.kind == "receiver").order_by(Unit.id)

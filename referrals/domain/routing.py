@@ -191,7 +191,11 @@ def validate(rules: Sequence[Rule], receivers: Iterable[str]) -> None:
             )
         seen[rule.position] = rule
         if rule.unit not in known:
-            raise InvalidRuleSet("no receiving unit with this id", field="unit")
+            raise InvalidRuleSet(
+                f"the rule at position {rule.position} names {rule.unit!r}, which is not a "
+                "receiving unit",
+                field="unit",
+            )
         _check_match(rule.match)
     ordered = sorted(rules, key=lambda r: r.position)
     for index, rule in enumerate(ordered):

@@ -21,6 +21,8 @@ class Context:
     vault: Vault
     # A caseworker's declared emergency (``X-Break-Glass-Reason``), honoured by reads only.
     break_glass: BreakGlassReason | None = None
+    # Serving real data: development conveniences (plain-http webhooks) are refused.
+    production: bool = False
 
     @property
     def today(self) -> date:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from referrals.crypto.aead import DecryptionError, FieldContext
+from referrals.crypto.aead import DecryptionError
 from referrals.db.models import Unit
 from referrals.services.outbox import DeliveryState, webhook_id
 from referrals.services.uow import UnitOfWork
-from referrals.services.vault import Vault
+from referrals.services.vault import Vault, webhook_secret_context
 from referrals.webhooks import signing
 from referrals.webhooks.sender import WebhookSender
 
@@ -54,7 +54,9 @@ class DeliveryPolicy:
     def retry_delay(self, attempts: int) -> timedelta:
         """After the ``attempts``-th failure.  "Equal jitter": half fixed, half random,
         so retries neither stampede a receiver that is back nor come back at once."""
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** max(attempts - 1, 0))
+        # The exponent is bounded: 2**1024 does not fit a float, and 2**62 x base is far
+        # beyond any cap anyway.
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** min(max(attempts - 1, 0), 62))
         return timedelta(seconds=delay / 2 + self.jitter() * delay / 2)
 
 
@@ -177,12 +179,8 @@ def _endpoint(vault: Vault, unit: Unit | None) -> tuple[str | None, str | None]:
     if unit.webhook_secret is None:
         return None, None
     try:
-        secret = vault.open_secret(secret_context(unit.id), unit.webhook_secret)
+        secret = vault.open_secret(webhook_secret_context(unit.id), unit.webhook_secret)
     except DecryptionError:
         log.error("webhook secret failed its integrity check", extra={"unit": unit.id})
         return None, None
     return unit.webhook_url, secret
-
-
-def secret_context(unit_id: str) -> FieldContext:
-    return FieldContext("units", unit_id, "webhook_secret")

@@ -12,16 +12,41 @@ from dataclasses import dataclass
 
 from referrals.crypto.aead import DecryptionError
 from referrals.services.uow import UnitOfWork
-from referrals.services.vault import Vault
+from referrals.services.vault import Vault, webhook_secret_context
 
 
 def usage(uow: UnitOfWork) -> dict[str, int]:
-    return uow.referrals.kek_usage()
+    """Per KEK: how many referral data keys and unit webhook secrets it seals."""
+    counts = dict(uow.referrals.kek_usage())
+    for kek_id, count in secret_usage(uow).items():
+        counts[kek_id] = counts.get(kek_id, 0) + count
+    return counts
+
+
+def secret_usage(uow: UnitOfWork) -> dict[str, int]:
+    return uow.units.secret_kek_usage()
 
 
 def pending_rewrap(uow: UnitOfWork, vault: Vault) -> int:
     current = vault.keyring.current
     return sum(count for kek_id, count in usage(uow).items() if kek_id != current)
+
+
+def reseal_secrets(uow: UnitOfWork, vault: Vault) -> list[str]:
+    """Seal every unit's webhook secret under the current KEK; returns the units whose
+    secret did not open (reported and left as they are)."""
+    unreadable = []
+    for unit in uow.units.with_secret_not_under(vault.keyring.current):
+        assert unit.webhook_secret is not None
+        context = webhook_secret_context(unit.id)
+        try:
+            secret = vault.open_secret(context, unit.webhook_secret)
+        except DecryptionError:
+            unreadable.append(unit.id)
+            continue
+        unit.webhook_secret, unit.webhook_secret_kek_id = vault.seal_secret(context, secret)
+    uow.commit()
+    return unreadable
 
 
 @dataclass(frozen=True)

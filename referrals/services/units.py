@@ -10,9 +10,9 @@ from referrals.db.models import Unit
 from referrals.domain.codes import UnitKind
 from referrals.services import routing
 from referrals.services.context import Context
-from referrals.services.delivery import secret_context
-from referrals.services.errors import Conflict, Forbidden, NotFound
+from referrals.services.errors import Conflict, Forbidden, NotFound, Unprocessable
 from referrals.services.uow import UnitOfWork
+from referrals.services.vault import webhook_secret_context
 from referrals.webhooks import signing
 
 
@@ -56,7 +56,7 @@ def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, 
     _require(policy.may_manage_units(ctx.principal))
     if uow.units.get(body["id"]) is not None:
         raise Conflict("a unit with this id exists", field="id")
-    unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(body), id=body["id"])
+    unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(ctx, body), id=body["id"])
     secret = _issue_secret(ctx, unit) if unit.webhook_url else None
     uow.units.add(unit)
     uow.audit_target("unit", unit.id)
@@ -69,7 +69,7 @@ def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]
     unit = uow.units.get(unit_id)
     if unit is None:
         raise NotFound("no such unit")
-    fields = _fields(body)
+    fields = _fields(ctx, body)
     if fields["kind"] != UnitKind.RECEIVER and _routed_to(uow, unit_id):
         raise Conflict("routing rules send referrals to this unit; change them first", field="kind")
     for name, value in fields.items():
@@ -88,7 +88,7 @@ def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]
 def _issue_secret(ctx: Context, unit: Unit) -> str:
     secret = signing.new_secret()
     unit.webhook_secret, unit.webhook_secret_kek_id = ctx.vault.seal_secret(
-        secret_context(unit.id), secret
+        webhook_secret_context(unit.id), secret
     )
     return secret
 
@@ -98,7 +98,12 @@ def _routed_to(uow: UnitOfWork, unit_id: str) -> bool:
     return ruleset is not None and any(r.unit == unit_id for r in ruleset.rules)
 
 
-def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
+def _fields(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any]:
+    url = body.get("webhook_url")
+    if ctx.production and url and not url.startswith("https://"):
+        # Payloads hold no personal data, but the signature and the receiver's trust in
+        # it do not survive a network observer who can replay or block them.
+        raise Unprocessable("webhook endpoints must use https in production", field="webhook_url")
     return {
         "name": body["name"],
         "kind": body["kind"],

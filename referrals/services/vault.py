@@ -19,6 +19,11 @@ from referrals.services.errors import Conflict
 PERSONAL_NUMBER = ("referrals", "personal_number")
 
 
+def webhook_secret_context(unit_id: str) -> aead.FieldContext:
+    """Where a unit's webhook signing secret lives, bound into its ciphertext."""
+    return aead.FieldContext("units", unit_id, "webhook_secret")
+
+
 class RecordErased(Conflict):
     """The referral's data key was destroyed; only its non-personal skeleton remains."""
 

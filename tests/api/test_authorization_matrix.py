@@ -1,7 +1,8 @@
 """The authorization matrix: every endpoint x every kind of caller x the referral's state.
 
 The expected answers in ``MATRIX`` are written out by hand from DESIGN §1 (roles and what
-each may see), §2 (who may take which action, from which state) and §7 (the endpoints).
+each may see), §2 (who may take which action, from which state), §6 (routing and the
+outbox) and §7 (the endpoints).
 They are deliberately *not* derived from ``referrals/auth/policy.py``: the point is an
 independent statement of the design that the policy is checked against.
 
@@ -31,7 +32,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from referrals.db.engine import Database
-from referrals.db.models import Note, Referral, Unit
+from referrals.db.models import Note, OutboxMessage, Referral, RoutingRuleSet, Unit
 
 API = "/api/v1"
 REFERRALS = "/referrals"
@@ -42,6 +43,14 @@ AUDIT_VERIFY = "/audit/verify"
 AUDIT_CHECKPOINTS = "/audit/checkpoints"
 UNITS = "/units"
 UNIT = "/units/<string:unit_id>"
+ROUTING_RULES = "/routing-rules"
+ROUTING_VERSIONS = "/routing-rules/versions"
+ROUTING_RULE = "/routing-rules/<string:rule_id>"
+PREVIEW = "/routing/preview"
+DELIVERIES = "/admin/deliveries"
+REPLAY = "/admin/deliveries/<uuid:delivery_id>/replay"
+# The URL arguments naming the object a request acts on (filled in by ``request_for``).
+OBJECT_PLACEHOLDERS = ("<uuid:referral_id>", "<string:rule_id>", "<uuid:delivery_id>")
 PROBLEM_JSON = "application/problem+json"
 PROBLEM = "urn:referrals:problem:"
 
@@ -114,7 +123,10 @@ def row(
 # Every referral below is sent by ungdomsjouren about a young person living in norrmalm, so
 # it is routed to norrmalm on submit.  "redirected" was requested to norrmalm and then
 # redirected by norrmalm to sodermalm: norrmalm has lost access, sodermalm has gained it.
-# "listing" is a draft, a requested and a redirected referral together.
+# "listing" is a draft, a requested and a redirected referral together.  "rule" is an
+# extra routing rule (EXTRA_RULE, or what an earlier cell of the row made of it) added by
+# an admin; "dead" is the webhook delivery of a
+# submitted referral to norrmalm whose every attempt failed.
 #
 # Cells that differ from the service's behaviour when this was written are marked
 # "DESIGN:"; the final report of the matrix author lists them.
@@ -299,6 +311,41 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
         auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
     ),
+    # -- routing rules and webhook deliveries: operator business, scope admin (§1, §6) ----
+    ("GET", ROUTING_RULES, "rule"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("POST", ROUTING_RULES, "rule"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("GET", ROUTING_VERSIONS, "rule"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("PUT", ROUTING_RULE, "rule"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("DELETE", ROUTING_RULE, "rule"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=DELETED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    # The preview: admins check their rules, a referring unit's youth worker asks where a
+    # referral would go.  Caseworkers hold referrals:write too, but never open referrals.
+    ("POST", PREVIEW, "rule"): row(
+        yw_own=OK, yw_other=OK, cw_own=ROLE, cw_other=ROLE,
+        auditor=SCOPE, admin=OK, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("GET", DELIVERIES, "dead"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
+    ("POST", REPLAY, "dead"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+    ),
 }  # fmt: skip
 
 # Who sees which of the "listing" referrals in GET /referrals (inbox or outbox).
@@ -364,8 +411,39 @@ ACTION_RESULTS: dict[str, tuple[str, str | None]] = {
     "fail": ("failed", None),
     "mark-error": ("entered_in_error", None),
 }
+# The webhook event each transition announces (DESIGN §6).
+ACTION_EVENTS: dict[str, str] = {
+    "submit": "referral.submitted",
+    "accept": "referral.accepted",
+    "decline": "referral.declined",
+    "redirect": "referral.redirected",
+    "cancel": "referral.cancelled",
+    "start": "referral.started",
+    "hold": "referral.held",
+    "resume": "referral.resumed",
+    "complete": "referral.completed",
+    "fail": "referral.failed",
+    "mark-error": "referral.entered_in_error",
+}
 NEW_UNIT = {"id": "mottagning-syd", "name": "Mottagning Syd", "kind": "receiver"}
 UNIT_REPLACEMENT = {"name": "Kungsholmen nya", "kind": "receiver", "districts": ["kungsholmen"]}
+# The seeded rules sit at positions 10, 20, 30 (a district each) and 1000 (the catch-all).
+# The "rule" target adds EXTRA_RULE; NEW_RULE and RULE_REPLACEMENT are valid next to both.
+EXTRA_RULE = {"position": 50, "unit": "kungsholmen", "match": {"districts": ["ostermalm"]}}
+NEW_RULE = {"position": 40, "unit": "sodermalm", "match": {"districts": ["farsta"], "max_age": 17}}
+RULE_REPLACEMENT = {
+    "position": 55,
+    "unit": "norrmalm",
+    "match": {"districts": ["ostermalm"], "priorities": ["acute"]},
+}
+
+
+def preview_body() -> dict[str, Any]:
+    """A whole referral body (personal data and all) of a young person in ostermalm."""
+    body = referral_body()
+    body["subject"] = {**body["subject"], "district": "ostermalm"}
+    return body
+
 
 # How each target state is reached from a fresh draft: (action, who, body).
 STEPS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
@@ -391,11 +469,27 @@ STEPS["redirected"] = (
 # --- helpers ---------------------------------------------------------------------------
 
 
+# A routing rule as (id, position, unit, match as canonical JSON).
+RuleRow = tuple[str, int, str, str]
+
+
+def rule_row(rule_id: str, rule: dict[str, Any]) -> RuleRow:
+    return (rule_id, rule["position"], rule["unit"], json.dumps(rule["match"], sort_keys=True))
+
+
+def by_position(rules: Any) -> tuple[RuleRow, ...]:
+    return tuple(sorted(rules, key=lambda r: r[1]))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     referrals: dict[uuid.UUID, tuple[str, int, str, str | None]]
     notes: int
     units: dict[str, tuple[str, str, tuple[str, ...], str | None]]
+    # rule-set version -> its rules in the order they are tried
+    rulesets: dict[int, tuple[RuleRow, ...]]
+    # webhook delivery -> (event type, unit, state, attempts)
+    outbox: dict[uuid.UUID, tuple[str, str, str, int]]
 
 
 def snapshot(database: Database) -> Snapshot:
@@ -409,7 +503,15 @@ def snapshot(database: Database) -> Snapshot:
             u.id: (u.name, u.kind, tuple(u.districts), u.webhook_url)
             for u in session.scalars(select(Unit))
         }
-    return Snapshot(referrals, notes, units)
+        rulesets = {
+            s.version: by_position(rule_row(r["id"], r) for r in s.rules)
+            for s in session.scalars(select(RoutingRuleSet))
+        }
+        outbox = {
+            m.id: (m.event_type, m.unit_id, m.state, m.attempts)
+            for m in session.scalars(select(OutboxMessage))
+        }
+    return Snapshot(referrals, notes, units, rulesets, outbox)
 
 
 class Callers:
@@ -451,6 +553,55 @@ def make_referral(client: FlaskClient, callers: Callers, target: str) -> tuple[s
     return rid, etag
 
 
+def extra_rule(client: FlaskClient, database: Database, callers: Callers) -> str:
+    """The id of the current set's ostermalm rule: EXTRA_RULE, added by an admin (a new
+    rule-set version) unless an earlier cell of the row left it, or its replacement."""
+    with database.sessions() as session:
+        latest = session.scalars(
+            select(RoutingRuleSet).order_by(RoutingRuleSet.version.desc()).limit(1)
+        ).one()
+        for rule in latest.rules:
+            if rule["match"].get("districts") == EXTRA_RULE["match"]["districts"]:
+                return str(rule["id"])
+    added = client.post(f"{API}/routing-rules", json=EXTRA_RULE, headers=callers("admin"))
+    assert added.status_code == 201, added.json
+    return str(added.json["id"])
+
+
+def make_dead_delivery(client: FlaskClient, database: Database, callers: Callers) -> str:
+    """A submitted referral's webhook to norrmalm, every attempt of which failed.
+
+    (Test setup: the worker's failures are stood in for by setting the row's state.)"""
+    rid, _ = make_referral(client, callers, "requested")
+    with database.sessions() as session:
+        # The sender submitted it, so only the receiving unit is told.
+        (message,) = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.referral_id == uuid.UUID(rid))
+        )
+        assert (message.unit_id, message.state) == ("norrmalm", "pending")
+        message.state = "dead"
+        message.attempts = 8
+        message.last_attempt_at = message.created_at
+        message.last_error = "HTTP 500"
+        delivery_id = str(message.id)
+        session.commit()
+    return delivery_id
+
+
+def prepare(
+    client: FlaskClient, database: Database, callers: Callers, target: str
+) -> tuple[str | None, str | None]:
+    """What a row's target needs: the id of the object made for it (a referral, a
+    routing rule or a delivery), and the referral's ETag."""
+    if target in STEPS:
+        return make_referral(client, callers, target)
+    if target == "rule":
+        return extra_rule(client, database, callers), None
+    if target == "dead":
+        return make_dead_delivery(client, database, callers), None
+    return None, None
+
+
 def assert_problem(response: TestResponse, expect: Expect) -> None:
     assert response.status_code == expect.status, response.get_data(as_text=True)
     assert response.mimetype == PROBLEM_JSON
@@ -467,10 +618,14 @@ def assert_problem(response: TestResponse, expect: Expect) -> None:
 
 
 def request_for(method: str, path: str, rid: str | None, etag: str | None) -> dict[str, Any]:
-    """The one valid request for an endpoint: URL, body and headers."""
-    url = API + path.replace("<uuid:referral_id>", str(rid)).replace(
-        "<string:unit_id>", "kungsholmen"
-    )
+    """The one valid request for an endpoint: URL, body and headers.
+
+    ``rid`` is the id of the object the path names: a referral, a rule or a delivery."""
+    url = API + path.replace("<string:unit_id>", "kungsholmen")
+    for placeholder in OBJECT_PLACEHOLDERS:
+        url = url.replace(placeholder, str(rid))
+    if (method, path) == ("GET", DELIVERIES):
+        url += "?state=dead"  # the dead-letter queue
     headers: dict[str, str] = {}
     if etag is not None and path.startswith(REFERRAL) and method != "GET":
         headers["If-Match"] = etag
@@ -487,13 +642,24 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
         body = NEW_UNIT
     elif (method, path) == ("PUT", UNIT):
         body = UNIT_REPLACEMENT
+    elif (method, path) == ("POST", ROUTING_RULES):
+        body = NEW_RULE
+    elif (method, path) == ("PUT", ROUTING_RULE):
+        body = RULE_REPLACEMENT
+    elif (method, path) == ("POST", PREVIEW):
+        body = preview_body()
     elif method == "POST" and path.startswith(REFERRAL + "/"):
         body = ACTION_BODIES[path.rsplit("/", 1)[1]]
     return {"method": method, "path": url, "json": body, "headers": headers}
 
 
 def short(path: str) -> str:
-    return path.replace("<uuid:referral_id>", "{id}").replace("<string:unit_id>", "{unit}")
+    return (
+        path.replace("<uuid:referral_id>", "{id}")
+        .replace("<string:unit_id>", "{unit}")
+        .replace("<string:rule_id>", "{rule}")
+        .replace("<uuid:delivery_id>", "{delivery}")
+    )
 
 
 def matrix_rows() -> list[Any]:
@@ -530,7 +696,7 @@ def test_every_row_states_every_caller() -> None:
     for key, expectations in MATRIX.items():
         assert list(expectations) == list(CALLERS), key
     for key in MATRIX:
-        assert key[2] in {*STEPS, "listing", "new", "unit"}, key
+        assert key[2] in {*STEPS, "listing", "new", "unit", "rule", "dead"}, key
 
 
 @pytest.mark.parametrize(("method", "path", "target", "expectations"), matrix_rows())
@@ -569,9 +735,7 @@ def check_cell(
     expect: Expect,
     listing: dict[str, str],
 ) -> None:
-    rid = etag = None
-    if target in STEPS:
-        rid, etag = make_referral(client, callers, target)
+    rid, etag = prepare(client, database, callers, target)
     before = snapshot(database)
 
     request = request_for(method, path, rid, etag)
@@ -586,8 +750,9 @@ def check_cell(
     if expect.status >= 400:
         assert_problem(response, expect)
         assert after == before, "a refused request changed the database"
-        if rid is not None and expect in (HIDDEN, SCOPE, ROLE):
-            # Indistinguishable from a referral that does not exist.
+        named = any(placeholder in path for placeholder in OBJECT_PLACEHOLDERS)
+        if rid is not None and named and expect in (HIDDEN, SCOPE, ROLE):
+            # Indistinguishable from a referral (rule, delivery) that does not exist.
             ghost = request_for(method, path, str(uuid.uuid4()), etag)
             other = client.open(
                 ghost["path"],
@@ -618,7 +783,7 @@ def check_allowed(
 ) -> None:
     """An allowed request did exactly what it should, and nothing else."""
     body = response.get_json(silent=True)
-    key = uuid.UUID(rid) if rid else None
+    key = uuid.UUID(rid) if rid and target != "rule" else None  # a referral or a delivery
     if method == "GET":
         assert after == before, "a read changed the database"
     if (method, path) == ("GET", REFERRALS):
@@ -693,6 +858,28 @@ def check_allowed(
             **before.units,
             "kungsholmen": ("Kungsholmen nya", "receiver", ("kungsholmen",), None),
         }
+    elif path.startswith(ROUTING_RULES) or path == PREVIEW:
+        check_routing(method, path, rid, response, before, after)
+    elif (method, path) == ("GET", DELIVERIES):
+        dead = {k for k, (_e, _u, state, _a) in before.outbox.items() if state == "dead"}
+        assert {uuid.UUID(item["id"]) for item in body["items"]} == dead
+        (item,) = [item for item in body["items"] if item["id"] == rid]
+        assert key is not None
+        event_type, unit, state, attempts = before.outbox[key]
+        assert (item["webhook_id"], item["event_type"], item["unit"]) == (
+            f"msg_{key.hex}", event_type, unit,
+        )  # fmt: skip
+        assert (item["state"], item["attempts"]) == (state, attempts) == ("dead", 8)
+        assert item["last_error"] == "HTTP 500"
+        assert body["next_cursor"] is None
+    elif (method, path) == ("POST", REPLAY):
+        assert key is not None
+        event_type, unit, _state, _attempts = before.outbox[key]
+        assert after.outbox == {**before.outbox, key: (event_type, unit, "pending", 0)}
+        # The same message again: receivers deduplicate on its unchanged webhook-id.
+        assert (body["id"], body["webhook_id"], body["state"], body["attempts"]) == (
+            rid, f"msg_{key.hex}", "pending", 0,
+        )  # fmt: skip
     else:  # pragma: no cover - a row without a check is a mistake in this module
         pytest.fail(f"no check for an allowed {method} {path}")
     if method != "GET" and not path.startswith(UNITS):
@@ -700,6 +887,84 @@ def check_allowed(
         assert after.units == before.units
         if not path.endswith("/notes"):
             assert after.notes == before.notes
+    if method == "GET" or not path.startswith(ROUTING_RULES):
+        # Only a change of the rules makes a rule-set version.
+        assert after.rulesets == before.rulesets
+    transition = path.rsplit("/", 1)[1] if path.startswith(REFERRAL + "/") else None
+    if transition in ACTION_EVENTS:
+        # One pending webhook per unit on the referral, other than the caller's (§6).
+        assert key is not None
+        _status, _version, sender, receiver = after.referrals[key]
+        recipients = {sender, receiver} - {CALLERS[caller][1]}
+        added = [v for k, v in after.outbox.items() if k not in before.outbox]
+        assert sorted(added) == sorted(
+            (ACTION_EVENTS[transition], unit, "pending", 0) for unit in recipients
+        )
+        assert {k: after.outbox[k] for k in before.outbox} == before.outbox
+    elif (method, path) != ("POST", REPLAY):
+        assert after.outbox == before.outbox, "only transitions and a replay touch the outbox"
+
+
+def check_routing(
+    method: str,
+    path: str,
+    rid: str | None,
+    response: TestResponse,
+    before: Snapshot,
+    after: Snapshot,
+) -> None:
+    """An allowed routing request; ``rid`` is EXTRA_RULE's id."""
+    body = response.get_json(silent=True)
+    version = max(before.rulesets)
+    current = before.rulesets[version]
+    if (method, path) == ("GET", ROUTING_RULES):
+        assert body["version"] == version
+        assert [rule_row(item["id"], item) for item in body["items"]] == list(current)
+        assert {item["ruleset_version"] for item in body["items"]} == {version}
+        assert rid in {item["id"] for item in body["items"]}
+    elif (method, path) == ("GET", ROUTING_VERSIONS):
+        assert [(item["version"], item["rules"]) for item in body["items"]] == [
+            (v, len(before.rulesets[v])) for v in sorted(before.rulesets, reverse=True)
+        ]
+    elif (method, path) == ("POST", ROUTING_RULES):
+        new_id = body["id"]
+        assert new_id not in {r[0] for rules in before.rulesets.values() for r in rules}
+        assert body == {**NEW_RULE, "id": new_id, "ruleset_version": version + 1}
+        assert after.rulesets == {
+            **before.rulesets,
+            version + 1: by_position([*current, rule_row(new_id, NEW_RULE)]),
+        }
+    elif (method, path) == ("PUT", ROUTING_RULE):
+        assert rid is not None
+        assert body == {**RULE_REPLACEMENT, "id": rid, "ruleset_version": version + 1}
+        replaced = by_position(
+            rule_row(rid, RULE_REPLACEMENT) if r[0] == rid else r for r in current
+        )
+        assert after.rulesets == {**before.rulesets, version + 1: replaced}
+    elif (method, path) == ("DELETE", ROUTING_RULE):
+        assert response.get_data() == b""
+        assert after.rulesets == {
+            **before.rulesets,
+            version + 1: tuple(r for r in current if r[0] != rid),
+        }
+    elif (method, path) == ("POST", PREVIEW):
+        assert after == before, "a preview stored something"
+        # ostermalm: none of the seeded district rules, so EXTRA_RULE.
+        assert (rid, EXTRA_RULE["position"], EXTRA_RULE["unit"]) in {r[:3] for r in current}
+        assert (body["unit"], body["rule_id"], body["ruleset_version"]) == (
+            EXTRA_RULE["unit"], rid, version,
+        )  # fmt: skip
+        tried = [r[0] for r in current]
+        tried = tried[: tried.index(str(rid)) + 1]
+        assert [(e["rule_id"], e["matched"]) for e in body["explanation"]] == [
+            (rule_id, rule_id == rid) for rule_id in tried
+        ]
+        text = response.get_data(as_text=True)
+        assert [
+            v for v in (SUBJECT_NAME, NARRATIVE, PERSONAL_NUMBER, "2010-05-17") if v in text
+        ] == []
+    else:  # pragma: no cover - a row without a check is a mistake in this module
+        pytest.fail(f"no check for an allowed {method} {path}")
 
 
 # --- notes: each side's internal notes stay with it (DESIGN §1) --------------------------

@@ -36,6 +36,7 @@ from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.db.models import Note, Referral, TimelineEvent
 from referrals.services.records import CASE_FIELDS
+from referrals.services.vault import webhook_secret_context
 from tests.api.helpers import personal_number
 from tests.support.databases import postgres_database
 
@@ -289,7 +290,7 @@ def status_lines(deployment: Deployment) -> list[str]:
     return deployment.ok("keys", "status").splitlines()
 
 
-REWRAP_DONE = "data keys now wrapped by kek-2; 0 left under older KEKs"
+REWRAP_DONE = "data keys and webhook secrets now sealed by kek-2; 0 left under older KEKs"
 
 
 def rewrap(deployment: Deployment) -> str:
@@ -305,7 +306,7 @@ def rewrap(deployment: Deployment) -> str:
 def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
     app = deployment.app()
     first = create_referrals(deployment, app.test_client(), range(20))
-    assert status_lines(deployment) == ["kek-1\tcurrent\t20 referrals"]
+    assert status_lines(deployment) == ["kek-1\tcurrent\t20 referrals\t0 webhook secrets"]
 
     rotated = deployment.ok("keys", "rotate")
     assert "kek-2 is now current" in rotated
@@ -313,8 +314,8 @@ def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
     made = first + second
     assert deployment.usage() == {"kek-1": 20, "kek-2": 10}
     assert status_lines(deployment) == [
-        "kek-1\tretained\t20 referrals",
-        "kek-2\tcurrent\t10 referrals",
+        "kek-1\tretained\t20 referrals\t0 webhook secrets",
+        "kek-2\tcurrent\t10 referrals\t0 webhook secrets",
     ]
 
     # Retiring a KEK that still wraps data keys would make them unreadable: refused, and the
@@ -331,8 +332,8 @@ def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
 
     rewrap(deployment)
     assert status_lines(deployment) == [
-        "kek-1\tretained\t0 referrals",
-        "kek-2\tcurrent\t30 referrals",
+        "kek-1\tretained\t0 referrals\t0 webhook secrets",
+        "kek-2\tcurrent\t30 referrals\t0 webhook secrets",
     ]
 
     # Only the wrapped data keys moved: no sealed field, version (ETag) or timestamp changed,
@@ -360,7 +361,7 @@ def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
     assert deployment.rows(Referral) == raw_after[Referral]
 
     assert deployment.ok("keys", "retire", "kek-1").strip() == "kek-1 retired"
-    assert status_lines(deployment) == ["kek-2\tcurrent\t30 referrals"]
+    assert status_lines(deployment) == ["kek-2\tcurrent\t30 referrals\t0 webhook secrets"]
     assert '"kek-1"' not in deployment.keyring_file.read_text()
     assert oct(deployment.keyring_file.stat().st_mode & 0o777) == "0o600"
 
@@ -404,8 +405,8 @@ def test_an_interrupted_rewrap_resumes_and_completes(deployment: Deployment) -> 
     # The first batch committed; the half-done second batch was rolled back entirely.
     assert deployment.usage() == {"kek-1": 15, "kek-2": 5}
     assert status_lines(deployment) == [
-        "kek-1\tretained\t15 referrals",
-        "kek-2\tcurrent\t5 referrals",
+        "kek-1\tretained\t15 referrals\t0 webhook secrets",
+        "kek-2\tcurrent\t5 referrals\t0 webhook secrets",
     ]
     # Meanwhile the service reads everything, whichever KEK wraps it.
     assert read_everything(deployment, made) == before
@@ -489,6 +490,40 @@ def test_retire_refuses_the_current_kek_and_an_unknown_one(tmp_path: Path) -> No
         assert "not in the keyring" in deployment.refused("keys", "retire", "kek-7")
         assert deployment.keyring_file.read_bytes() == original
         assert status_lines(deployment) == [
-            "kek-1\tretained\t0 referrals",
-            "kek-2\tcurrent\t0 referrals",
+            "kek-1\tretained\t0 referrals\t0 webhook secrets",
+            "kek-2\tcurrent\t0 referrals\t0 webhook secrets",
         ]
+
+
+def test_webhook_secrets_follow_the_kek_through_rotate_rewrap_retire(
+    deployment: Deployment,
+) -> None:
+    """A unit's webhook secret is sealed under a KEK too: retiring that KEK must wait for
+    it, rewrap must move it, and afterwards the same secret still signs."""
+    app = deployment.app()
+    admin = deployment.token("admin")
+    unit = {"name": "Norrmalm", "kind": "receiver", "districts": ["norrmalm"]}
+    hook = {**unit, "webhook_url": "https://norrmalm.example.invalid/hook"}
+    issued = app.test_client().put("/api/v1/units/norrmalm", json=hook, headers=admin)
+    assert issued.status_code == 200
+    secret = issued.json["webhook_secret"]
+    assert status_lines(deployment) == ["kek-1\tcurrent\t0 referrals\t1 webhook secrets"]
+
+    deployment.ok("keys", "rotate")
+    assert "kek-1 still wraps 1 data keys" in deployment.refused("keys", "retire", "kek-1")
+    deployment.ok("keys", "rewrap")
+    assert status_lines(deployment) == [
+        "kek-1\tretained\t0 referrals\t0 webhook secrets",
+        "kek-2\tcurrent\t0 referrals\t1 webhook secrets",
+    ]
+    deployment.ok("keys", "retire", "kek-1")
+
+    runtime = deployment.app().extensions["referrals"]
+    with runtime.unit_of_work() as uow:
+        stored = uow.units.get("norrmalm")
+        assert stored is not None and stored.webhook_secret is not None
+        assert secret.encode() not in stored.webhook_secret
+        opened = runtime.vault.open_secret(
+            webhook_secret_context("norrmalm"), stored.webhook_secret
+        )
+    assert opened == secret
