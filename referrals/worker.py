@@ -40,7 +40,14 @@ class Worker:
         self._handle_signals()
         try:
             while not self._stop.is_set():
-                result = self.run_round()
+                try:
+                    result = self.run_round()
+                except Exception:
+                    # The database away, a lock timeout: try again next round rather than
+                    # exit.  Nothing is lost; claimed messages come back after their lease.
+                    log.exception("worker round failed")
+                    self._stop.wait(interval)
+                    continue
                 if result.claimed < self.policy.batch_size:
                     self._stop.wait(interval)
         finally:

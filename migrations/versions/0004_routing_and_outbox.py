@@ -33,6 +33,7 @@ def upgrade() -> None:
     with op.batch_alter_table("referrals", schema=None) as batch_op:
         batch_op.add_column(sa.Column("routing_rule_id", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("routing_ruleset_version", sa.Integer(), nullable=True))
+        batch_op.create_index("ix_referrals_status_due", ["status", "due_at"], unique=False)
 
     with op.batch_alter_table("timeline_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("rule_id", sa.String(length=64), nullable=True))

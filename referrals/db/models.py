@@ -54,6 +54,8 @@ class Referral(Base):
         # Inbox and outbox listings: keyset pagination over (created_at, id) per unit.
         Index("ix_referrals_receiving_unit_created", "receiving_unit_id", "created_at", "id"),
         Index("ix_referrals_sending_unit_created", "sending_unit_id", "created_at", "id"),
+        # The worker's escalation scan: requested referrals past their deadline.
+        Index("ix_referrals_status_due", "status", "due_at"),
     )
 
     id: Mapped[uuid_pk]

@@ -238,42 +238,44 @@ class OutboxRepository:
     def get(self, message_id: uuid.UUID) -> OutboxMessage | None:
         return self.session.get(OutboxMessage, message_id)
 
-    def due_ids(self, now: datetime, limit: int) -> Sequence[uuid.UUID]:
-        """Messages ready for an attempt and not claimed by a live worker.
+    def claim_due(
+        self, now: datetime, until: datetime, token: uuid.UUID, limit: int
+    ) -> Sequence[uuid.UUID]:
+        """Claim up to ``limit`` messages that are due and not claimed by a live worker.
 
-        On PostgreSQL the rows are locked and other workers skip them (SKIP LOCKED), so
-        two workers picking at once get different messages; the claim itself is the
-        guarded UPDATE in ``claim``, which is what makes it safe on SQLite too."""
-        return self.session.scalars(
+        One UPDATE, so the claim takes the write lock at once: on SQLite a read first
+        would let two workers deadlock upgrading their locks.  On PostgreSQL the candidates
+        are locked ``FOR UPDATE SKIP LOCKED``, so workers claiming at the same moment take
+        different messages instead of queueing behind each other; the conditions are
+        repeated on the UPDATE, which PostgreSQL re-checks on a row changed meanwhile."""
+        claimable = (
+            OutboxMessage.state == "pending",
+            OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+        )
+        candidates = (
             select(OutboxMessage.id)
-            .where(
-                OutboxMessage.state == "pending",
-                OutboxMessage.next_attempt_at <= now,
-                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
-            )
+            .where(*claimable)
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
-        ).all()
-
-    def claim(
-        self, message_id: uuid.UUID, now: datetime, until: datetime, token: uuid.UUID
-    ) -> bool:
-        result = self.session.execute(
+        )
+        self.session.execute(
             update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.state == "pending",
-                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
-            )
+            .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *claimable)
             .values(
                 locked_until=until,
                 claim_token=token,
                 attempts=OutboxMessage.attempts + 1,
                 last_attempt_at=now,
             )
+            .execution_options(synchronize_session=False)
         )
-        return _rowcount(result) == 1
+        return self.session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.claim_token == token)
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
+        ).all()
 
     def settle(self, message_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
         """Record an attempt's result, if the claim is still ours (not expired and taken)."""

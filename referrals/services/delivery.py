@@ -86,9 +86,7 @@ def claim(
     token = uuid.uuid4()
     with uows() as uow:
         now = clock()
-        until = now + policy.lease_time
-        candidates = uow.outbox.due_ids(now, policy.batch_size)
-        claimed = [m for m in candidates if uow.outbox.claim(m, now, until, token)]
+        claimed = list(uow.outbox.claim_due(now, now + policy.lease_time, token, policy.batch_size))
         uow.commit()
     return token, claimed
 

@@ -39,12 +39,18 @@ from tests.api.helpers import Actors
 from tests.api.test_authorization_matrix import (
     API,
     CALLERS,
+    DELIVERIES,
     HIDDEN,
     MATRIX,
     NEW_UNIT,
+    PREVIEW,
     REFERRAL,
     REFERRALS,
+    REPLAY,
     ROLE,
+    ROUTING_RULE,
+    ROUTING_RULES,
+    ROUTING_VERSIONS,
     SCOPE,
     SEARCH,
     SIDE,
@@ -53,6 +59,7 @@ from tests.api.test_authorization_matrix import (
     Callers,
     Expect,
     make_referral,
+    prepare,
     request_for,
     short,
 )
@@ -102,9 +109,25 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/audit/events"): "audit:search",
     ("GET", "/audit/verify"): "audit:verify",
     ("GET", "/audit/checkpoints"): "audit:checkpoints",
+    ("GET", ROUTING_RULES): "routing:rules-read",
+    ("GET", ROUTING_VERSIONS): "routing:versions",
+    ("POST", ROUTING_RULES): "routing:rule-create",
+    ("PUT", ROUTING_RULE): "routing:rule-update",
+    ("DELETE", ROUTING_RULE): "routing:rule-delete",
+    ("POST", PREVIEW): "routing:preview",
+    ("GET", DELIVERIES): "delivery:list",
+    ("POST", REPLAY): "delivery:replay",
 }
 
-# What the allowed caller gets for a referral id that does not exist: 404, except for an
+# The URL argument naming the object a request acts on, and the audit target type of each
+# (the unit directory's ``unit_id`` is handled on its own, with a fixed unit).
+OBJECTS = {
+    "<uuid:referral_id>": "referral",
+    "<string:rule_id>": "routing-rule",
+    "<uuid:delivery_id>": "delivery",
+}
+
+# What the allowed caller gets for an object id that does not exist: 404, except for an
 # auditor's access log, which answers for any id (an erased or never-existing referral
 # simply has an empty log) and is audited as an allowed read of that id.
 UNKNOWN_REFERRAL: dict[tuple[str, str], tuple[int, str]] = {
@@ -343,6 +366,7 @@ def endpoint_params() -> list[Any]:
 @pytest.mark.parametrize(("method", "path", "action"), endpoint_params())
 def test_every_call_records_exactly_one_event(
     client: FlaskClient,
+    database: Database,
     db_connection: Connection,
     callers: Callers,
     refused_tokens: RefusedTokens,
@@ -356,19 +380,27 @@ def test_every_call_records_exactly_one_event(
     request id, target and actor."""
     state, expectations = first_matrix_row(method, path)
     allowed = next(c for c, e in expectations.items() if e.status < 400)
+    kind = next((kind for arg, kind in OBJECTS.items() if arg in path), None)
     rid = etag = None
-    if "<uuid:referral_id>" in path:
-        rid, etag = make_referral(client, callers, state)
+    if kind is not None:
+        # The referral, routing rule or delivery the path names.
+        rid, etag = prepare(client, database, callers, state)
+        assert rid is not None
     has_unit = "<string:unit_id>" in path
 
     calls: list[Call] = []
-    for kind in REFUSALS:
-        refused = [c for c, e in expectations.items() if e is kind]
+    for refusal in REFUSALS:
+        refused = [c for c, e in expectations.items() if e is refusal]
         if refused:
             caller = refused[0]
             calls.append(
                 Call(
-                    f"denied {caller} ({kind})", caller, {}, kind.status, "denied", verified(caller)
+                    f"denied {caller} ({refusal})",
+                    caller,
+                    {},
+                    refusal.status,
+                    "denied",
+                    verified(caller),
                 )
             )
     denied_by_matrix = bool(calls)
@@ -395,7 +427,7 @@ def test_every_call_records_exactly_one_event(
         status, outcome = UNKNOWN_REFERRAL.get((method, path), (404, "denied"))
         calls.append(
             Call(
-                "unknown referral",
+                f"unknown {kind}",
                 allowed,
                 {},
                 status,
@@ -439,14 +471,16 @@ def test_every_call_records_exactly_one_event(
             request_ids.add(row["request_id"])
 
             assert response.status_code == call.expect_status, response.get_data(as_text=True)
-            if used_rid is not None:
-                target: tuple[str | None, str | None] = ("referral", str(used_rid))
+            if kind is not None:
+                target: tuple[str | None, str | None] = (kind, str(used_rid))
             elif used_unit is not None:
                 target = ("unit", used_unit)
             elif call.outcome == "allowed" and (method, path) == ("POST", REFERRALS):
                 target = ("referral", response.get_json()["id"])
             elif call.outcome == "allowed" and (method, path) == ("POST", UNITS):
                 target = ("unit", NEW_UNIT["id"])
+            elif call.outcome == "allowed" and (method, path) == ("POST", ROUTING_RULES):
+                target = ("routing-rule", response.get_json()["id"])
             else:
                 target = (None, None)
             assert_event(

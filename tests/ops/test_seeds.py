@@ -249,8 +249,8 @@ def routing_to_a_referrer(document: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
-        (with_bad_rule, "no receiving unit with this id (unit)"),
-        (routing_to_a_referrer, "no receiving unit with this id (unit)"),
+        (with_bad_rule, "names 'no-such-office', which is not a receiving unit (unit)"),
+        (routing_to_a_referrer, "names 'faltgruppen', which is not a receiving unit (unit)"),
         (without_catch_all, "catch-all"),
         (with_unknown_unit_key, "colour"),
         (with_unknown_top_level_key, "rulez"),

@@ -376,7 +376,9 @@ def test_erase_through_the_command_line(deployment: Deployment) -> None:
     kept_before = get(client, kept, actors.worker)
     kept_raw = deployment.rows(Referral)[uuid.UUID(kept)]
     sender_before = get(client, rid, actors.worker)
-    assert deployment.ok("keys", "status").splitlines() == ["kek-1\tcurrent\t2 referrals\t0 webhook secrets"]
+    assert deployment.ok("keys", "status").splitlines() == [
+        "kek-1\tcurrent\t2 referrals\t0 webhook secrets"
+    ]
 
     # Only the coded reasons are accepted: free text could carry personal data into the log.
     for reason in ("the person asked us to", "DATA_SUBJECT_REQUEST", ""):
@@ -419,7 +421,9 @@ def test_erase_through_the_command_line(deployment: Deployment) -> None:
         if str(e["referral_id"]) == rid
     } == {None}
     # The erased referral no longer counts against any KEK.
-    assert deployment.ok("keys", "status").splitlines() == ["kek-1\tcurrent\t1 referrals\t0 webhook secrets"]
+    assert deployment.ok("keys", "status").splitlines() == [
+        "kek-1\tcurrent\t1 referrals\t0 webhook secrets"
+    ]
 
     again = deployment.refused("erase", rid, "--reason", "legal_order")
     assert "already erased" in again

@@ -521,7 +521,8 @@ def test_webhook_secrets_follow_the_kek_through_rotate_rewrap_retire(
     runtime = deployment.app().extensions["referrals"]
     with runtime.unit_of_work() as uow:
         stored = uow.units.get("norrmalm")
-        assert stored is not None and stored.webhook_secret is not None
+        assert stored is not None
+        assert stored.webhook_secret is not None
         assert secret.encode() not in stored.webhook_secret
         opened = runtime.vault.open_secret(
             webhook_secret_context("norrmalm"), stored.webhook_secret

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -365,6 +366,40 @@ def test_a_failed_delivery_is_retried_after_a_growing_backoff_as_the_same_messag
             "timestamp": zulu(submitted_at),
             "data": {"referral_id": rid, "status": "requested"},
         }
+
+
+@pytest.mark.parametrize(
+    ("jitter", "expected"),
+    [(0.0, [5.0, 10.0, 12.5, 12.5]), (1.0, [10.0, 20.0, 25.0, 25.0])],
+    ids=["least-jitter", "most-jitter"],
+)
+def test_the_backoff_doubles_within_its_jitter_up_to_the_cap(
+    client: FlaskClient,
+    actors: Actors,
+    admin: Headers,
+    worker: Worker,
+    receiver: WebhookReceiver,
+    set_webhook: Callable[..., str],
+    clock: FakeClock,
+    jitter: float,
+    expected: list[float],
+) -> None:
+    """The jitter's extremes pin the schedule: base * 2^(n-1), half of it fixed, capped."""
+    assert worker.policy.backoff_base == BACKOFF_BASE  # the settings reach the worker
+    worker.policy = replace(worker.policy, jitter=lambda: jitter, max_attempts=5, backoff_cap=25)
+    set_webhook(NORRMALM, receiver.url())
+    receiver.respond_with(*[503] * 5)
+    submit(client, actors)
+
+    gaps = []
+    for _ in range(4):
+        assert counts(worker.run_round()) == (1, 0, 1, 0, 0)
+        due = moment(only_delivery(client, admin)["next_attempt_at"])
+        gaps.append((due - clock.now).total_seconds())
+        clock.now = due
+    assert gaps == expected
+    assert counts(worker.run_round()) == (1, 0, 0, 1, 0)
+    assert len(receiver.received) == 5
 
 
 @pytest.mark.parametrize(
