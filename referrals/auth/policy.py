@@ -45,11 +45,6 @@ def may_manage_routing(principal: Principal) -> bool:
     return principal.has_role(Role.ADMIN)
 
 
-def may_preview_routing(principal: Principal) -> bool:
-    """Admins check their rules; youth workers may ask where a referral would go."""
-    return principal.has_role(Role.ADMIN) or may_open_referral(principal)
-
-
 def may_break_glass(principal: Principal, referral: ReferralScope) -> bool:
     """A caseworker may open a submitted referral of another unit in an emergency."""
     return (

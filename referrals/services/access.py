@@ -10,8 +10,8 @@ import uuid
 from datetime import timedelta
 
 from referrals.auth import policy
-from referrals.db.models import BreakGlassGrant, Referral
-from referrals.domain.codes import Side
+from referrals.db.models import BreakGlassGrant, Referral, Unit
+from referrals.domain.codes import Side, UnitKind
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden, NotFound, PreconditionFailed
 from referrals.services.uow import UnitOfWork
@@ -40,6 +40,17 @@ def open_referral(
     if row is None or side is None:
         raise NotFound("no such referral")
     return row, side
+
+
+def referring_unit(uow: UnitOfWork, ctx: Context) -> Unit:
+    """The caller's unit, which must be a registered referring unit (youth workers
+    opening a referral or asking where one would go)."""
+    if not policy.may_open_referral(ctx.principal):
+        raise Forbidden("only youth workers of a referring unit open referrals")
+    unit = uow.units.get(ctx.principal.unit or "")
+    if unit is None or unit.kind != UnitKind.REFERRER:
+        raise Forbidden("the caller's unit is not a registered referring unit")
+    return unit
 
 
 def _through_broken_glass(uow: UnitOfWork, ctx: Context, row: Referral) -> Side | None:

@@ -29,7 +29,7 @@ from referrals.domain.codes import (
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
 from referrals.services import cursors, outbox, records, routing
-from referrals.services.access import check_version, open_referral, sealer_for
+from referrals.services.access import check_version, open_referral, referring_unit, sealer_for
 from referrals.services.context import Context
 from referrals.services.errors import (
     Conflict,
@@ -63,11 +63,7 @@ def create(
     submit: bool,
     before_commit: BeforeCommit | None = None,
 ) -> View:
-    if not policy.may_open_referral(ctx.principal):
-        raise Forbidden("only youth workers of a referring unit open referrals")
-    sending_unit = uow.units.get(ctx.principal.unit or "")
-    if sending_unit is None or sending_unit.kind != UnitKind.REFERRER:
-        raise Forbidden("the caller's unit is not a registered referring unit")
+    sending_unit = referring_unit(uow, ctx)
     row = Referral(
         id=uuid.uuid4(),
         status=Status.DRAFT,

@@ -22,6 +22,7 @@ from referrals.domain.codes import Priority
 from referrals.domain.personal_number import age_on
 from referrals.domain.routing import Decision, Facts, Rule, RuleSet
 from referrals.services import records
+from referrals.services.access import referring_unit
 from referrals.services.context import Context
 from referrals.services.errors import Conflict, Forbidden, NotFound
 from referrals.services.uow import UnitOfWork
@@ -69,7 +70,8 @@ def facts_of_body(body: Mapping[str, Any], today: date) -> Facts:
 
 def preview(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> View:
     """Where this referral would go and why; nothing of the body is stored."""
-    _require(policy.may_preview_routing(ctx.principal))
+    if not policy.may_manage_routing(ctx.principal):
+        referring_unit(uow, ctx)  # a youth worker of a registered referring unit, or 403
     ruleset = current(uow)
     if ruleset is None:
         raise Conflict("no routing rules are configured; an administrator must add them")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -473,7 +473,7 @@ STEPS["redirected"] = (
 RuleRow = tuple[str, int, str, str]
 
 
-def rule_row(rule_id: str, rule: dict[str, Any]) -> RuleRow:
+def rule_row(rule_id: str, rule: Mapping[str, Any]) -> RuleRow:
     return (rule_id, rule["position"], rule["unit"], json.dumps(rule["match"], sort_keys=True))
 
 
@@ -504,7 +504,7 @@ def snapshot(database: Database) -> Snapshot:
             for u in session.scalars(select(Unit))
         }
         rulesets = {
-            s.version: by_position(rule_row(r["id"], r) for r in s.rules)
+            s.version: by_position(rule_row(str(r["id"]), r) for r in s.rules)
             for s in session.scalars(select(RoutingRuleSet))
         }
         outbox = {
@@ -561,7 +561,8 @@ def extra_rule(client: FlaskClient, database: Database, callers: Callers) -> str
             select(RoutingRuleSet).order_by(RoutingRuleSet.version.desc()).limit(1)
         ).one()
         for rule in latest.rules:
-            if rule["match"].get("districts") == EXTRA_RULE["match"]["districts"]:
+            match: Any = rule["match"]
+            if match.get("districts") == EXTRA_RULE["match"]["districts"]:
                 return str(rule["id"])
     added = client.post(f"{API}/routing-rules", json=EXTRA_RULE, headers=callers("admin"))
     assert added.status_code == 201, added.json
@@ -1059,3 +1060,37 @@ def test_a_redirect_target_does_not_inherit_the_previous_units_internal_notes(
     # And the previous unit has lost access altogether.
     gone = client.get(f"{API}/referrals/{rid}/notes", headers=callers("cw_own"))
     assert_problem(gone, HIDDEN)
+
+
+# --- the routing preview: a youth worker of a *referring* unit, as for opening one ------
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        pytest.param("norrmalm", id="receiving-unit"),
+        pytest.param("intake", id="intake-unit"),
+        pytest.param("enhet-finns-inte", id="unregistered-unit"),
+    ],
+)
+def test_a_youth_worker_outside_a_referring_unit_may_not_preview_routing(
+    client: FlaskClient,
+    database: Database,
+    dev_token: Callable[..., str],
+    unit: str,
+) -> None:
+    """DESIGN §1/§6 and issue 5: the preview is for admins and for youth workers of a
+    referring unit, the callers who may open a referral.  A youth-worker token whose unit
+    claim names a receiving unit, or no registered unit, may not open one (403), and so
+    may not map out the routing rules (every rule, position, unit and condition tried)
+    through the preview either."""
+    headers = {"Authorization": f"Bearer {dev_token('youth_worker', unit)}"}
+    before = snapshot(database)
+
+    opened = client.post(f"{API}{REFERRALS}", json=referral_body(), headers=headers)
+    assert_problem(opened, ROLE)
+    previewed = client.post(f"{API}{PREVIEW}", json=preview_body(), headers=headers)
+
+    assert_problem(previewed, ROLE)
+    assert "explanation" not in previewed.get_json()
+    assert snapshot(database) == before

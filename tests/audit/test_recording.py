@@ -649,6 +649,24 @@ def test_audit_rows_hold_no_personal_data_tokens_or_search_terms(
     for headers, status in ((auditor, 403), (actors.worker, 422)):
         response = client.post(f"{API}/referrals", json=refused_body, headers=headers)
         assert response.status_code == status, response.get_data(as_text=True)
+    # A routing preview carries a whole referral body: none of it may reach the audit.
+    preview = {
+        "subject": {
+            "name": canaries.add("preview subject name", "Kvittra Förhandsvisad Olsdotter"),
+            "personal_number": canaries.add_personal_number(
+                "preview personal number", "200908214380"
+            ),
+            "birth_date": canaries.add_birth_date("preview birth date", "2009-08-21"),
+            "district": "ostermalm",
+        },
+        "categories": ["drugs"],
+        "priority": "urgent",
+        "place_met": canaries.add("preview place met", "Förhandsvisningsplatsen Humlegården"),
+        "narrative": canaries.add("preview narrative", "Förhandsvisad berättelse om Ekhagen z8m"),
+    }
+    for headers in (actors.worker, {"Authorization": f"Bearer {dev_token('admin')}"}):
+        response = client.post(f"{API}/routing/preview", json=preview, headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
     # A search by a caller whose token is refused.
     response = client.post(
         f"{API}/referrals/search",

@@ -70,10 +70,11 @@ from tests.support import standard_webhooks
 from tests.support.databases import postgres_database
 from tests.support.webhook_receiver import WebhookReceiver
 
-ROUNDS = 12  # submit rounds per variant, after one warm-up round each
-PER_ROUND = 25  # submits per round
-MESSAGES = 2000  # pending messages per drain
-DRAINS = 2  # drains per worker count
+ROUNDS = 16  # submit rounds per variant, after one warm-up round each
+PER_ROUND = 20  # submits per round
+MESSAGES = 1000  # pending messages per measured drain
+WARMUP_MESSAGES = 200  # per drain of the warm-up pair (1 worker, then 2)
+DRAINS = 4  # measured drains per worker count
 RECEIVER = "norrmalm"
 
 DRAFT = {
@@ -136,8 +137,9 @@ def check_round(runtime: Runtime, name: str, ids: list[str]) -> None:
     """A: exactly one referral.submitted row for norrmalm per submitted referral; B: none."""
     with runtime.database.sessions() as session:
         rows = session.execute(
-            select(OutboxMessage.referral_id, OutboxMessage.unit_id, OutboxMessage.event_type)
-            .where(OutboxMessage.referral_id.in_([uuid.UUID(i) for i in ids]))
+            select(
+                OutboxMessage.referral_id, OutboxMessage.unit_id, OutboxMessage.event_type
+            ).where(OutboxMessage.referral_id.in_([uuid.UUID(i) for i in ids]))
         ).all()
     per_referral = {uuid.UUID(i): 0 for i in ids}
     for referral_id, unit_id, event_type in rows:
@@ -305,16 +307,18 @@ def measure_delivery(app: Flask, runtime: Runtime, admin: Headers) -> dict[int, 
         secret = set_webhook(app.test_client(), admin, receiver.url())
         order = [1, 2] + [n for i in range(DRAINS) for n in ((1, 2) if i % 2 == 0 else (2, 1))]
         for index, workers in enumerate(order):
-            expected = enqueue(runtime, referral_ids, MESSAGES)
+            count = MESSAGES if index > 1 else WARMUP_MESSAGES  # the first pair warms up
+            expected = enqueue(runtime, referral_ids, count)
             seconds, sent = drain(runtime, workers)
-            if sum(sent) != MESSAGES:
-                raise SystemExit(f"workers report {sent} delivered, expected {MESSAGES} in all")
+            if sum(sent) != count:
+                raise SystemExit(f"workers report {sent} delivered, expected {count} in all")
             check_drain(runtime, receiver, secret, expected)
             receiver.clear()
-            if index > 1:  # the first pair is a warm-up
+            if index > 1:
                 rates[workers].append(MESSAGES / seconds)
                 split = " + ".join(str(n) for n in sent)
-                say(f"  drain {index - 1}: {workers} worker(s), {MESSAGES / seconds:7.1f} msg/s ({split})")
+                rate = MESSAGES / seconds
+                say(f"  drain {index - 1}: {workers} worker(s) {rate:7.1f} msg/s, sent {split}")
     return rates
 
 
@@ -337,9 +341,43 @@ def application(url: str) -> Iterator[tuple[Flask, Runtime, Path]]:
 
 def bearer(instance: Path, role: Role, unit: str | None = None) -> Headers:
     key = devissuer.load_or_create_key(instance)
-    return {
-        "Authorization": f"Bearer {devissuer.mint(key, role=role, unit=unit, audience='referrals-api')}"
-    }
+    token = devissuer.mint(key, role=role, unit=unit, audience="referrals-api")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def load() -> str:
+    return ", ".join(f"{figure:.2f}" for figure in os.getloadavg()) + " (1, 5, 15 min)"
+
+
+def run_submits(app: Flask, runtime: Runtime, instance: Path) -> None:
+    say(
+        f"1. outbox on the request path: {ROUNDS} interleaved rounds per variant"
+        f" x {PER_ROUND} POST /api/v1/referrals/{{id}}/submit, Flask test client"
+    )
+    sender = bearer(instance, Role.YOUTH_WORKER, "ungdomsjouren")
+    timings = measure_submits(app, runtime, sender)
+    # The warm-up A round and every A round; the B rounds wrote nothing.
+    written, expected = outbox_rows(runtime), PER_ROUND * (1 + ROUNDS)
+    if written != expected:
+        raise SystemExit(f"{written} outbox rows written, expected {expected}")
+    say(f"outbox rows written: {written} (one per submit in A, none in B: checked per round)")
+    for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
+        report_submits(clock, column, timings)
+
+
+def run_delivery(app: Flask, runtime: Runtime, instance: Path) -> None:
+    say(
+        f"2. worker delivery to a loopback receiver (200 at once): {MESSAGES} pending"
+        f" messages per drain, {DRAINS} drains per worker count after a warm-up pair"
+        f" of {WARMUP_MESSAGES}"
+    )
+    rates = measure_delivery(app, runtime, bearer(instance, Role.ADMIN))
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    say("wall-clock, median over drains, messages/second (each delivered once: checked):")
+    say(f"  1 worker            {one:8.1f}   ({', '.join(f'{r:.1f}' for r in rates[1])})")
+    say(f"  2 workers (threads) {two:8.1f}   ({', '.join(f'{r:.1f}' for r in rates[2])})")
+    say(f"  ratio 2 workers / 1 worker {two / one:.3f}")
+    say(f"  per message: 1 worker {1e3 / one:.2f} ms, 2 workers {1e3 / two:.2f} ms")
 
 
 def main() -> None:
@@ -352,35 +390,15 @@ def main() -> None:
                 f"webhooks benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]},"
                 f" PostgreSQL {server} (throw-away database)"
             )
+            say(f"load average at the start (other work on the machine): {load()}")
             say()
-            say(
-                f"1. outbox on the request path: {ROUNDS} interleaved rounds per variant"
-                f" x {PER_ROUND} POST /api/v1/referrals/{{id}}/submit, Flask test client"
-            )
-            worker = bearer(instance, Role.YOUTH_WORKER, "ungdomsjouren")
-            timings = measure_submits(app, runtime, worker)
-            written = outbox_rows(runtime)
-            # The warm-up A round and every A round; the B rounds wrote nothing.
-            if written != PER_ROUND * (1 + ROUNDS):
-                raise SystemExit(f"{written} outbox rows written, expected {PER_ROUND * (1 + ROUNDS)}")
-            say(f"outbox rows written: {written} (one per submit in A, none in B; checked per round)")
-            for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
-                report_submits(clock, column, timings)
+            run_submits(app, runtime, instance)
             say()
-            say(
-                f"2. worker delivery to a loopback receiver (200 at once): {MESSAGES} pending"
-                f" messages per drain, {DRAINS} drains per worker count after a warm-up pair"
-            )
-            rates = measure_delivery(app, runtime, bearer(instance, Role.ADMIN))
+            run_delivery(app, runtime, instance)
     except pytest.skip.Exception as exc:
         raise SystemExit(f"no PostgreSQL: {exc}") from None
-    one, two = statistics.median(rates[1]), statistics.median(rates[2])
-    say("wall-clock, median over drains, messages/second (each delivered once, checked):")
-    say(f"  1 worker            {one:8.1f}   ({', '.join(f'{r:.1f}' for r in rates[1])})")
-    say(f"  2 workers (threads) {two:8.1f}   ({', '.join(f'{r:.1f}' for r in rates[2])})")
-    say(f"  ratio 2 workers / 1 worker {two / one:.3f}")
-    say(f"  per message: 1 worker {1e3 / one:.2f} ms, 2 workers {1e3 / two:.2f} ms")
     say()
+    say(f"load average at the end: {load()}")
     say(f"total run time {time.perf_counter() - started:.1f} s")
 
 

@@ -200,6 +200,28 @@ def test_a_submission_is_posted_to_the_receiving_unit_signed_and_with_ids_only(
     assert len(receiver.received) == 1
 
 
+def test_a_round_claims_at_most_one_batch(
+    client: FlaskClient,
+    actors: Actors,
+    admin: Headers,
+    worker: Worker,
+    receiver: WebhookReceiver,
+    set_webhook: Callable[..., str],
+) -> None:
+    """The batch bounds what one worker holds: the rest stays claimable by other workers
+    (and a batch is what the lease is sized for)."""
+    worker.policy = replace(worker.policy, batch_size=3)
+    set_webhook(NORRMALM, receiver.url())
+    for _ in range(7):
+        submit(client, actors)
+
+    claimed = [result.claimed for result in rounds_until_idle(worker)]
+
+    assert claimed == [3, 3, 1, 0]
+    assert len(receiver.received) == 7
+    assert {row["state"] for row in deliveries(client, admin)} == {"delivered"}
+
+
 # --- signatures under attack ------------------------------------------------------------
 
 
