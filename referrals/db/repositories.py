@@ -253,16 +253,20 @@ class OutboxRepository:
             OutboxMessage.next_attempt_at <= now,
             or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
         )
+        # MATERIALIZED: PostgreSQL would otherwise re-run the subquery per outer row as a
+        # semi-join and the LIMIT would not hold (one worker claiming the whole backlog).
         candidates = (
             select(OutboxMessage.id)
             .where(*claimable)
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("candidates")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         self.session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(candidates.scalar_subquery()), *claimable)
+            .where(OutboxMessage.id.in_(select(candidates.c.id)), *claimable)
             .values(
                 locked_until=until,
                 claim_token=token,

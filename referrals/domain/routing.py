@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from referrals.domain.codes import Priority
 from referrals.domain.errors import DomainError
 
 MAX_AGE = 130
+ALL_PRIORITIES = frozenset(p.value for p in Priority)
 
 
 class InvalidRuleSet(DomainError):
@@ -95,6 +97,10 @@ class Match:
             # Overlap semantics: a referral with any of ``theirs`` must hit ``mine``.
             return mine is None or (theirs is not None and theirs <= mine)
 
+        # Every referral has exactly one priority: listing them all is no condition.
+        # (Not so for categories: a referral may have none.)
+        mine_priorities = None if self.priorities == ALL_PRIORITIES else self.priorities
+
         low, high = self.min_age or 0, MAX_AGE if self.max_age is None else self.max_age
         if self.min_age is not None or self.max_age is not None:
             if other.min_age is None and other.max_age is None:
@@ -106,7 +112,7 @@ class Match:
         return (
             covers_codes(self.districts, other.districts)
             and covers_codes(self.categories, other.categories)
-            and covers_codes(self.priorities, other.priorities)
+            and covers_codes(mine_priorities, other.priorities)
         )
 
 
@@ -179,7 +185,9 @@ def decide(ruleset: RuleSet, facts: Facts) -> Decision:
 
 
 def validate(rules: Sequence[Rule], receivers: Iterable[str]) -> None:
-    """Refuse a rule set that is empty, ambiguous, unreachable in part, or incomplete."""
+    """Refuse a rule set that is empty, ambiguous, or incomplete, or has a rule that a
+    single earlier rule shadows (it matches everything the later one would).  Shadowing by
+    several earlier rules together is not detected."""
     if not rules:
         raise InvalidRuleSet("a rule set needs at least a catch-all rule", field="match")
     known = set(receivers)

@@ -12,15 +12,16 @@ check digit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -28,6 +29,7 @@ from referrals.db.engine import Database
 from referrals.db.models import AuditEvent, OutboxMessage, Referral, RoutingRuleSet, TimelineEvent
 from referrals.domain import routing as engine
 from referrals.domain.codes import Category
+from referrals.domain.personal_number import age_on, parse_personal_number
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import routing as routing_service
 from tests.api.helpers import (
@@ -119,19 +121,17 @@ def born(age: int, *, birthday_in: int = 0) -> date:
 
 
 def test_the_date_helpers_give_the_ages_they_claim() -> None:
-    from referrals.domain.personal_number import age_on, parse_personal_number
-
     assert age_on(born(17, birthday_in=1), TODAY) == 17
     assert age_on(born(18), TODAY) == 18
     assert age_on(born(11, birthday_in=1), TODAY) == 11
     assert age_on(born(0), TODAY) == 0
-    for number in (
-        pnr(born(15)),
-        pnr(born(15), coordination=True),
-        pnr(born(17, birthday_in=1), form="10-"),
+    for number, age, coordination in (
+        (pnr(born(15)), 15, False),
+        (pnr(born(12), coordination=True), 12, True),
+        (pnr(born(17, birthday_in=1), form="10-"), 17, False),
     ):
-        parsed = parse_personal_number(number, TODAY)
-        assert age_on(parsed.birth_date, TODAY) in (15, 17)
+        parsed = parse_personal_number(number, TODAY)  # raises on a wrong check digit
+        assert (age_on(parsed.birth_date, TODAY), parsed.coordination) == (age, coordination)
 
 
 # --- bodies -----------------------------------------------------------------------------
@@ -144,7 +144,6 @@ def body_for(
     personal_number: str | None = None,
     categories: tuple[str, ...] = ("drugs",),
     priority: str | None = "normal",
-    submit: bool = False,
     anonymous: bool = False,
 ) -> dict[str, Any]:
     subject: dict[str, Any] = {"name": "Robin Provsson"}
@@ -164,8 +163,6 @@ def body_for(
         body["priority"] = priority
     if anonymous:  # no subject at all: nothing known of the young person
         del body["subject"]
-    if submit:
-        body["submit"] = True
     return body
 
 
@@ -177,7 +174,7 @@ def admin(dev_token: Any) -> dict[str, str]:
     return bearer(dev_token("admin"))
 
 
-def install(app: Flask, bodies: list[Mapping[str, Any]]) -> int:
+def install(app: Flask, bodies: Sequence[Mapping[str, Any]]) -> int:
     """Install a whole rule set as the operator; the version now in force."""
     runtime: Runtime = app.extensions["referrals"]
     with runtime.unit_of_work() as uow:
@@ -523,7 +520,7 @@ def test_a_submitted_referral_goes_where_the_preview_says(
 
 
 def test_the_table_covers_every_rule() -> None:
-    hit = {param.values[0].position for param in CASES}
+    hit = {cast(Case, param.values[0]).position for param in CASES}
     assert hit == set(POSITIONS)
     assert len(CASES) >= 30
 
@@ -1227,8 +1224,8 @@ def rule_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
     for position in sorted(positions):
         match = draw(matches())
         candidate = engine.Match.from_json(match)
-        if candidate.is_catch_all:
-            continue
+        if candidate.covers(engine.Match()):
+            continue  # matches every referral (e.g. all priorities listed): a catch-all
         if any(engine.Match.from_json(k["match"]).covers(candidate) for k in kept):
             continue
         kept.append(
@@ -1296,8 +1293,8 @@ def test_preview_and_submission_agree_for_any_rule_set(
     created = submit(client, actors, body)
     assert created["receiving_unit"] == shown["unit"]
     assert created["routing"] == {"rule_id": shown["rule_id"], "ruleset_version": version}
-    event = submit_event(client, actors, created["id"])
-    assert (event["to_unit"], event["rule_id"], event["ruleset_version"]) == (
+    recorded = submit_event(client, actors, created["id"])
+    assert (recorded["to_unit"], recorded["rule_id"], recorded["ruleset_version"]) == (
         shown["unit"],
         shown["rule_id"],
         version,
@@ -1314,4 +1311,4 @@ def test_preview_and_submission_agree_for_any_rule_set(
     assert explanation[-1]["reasons"] == []
     assert explanation[-1]["rule_id"] == shown["rule_id"]
     assert ordered[len(explanation) - 1]["unit"] == shown["unit"]
-    event("catch-all" if len(explanation) == len(ordered) else "earlier rule")
+    hypothesis_event("catch-all" if len(explanation) == len(ordered) else "earlier rule")

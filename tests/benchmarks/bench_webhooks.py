@@ -29,10 +29,14 @@ real commits, the real clock, measured in one process and one run.
    the median of messages per second.  After every drain the script checks that each
    message arrived exactly once (distinct webhook-ids at the receiver == requests ==
    MESSAGES, the same ids as the outbox rows), with a valid signature, and that every row
-   is delivered after one attempt.  The two workers are threads of this one process, which
-   also runs the receiver: they share one GIL, so this is a floor for what two worker
-   processes (``referrals worker`` twice) would do.  The receiver speaks HTTP/1.0, so
-   every delivery opens a new loopback connection.
+   is delivered after one attempt.  Each drain also prints how the messages split between
+   the workers and the most one round claimed, which should never exceed
+   ``worker_batch_size``: when it does, one worker has taken most of the queue in one
+   claim and the two-worker figure says more about that than about sharing the queue.
+   The two workers are threads of this one process, which also runs the receiver: they
+   share one GIL, so this is a floor for what two worker processes (``referrals worker``
+   twice) would do.  The receiver speaks HTTP/1.0, so every delivery opens a new loopback
+   connection.
 
 Not a test: pytest does not collect this file.
 """
@@ -213,11 +217,14 @@ def enqueue(runtime: Runtime, referral_ids: list[uuid.UUID], count: int) -> set[
     return ids
 
 
-def drain(runtime: Runtime, workers: int) -> tuple[float, list[int]]:
-    """Run ``workers`` workers until each finds nothing to claim: (seconds, per-worker sent)."""
+def drain(runtime: Runtime, workers: int) -> tuple[float, list[int], int]:
+    """Run ``workers`` workers until each finds nothing to claim.
+
+    (seconds, messages each worker delivered, the most any one round claimed)."""
     jobs = [Worker(runtime) for _ in range(workers)]
     start_line = threading.Barrier(workers + 1)
     delivered = [0] * workers
+    largest = [0] * workers
     failures: list[BaseException] = []
 
     def work(index: int) -> None:
@@ -225,6 +232,7 @@ def drain(runtime: Runtime, workers: int) -> tuple[float, list[int]]:
         try:
             while (result := jobs[index].run_round()).claimed:
                 delivered[index] += result.delivered
+                largest[index] = max(largest[index], result.claimed)
         except BaseException as exc:  # reported below, in the main thread
             failures.append(exc)
 
@@ -241,7 +249,7 @@ def drain(runtime: Runtime, workers: int) -> tuple[float, list[int]]:
         job.sender.close()
     if failures:
         raise SystemExit(f"a worker failed: {failures[0]!r}")
-    return elapsed, delivered
+    return elapsed, delivered, max(largest)
 
 
 def check_drain(
@@ -309,16 +317,19 @@ def measure_delivery(app: Flask, runtime: Runtime, admin: Headers) -> dict[int, 
         for index, workers in enumerate(order):
             count = MESSAGES if index > 1 else WARMUP_MESSAGES  # the first pair warms up
             expected = enqueue(runtime, referral_ids, count)
-            seconds, sent = drain(runtime, workers)
+            seconds, sent, largest = drain(runtime, workers)
             if sum(sent) != count:
                 raise SystemExit(f"workers report {sent} delivered, expected {count} in all")
             check_drain(runtime, receiver, secret, expected)
             receiver.clear()
             if index > 1:
-                rates[workers].append(MESSAGES / seconds)
-                split = " + ".join(str(n) for n in sent)
                 rate = MESSAGES / seconds
-                say(f"  drain {index - 1}: {workers} worker(s) {rate:7.1f} msg/s, sent {split}")
+                rates[workers].append(rate)
+                split = " + ".join(str(n) for n in sent)
+                say(
+                    f"  drain {index - 1}: {workers} worker(s) {rate:7.1f} msg/s, sent {split},"
+                    f" largest round {largest} (batch size {runtime.delivery_policy().batch_size})"
+                )
     return rates
 
 

@@ -9,7 +9,7 @@ rule sets that are empty, ambiguous, partly unreachable or without a final catch
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import assume, given, settings
@@ -174,7 +174,8 @@ def test_decide_goes_by_position_not_by_the_order_given() -> None:
     shuffled = RuleSet(3, (RULES[5], RULES[2], RULES[0], RULES[4], RULES[1], RULES[3]))
     assert [r.position for r in shuffled.rules] == [10, 20, 30, 40, 50, 1000]
     assert shuffled.rules == RULESET.rules
-    for given_facts, _position in (p.values for p in DECISIONS):
+    for param in DECISIONS:
+        given_facts = cast(Facts, param.values[0])
         assert decide(shuffled, given_facts).rule_id == decide(RULESET, given_facts).rule_id
     # Even the catch-all first in the tuple is tried last.
     first = RuleSet(1, (rule(1000, "intake"), rule(5, "norrmalm", districts=["norrmalm"])))

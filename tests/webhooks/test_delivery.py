@@ -53,7 +53,7 @@ from tests.support.standard_webhooks import WebhookVerificationError, verify
 from tests.support.webhook_receiver import Drop, Received, Slow, WebhookReceiver
 from tests.webhooks.conftest import Headers, put_webhook
 
-TIMEOUT = 0.3
+TIMEOUT = 1.0
 MAX_ATTEMPTS = 3
 BACKOFF_BASE = 10.0
 DELIVERIES = f"{API}/admin/deliveries"
