@@ -161,19 +161,13 @@ def _parse(name: str, raw: str) -> Any:
             | "worker_lease"
             | "worker_interval"
         ):
-            try:
-                seconds = float(raw)
-            except ValueError:
-                seconds = -1.0
-            if not 0 < seconds <= 86400:
+            seconds = _seconds(raw, maximum=86400)
+            if seconds is None:
                 raise ConfigError(f"{key} must be a positive number of seconds")
             return seconds
         case "oidc_http_timeout":
-            try:
-                timeout = float(raw)
-            except ValueError:
-                timeout = -1.0
-            if not 0 < timeout <= 60:
+            timeout = _seconds(raw, maximum=60)
+            if timeout is None:
                 raise ConfigError(f"{key} must be a number of seconds up to 60")
             return timeout
         case "log_level":
@@ -182,3 +176,12 @@ def _parse(name: str, raw: str) -> Any:
             return raw.upper()
         case _:
             return raw or None if name in {"database_url", "oidc_issuer", "keyring"} else raw
+
+
+def _seconds(raw: str, *, maximum: float) -> float | None:
+    """A number of seconds in (0, maximum]; None for anything else (NaN included)."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds <= maximum else None

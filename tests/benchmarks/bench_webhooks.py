@@ -72,6 +72,7 @@ from referrals.services import outbox, seeding
 from referrals.worker import Worker
 from tests.support import standard_webhooks
 from tests.support.databases import postgres_database
+from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import WebhookReceiver
 
 ROUNDS = 16  # submit rounds per variant, after one warm-up round each
@@ -284,21 +285,7 @@ def check_drain(
 
 
 def set_webhook(client: FlaskClient, admin: Headers, url: str) -> str:
-    unit = client.get(f"/api/v1/units/{RECEIVER}", headers=admin).get_json()
-    answer = client.put(
-        f"/api/v1/units/{RECEIVER}",
-        json={
-            "name": unit["name"],
-            "kind": unit["kind"],
-            "districts": unit["districts"],
-            "webhook_url": url,
-            "webhook_enabled": True,
-        },
-        headers=admin,
-    )
-    if answer.status_code != 200 or "webhook_secret" not in answer.get_json():
-        raise SystemExit(f"webhook PUT failed: {answer.status_code} {answer.get_data()!r}")
-    return str(answer.get_json()["webhook_secret"])
+    return str(put_webhook(client, admin, RECEIVER, url)["webhook_secret"])
 
 
 def measure_delivery(app: Flask, runtime: Runtime, admin: Headers) -> dict[int, list[float]]:

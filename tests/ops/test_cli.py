@@ -6,25 +6,14 @@ import json
 import multiprocessing
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from referrals import create_app
 from referrals.auth.devissuer import load_or_create_key
 from referrals.cli import main
 from referrals.config import Settings
+from tests.ops.cli import run
 from tests.support.keys import audit_signing_key, production_keyring
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {"REFERRALS_INSTANCE_PATH": str(tmp_path / "instance")}
-
-
-def run(env: dict[str, str], *args: str) -> str:
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_upgrade_seed_and_a_development_token_that_the_app_accepts(

@@ -15,16 +15,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 
 from referrals import create_app
 from referrals.api.schemas.units import SeedDocument
-from referrals.cli import main
 from referrals.config import Settings
 from referrals.domain.routing import Facts, RuleSet, decide
 from referrals.runtime import Runtime
 from referrals.services import routing, seeding
+from tests.ops.cli import invoke, run
 
 DISTRICTS = (
     "bromma",
@@ -41,26 +40,6 @@ DISTRICTS = (
     "spanga-tensta",
     "sodermalm",
 )
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Path:
-    return tmp_path / "instance"
-
-
-@pytest.fixture
-def env(instance: Path) -> dict[str, str]:
-    return {"REFERRALS_INSTANCE_PATH": str(instance)}
-
-
-def invoke(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env=env)
-
-
-def run(env: dict[str, str], *args: str) -> str:
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @dataclass(frozen=True)

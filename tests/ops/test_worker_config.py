@@ -8,18 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from flask import Flask
 
 from referrals import create_app
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
-from referrals.cli import main
 from referrals.config import ConfigError, Settings
 from referrals.runtime import Runtime
 from referrals.services.delivery import DeliveryPolicy
 from tests.api.helpers import bearer, referral_body
+from tests.ops.cli import run
 from tests.support import standard_webhooks
+from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import WebhookReceiver
 
 INTEGERS = (
@@ -186,22 +186,6 @@ def test_runtime_builds_its_delivery_policy_from_the_settings(tmp_path: Path) ->
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Path:
-    return tmp_path / "instance"
-
-
-@pytest.fixture
-def env(instance: Path) -> dict[str, str]:
-    return {"REFERRALS_INSTANCE_PATH": str(instance)}
-
-
-def run(env: dict[str, str], *args: str) -> str:
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-@pytest.fixture
 def seeded(env: dict[str, str], instance: Path) -> Iterator[Flask]:
     """A migrated instance with the Stockholm seed, and an app on it for setting up."""
     run(env, "db", "upgrade")
@@ -248,19 +232,9 @@ def test_worker_once_delivers_a_signed_webhook(
 ) -> None:
     admin = token(instance, Role.ADMIN)
     with WebhookReceiver() as receiver:
-        enabled = seeded.test_client().put(
-            "/api/v1/units/norrmalm",
-            json={
-                "name": "Norrmalms stadsdelsförvaltning",
-                "kind": "receiver",
-                "districts": ["norrmalm"],
-                "webhook_url": receiver.url(),
-                "webhook_enabled": True,
-            },
-            headers=admin,
-        )
-        assert enabled.status_code == 200, enabled.get_json()
-        secret = enabled.get_json()["webhook_secret"]
+        secret = put_webhook(seeded.test_client(), admin, "norrmalm", receiver.url())[
+            "webhook_secret"
+        ]
         rid = submit_to_norrmalm(seeded, instance)
 
         output = run(env | {"REFERRALS_WEBHOOK_TIMEOUT": "3"}, "worker", "--once")

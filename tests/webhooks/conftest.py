@@ -30,8 +30,9 @@ from referrals.auth.principal import Role
 from referrals.config import Settings
 from referrals.runtime import Runtime
 from referrals.worker import Worker
-from tests.api.helpers import API, bearer
+from tests.api.helpers import bearer
 from tests.support.databases import empty_postgres_database
+from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import WebhookReceiver
 
 STOP_TIMEOUT = 10.0
@@ -56,35 +57,6 @@ def worker(app: Flask) -> Iterator[Worker]:
     job = Worker(app.extensions["referrals"])
     yield job
     job.sender.close()
-
-
-def put_webhook(
-    client: FlaskClient,
-    admin: Headers,
-    unit: str,
-    url: str | None,
-    *,
-    enabled: bool = True,
-    rotate: bool = False,
-) -> dict[str, Any]:
-    """PUT the unit back as it is, with this webhook; returns the answer (200 asserted)."""
-    current = client.get(f"{API}/units/{unit}", headers=admin)
-    assert current.status_code == 200, current.get_json()
-    unit_view = current.get_json()
-    body: dict[str, Any] = {
-        "name": unit_view["name"],
-        "kind": unit_view["kind"],
-        "districts": unit_view["districts"],
-        "webhook_url": url,
-        "webhook_enabled": enabled,
-    }
-    if rotate:
-        body["rotate_webhook_secret"] = True
-    answer = client.put(f"{API}/units/{unit}", json=body, headers=admin)
-    assert answer.status_code == 200, answer.get_json()
-    view = answer.get_json()
-    assert isinstance(view, dict)
-    return view
 
 
 @pytest.fixture

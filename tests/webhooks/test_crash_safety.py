@@ -20,8 +20,9 @@ from collections import Counter
 import pytest
 
 from referrals.auth.principal import Role
-from tests.api.helpers import API, NORRMALM, REFERRALS, referral_body
+from tests.api.helpers import NORRMALM, REFERRALS, referral_body
 from tests.support.standard_webhooks import verify
+from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import Slow, WebhookReceiver
 from tests.webhooks.conftest import Deployment
 
@@ -52,19 +53,7 @@ def test_a_worker_killed_mid_batch_loses_no_message(deployment: Deployment) -> N
     youth_worker = deployment.bearer(Role.YOUTH_WORKER, "ungdomsjouren")
     with WebhookReceiver() as receiver:
         receiver.respond_with(*[Slow(ANSWER_SECONDS)] * (MESSAGES * 2))
-        unit = client.get(f"{API}/units/{NORRMALM}", headers=admin).get_json()
-        answer = client.put(
-            f"{API}/units/{NORRMALM}",
-            json={
-                "name": unit["name"],
-                "kind": unit["kind"],
-                "districts": unit["districts"],
-                "webhook_url": receiver.url(),
-            },
-            headers=admin,
-        )
-        assert answer.status_code == 200, answer.get_json()
-        secret = answer.get_json()["webhook_secret"]
+        secret = put_webhook(client, admin, NORRMALM, receiver.url())["webhook_secret"]
         for _ in range(MESSAGES):
             created = client.post(REFERRALS, json=referral_body(submit=True), headers=youth_worker)
             assert created.status_code == 201, created.get_json()

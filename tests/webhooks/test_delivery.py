@@ -50,8 +50,9 @@ from tests.api.helpers import (
 from tests.crypto.canary import cell_bytes, find, populate
 from tests.support.clock import FakeClock
 from tests.support.standard_webhooks import WebhookVerificationError, verify
+from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import Drop, Received, Slow, WebhookReceiver
-from tests.webhooks.conftest import Headers, put_webhook
+from tests.webhooks.conftest import Headers
 
 TIMEOUT = 1.0
 MAX_ATTEMPTS = 3

@@ -23,8 +23,9 @@ import pytest
 from referrals.auth.principal import Role
 from referrals.db.models import Referral
 from referrals.services.outbox import announce
-from tests.api.helpers import API, NORRMALM, REFERRALS, referral_body
+from tests.api.helpers import NORRMALM, REFERRALS, referral_body
 from tests.support.standard_webhooks import verify
+from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.webhooks.conftest import Deployment
 
@@ -64,19 +65,7 @@ def test_two_workers_deliver_a_thousand_messages_exactly_once(deployment: Deploy
     admin = deployment.bearer(Role.ADMIN)
     youth_worker = deployment.bearer(Role.YOUTH_WORKER, "ungdomsjouren")
     with WebhookReceiver() as receiver:
-        unit = client.get(f"{API}/units/{NORRMALM}", headers=admin).get_json()
-        answer = client.put(
-            f"{API}/units/{NORRMALM}",
-            json={
-                "name": unit["name"],
-                "kind": unit["kind"],
-                "districts": unit["districts"],
-                "webhook_url": receiver.url(),
-            },
-            headers=admin,
-        )
-        assert answer.status_code == 200, answer.get_json()
-        secret = answer.get_json()["webhook_secret"]
+        secret = put_webhook(client, admin, NORRMALM, receiver.url())["webhook_secret"]
         referral_ids = []
         for _ in range(SUBMITTED):
             created = client.post(REFERRALS, json=referral_body(submit=True), headers=youth_worker)
