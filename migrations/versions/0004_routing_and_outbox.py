@@ -1,11 +1,19 @@
 """Routing rule sets, the routing decision on referrals, the webhook outbox, deadline
 notices, and units' webhook switch and sealed signing secret.
 
+A deployment that already has units keeps routing as before: rule-set version 1 is made
+from what the code did until now (each receiving unit's districts, first unit by id
+winning, everything else to the unit ``intake``), when an ``intake`` receiving unit exists.
+
 Revision ID: 0004
 Revises: 0003
 """
 
+import json
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -77,6 +85,7 @@ def upgrade() -> None:
         "deadline_notices",
         sa.Column("referral_id", sa.Uuid(), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("unit_id", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["referral_id"],
@@ -84,8 +93,55 @@ def upgrade() -> None:
             name=op.f("fk_deadline_notices_referral_id_referrals"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("referral_id", "due_at", name=op.f("pk_deadline_notices")),
+        sa.PrimaryKeyConstraint(
+            "referral_id", "due_at", "unit_id", name=op.f("pk_deadline_notices")
+        ),
     )
+
+    _rules_as_routed_until_now()
+
+
+def _rules_as_routed_until_now() -> None:
+    bind = op.get_bind()
+    units = bind.execute(sa.text("SELECT id, kind, districts FROM units ORDER BY id")).all()
+    receivers = [(unit_id, _codes(districts)) for unit_id, kind, districts in units
+                 if kind == "receiver"]  # fmt: skip
+    if not any(unit_id == "intake" for unit_id, _ in receivers):
+        return  # nothing to route to, as before: submitting answered 409 until set up
+    rules: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for unit_id, districts in receivers:
+        mine = sorted(set(districts) - taken)
+        if mine:
+            taken.update(mine)
+            rule = {"position": 10 * (len(rules) + 1), "unit": unit_id}
+            rules.append({"id": str(uuid.uuid4()), **rule, "match": {"districts": mine}})
+    rules.append({"id": str(uuid.uuid4()), "position": 100_000, "unit": "intake", "match": {}})
+    now = datetime.now(UTC)
+    rulesets = sa.table(
+        "routing_rulesets",
+        sa.column("version", sa.Integer()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("created_by", sa.String()),
+        sa.column("rules", sa.JSON()),
+    )
+    op.bulk_insert(
+        rulesets,
+        [
+            {
+                "version": 1,
+                # The application stores naive UTC on SQLite (referrals/db/base.py).
+                "created_at": now.replace(tzinfo=None) if bind.dialect.name == "sqlite" else now,
+                "created_by": "urn:referrals:migration|0004",
+                "rules": rules,
+            }
+        ],
+    )
+
+
+def _codes(value: object) -> list[str]:
+    loaded = json.loads(value) if isinstance(value, str) else value
+    return [str(code) for code in loaded or []]
 
 
 def downgrade() -> None:

@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from referrals.audit.recorder import AuditUnavailable
@@ -103,7 +104,7 @@ def status_for(exc: BaseException) -> int:
             return 401
         case ScopeMissing():
             return 403
-        case IdentityProviderUnavailable() | AuditUnavailable():
+        case IdentityProviderUnavailable() | AuditUnavailable() | OperationalError():
             return 503
         case ServiceError():
             return exc.status
@@ -127,6 +128,19 @@ def _audit_unavailable(_exc: AuditUnavailable) -> Response:
         code="audit-unavailable",
         detail="The audit trail cannot be written right now; nothing was done.",
         headers={"Retry-After": "5"},
+    )
+
+
+def _database_busy(_exc: OperationalError) -> Response:
+    # The database is unreachable, or a lock or deadlock ended the transaction: it was rolled
+    # back whole, so the client may simply try again.  The message (with its SQL) is not
+    # logged: bound values are hidden, but statements name tables and columns.
+    log.error("database unavailable or busy", extra={"path": str(request.url_rule)})
+    return problem(
+        503,
+        code="database-busy",
+        detail="The database is busy or unreachable; nothing was done. Try again.",
+        headers={"Retry-After": "2"},
     )
 
 
@@ -194,5 +208,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DecryptionError, _integrity_failure)
     app.register_error_handler(AuditUnavailable, _audit_unavailable)
     app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(OperationalError, _database_busy)
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(Exception, _unexpected)

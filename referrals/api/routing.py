@@ -30,6 +30,7 @@ from referrals.services import outbox, routing
 blp = Blueprint("routing", __name__, url_prefix="/api/v1", description="Routing and webhooks")
 
 ADMIN = Scope.ADMIN
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @blp.route("/routing-rules")
@@ -94,13 +95,14 @@ class RoutingPreview(MethodView):
     @blp.arguments(ReferralBody)
     @blp.response(200, PreviewOut)
     @problems(blp, 401, 403, 409, 422)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Where a referral with this body would be routed, and why: nothing is stored.
 
         Routing looks only at the district, the age (from the birth date or personal
         number), the categories and the priority; send no more than those."""
         with unit_of_work() as uow:
-            return routing.preview(uow, caller(), body)
+            # The explanation holds the age the body's birth date gives: not for caches.
+            return routing.preview(uow, caller(), body), 200, NO_STORE
 
 
 @blp.route("/admin/deliveries")

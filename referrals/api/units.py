@@ -16,6 +16,8 @@ from referrals.services import units
 
 # The directory is not case content: any scope of this API may read it.
 ANY_SCOPE = tuple(Scope)
+# An answer may carry a new webhook signing secret: no cache may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
 
 blp = Blueprint("units", __name__, url_prefix="/api/v1", description="Units")
 
@@ -34,10 +36,10 @@ class UnitCollection(MethodView):
     @blp.arguments(UnitCreate)
     @blp.response(201, UnitOut)
     @problems(blp, 401, 403, 409, 422)
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Register a unit (admin)."""
         with unit_of_work() as uow:
-            return units.create(uow, caller(), body)
+            return units.create(uow, caller(), body), 201, NO_STORE
 
 
 @blp.route("/units/<string:unit_id>")
@@ -54,10 +56,10 @@ class UnitItem(MethodView):
     @blp.arguments(UnitReplace)
     @blp.response(200, UnitOut)
     @problems(blp, 401, 403, 404, 422)
-    def put(self, body: dict[str, Any], unit_id: str) -> dict[str, Any]:
+    def put(self, body: dict[str, Any], unit_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Replace a unit's name, kind, districts and webhook (admin).
 
         Setting a webhook_url where the unit has no signing secret, or
         ``rotate_webhook_secret``, issues a new secret: it is in this answer only."""
         with unit_of_work() as uow:
-            return units.replace(uow, caller(), unit_id, body)
+            return units.replace(uow, caller(), unit_id, body), 200, NO_STORE

@@ -24,6 +24,9 @@ class AuditUnavailable(Exception):
     """The audit event could not be written: nothing may be returned or changed."""
 
 
+TARGET_ID_LENGTH = 64
+
+
 @dataclass
 class PendingAudit:
     """The event a request will produce, filled in as the request goes."""
@@ -42,7 +45,9 @@ class PendingAudit:
     written: bool = field(default=False)
 
     def target(self, kind: str, identifier: object) -> None:
-        self.target_type, self.target_id = kind, str(identifier)
+        # A path argument is whatever the client sent: cut to the column's size, so that a
+        # long one is still recorded instead of failing the request closed.
+        self.target_type, self.target_id = kind, str(identifier)[:TARGET_ID_LENGTH]
 
 
 def record(session: Session, pending: PendingAudit, http_status: int, now: datetime) -> None:

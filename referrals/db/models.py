@@ -285,10 +285,12 @@ class OutboxMessage(Base):
 
 
 class DeadlineNotice(Base):
-    """The overdue escalation of one referral for one deadline was written to the outbox.
+    """The overdue escalation of one referral, for one deadline at one receiving unit, was
+    written to the outbox.
 
     The primary key is what makes it "once": two workers escalating the same referral at
-    the same moment collide on it, and one of them rolls back."""
+    the same moment collide on it, and one of them rolls back.  The unit is part of it so
+    that a unit an overdue referral is redirected to is told, too."""
 
     __tablename__ = "deadline_notices"
 
@@ -296,4 +298,5 @@ class DeadlineNotice(Base):
         ForeignKey("referrals.id", ondelete="CASCADE"), primary_key=True
     )
     due_at: Mapped[timestamp] = mapped_column(primary_key=True)
+    unit_id: Mapped[slug] = mapped_column(primary_key=True)
     created_at: Mapped[timestamp]

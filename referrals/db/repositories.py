@@ -200,6 +200,17 @@ class UnitRepository:
             )
         ).all()
 
+    def replace_secret(self, unit_id: str, old: bytes, new: bytes, kek_id: str) -> bool:
+        """Compare-and-swap: False when the secret changed meanwhile (rotated by an admin),
+        so a re-seal can never bring back a secret that was just replaced."""
+        result = self.session.execute(
+            update(Unit)
+            .where(Unit.id == unit_id, Unit.webhook_secret == old)
+            .values(webhook_secret=new, webhook_secret_kek_id=kek_id)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
     def receivers(self) -> Sequence[Unit]:
         return self.session.scalars(
             select(Unit).where(Unit.kind == "receiver").order_by(Unit.id)
@@ -264,7 +275,7 @@ class OutboxRepository:
             .cte("candidates")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        self.session.execute(
+        return self.session.scalars(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(select(candidates.c.id)), *claimable)
             .values(
@@ -273,13 +284,24 @@ class OutboxRepository:
                 attempts=OutboxMessage.attempts + 1,
                 last_attempt_at=now,
             )
+            .returning(OutboxMessage.id)
             .execution_options(synchronize_session=False)
-        )
-        return self.session.scalars(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.claim_token == token)
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
         ).all()
+
+    def renew(
+        self, message_id: uuid.UUID, token: uuid.UUID, now: datetime, until: datetime
+    ) -> bool:
+        """Extend a live claim before sending; False when it ran out or was taken over."""
+        result = self.session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message_id,
+                OutboxMessage.claim_token == token,
+                OutboxMessage.locked_until > now,
+            )
+            .values(locked_until=until)
+        )
+        return _rowcount(result) == 1
 
     def settle(self, message_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
         """Record an attempt's result, if the claim is still ours (not expired and taken)."""
@@ -312,7 +334,9 @@ class OutboxRepository:
     def overdue_without_notice(self, now: datetime, limit: int) -> Sequence[Referral]:
         """Referrals still awaiting a decision past their deadline, not yet escalated."""
         noticed = exists().where(
-            DeadlineNotice.referral_id == Referral.id, DeadlineNotice.due_at == Referral.due_at
+            DeadlineNotice.referral_id == Referral.id,
+            DeadlineNotice.due_at == Referral.due_at,
+            DeadlineNotice.unit_id == Referral.receiving_unit_id,
         )
         return self.session.scalars(
             select(Referral)

@@ -51,6 +51,11 @@ class DeliveryPolicy:
             return timedelta(seconds=self.lease)
         return timedelta(seconds=self.batch_size * (self.timeout + 1) + 30)
 
+    @property
+    def attempt_lease(self) -> timedelta:
+        """Renewed just before each send: one attempt (bounded by the timeout) and slack."""
+        return timedelta(seconds=self.timeout + 30)
+
     def retry_delay(self, attempts: int) -> timedelta:
         """After the ``attempts``-th failure.  "Equal jitter": half fixed, half random,
         so retries neither stampede a receiver that is back nor come back at once."""
@@ -67,7 +72,8 @@ class Claimed:
     payload: str
     attempts: int
     url: str | None
-    secret: str | None
+    # Kept out of reprs: an error reporter that captures locals must not record it.
+    secret: str | None = field(repr=False)
 
 
 @dataclass
@@ -116,6 +122,8 @@ def deliver_round(
     result = Round(claimed=len(ids))
     for item in load(uows, vault, ids):
         state = _send(uows, sender, clock, policy, token, item)
+        if state is None:
+            continue  # the claim was lost to another worker: its result counts there
         if state is DeliveryState.DELIVERED:
             result.delivered += 1
         elif state is DeliveryState.DEAD:
@@ -134,25 +142,32 @@ def _send(
     policy: DeliveryPolicy,
     token: uuid.UUID,
     item: Claimed,
-) -> DeliveryState:
+) -> DeliveryState | None:
+    """One attempt; the state it left the message in, or None when the claim was lost."""
     if item.url is None or item.secret is None:
-        _settle(uows, token, item, DeliveryState.SKIPPED, error="no enabled webhook endpoint")
-        return DeliveryState.SKIPPED
+        return _settle(
+            uows, token, item, DeliveryState.SKIPPED, error="no enabled webhook endpoint"
+        )
+    # Still ours?  A worker whose lease ran out while it sent earlier messages of the batch
+    # must not send this one again after another worker has taken it over.
+    with uows() as uow:
+        now = clock()
+        renewed = uow.outbox.renew(item.message_id, token, now, now + policy.attempt_lease)
+        uow.commit()
+    if not renewed:
+        return None
     body = item.payload.encode()
     timestamp = int(clock().timestamp())
     error = sender.post(
         item.url, body, signing.headers(item.secret, item.webhook_id, timestamp, body)
     )
     if error is None:
-        _settle(uows, token, item, DeliveryState.DELIVERED, delivered_at=clock())
-        return DeliveryState.DELIVERED
+        return _settle(uows, token, item, DeliveryState.DELIVERED, delivered_at=clock())
     if item.attempts >= policy.max_attempts:
         log.warning("webhook dead-lettered", extra={"delivery": str(item.message_id)})
-        _settle(uows, token, item, DeliveryState.DEAD, error=error)
-        return DeliveryState.DEAD
+        return _settle(uows, token, item, DeliveryState.DEAD, error=error)
     retry_at = clock() + policy.retry_delay(item.attempts)
-    _settle(uows, token, item, DeliveryState.PENDING, error=error, next_attempt_at=retry_at)
-    return DeliveryState.PENDING
+    return _settle(uows, token, item, DeliveryState.PENDING, error=error, next_attempt_at=retry_at)
 
 
 def _settle(
@@ -163,12 +178,15 @@ def _settle(
     *,
     error: str | None = None,
     **values: datetime,
-) -> None:
+) -> DeliveryState | None:
     with uows() as uow:
-        if not uow.outbox.settle(item.message_id, token, state=state, last_error=error, **values):
-            # Our lease ran out and another worker took the message: its result stands.
-            log.warning("webhook claim lost", extra={"delivery": str(item.message_id)})
+        settled = uow.outbox.settle(item.message_id, token, state=state, last_error=error, **values)
         uow.commit()
+    if not settled:
+        # Our lease ran out and another worker took the message: its result stands.
+        log.warning("webhook claim lost", extra={"delivery": str(item.message_id)})
+        return None
+    return state
 
 
 def _endpoint(vault: Vault, unit: Unit | None) -> tuple[str | None, str | None]:

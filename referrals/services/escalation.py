@@ -1,5 +1,6 @@
 """Deadlines that passed without a decision: tell the receiving unit the referral is
-overdue, and escalate to the sending unit that it is unanswered, once per deadline."""
+overdue, and escalate to the sending unit that it is unanswered, once per deadline and
+receiving unit (a unit an overdue referral is redirected to is told as well)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,19 @@ def _escalate(uows: Callable[[], UnitOfWork], referral_id: uuid.UUID, now: datet
     # worker that loses the race for one referral (the notice's primary key) skips only it.
     with uows() as uow:
         row = uow.referrals.get(referral_id)
-        if row is None or row.status != "requested" or row.due_at is None or row.due_at >= now:
-            return False  # decided, or moved, since the candidates were read
-        uow.outbox.add_notice(DeadlineNotice(referral_id=row.id, due_at=row.due_at, created_at=now))
+        if (
+            row is None
+            or row.status != "requested"
+            or row.due_at is None
+            or row.due_at >= now
+            or row.receiving_unit_id is None
+        ):
+            return False  # decided since the candidates were read
+        uow.outbox.add_notice(
+            DeadlineNotice(
+                referral_id=row.id, due_at=row.due_at, unit_id=row.receiving_unit_id, created_at=now
+            )
+        )
         try:
             uow.session.flush()
         except IntegrityError:

@@ -37,14 +37,16 @@ def reseal_secrets(uow: UnitOfWork, vault: Vault) -> list[str]:
     secret did not open (reported and left as they are)."""
     unreadable = []
     for unit in uow.units.with_secret_not_under(vault.keyring.current):
-        assert unit.webhook_secret is not None
+        old = unit.webhook_secret
+        assert old is not None
         context = webhook_secret_context(unit.id)
         try:
-            secret = vault.open_secret(context, unit.webhook_secret)
+            secret = vault.open_secret(context, old)
         except DecryptionError:
             unreadable.append(unit.id)
             continue
-        unit.webhook_secret, unit.webhook_secret_kek_id = vault.seal_secret(context, secret)
+        # A rotation that lands meanwhile wins (and is sealed under the current KEK).
+        uow.units.replace_secret(unit.id, old, *vault.seal_secret(context, secret))
     uow.commit()
     return unreadable
 

@@ -56,7 +56,7 @@ def create(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> dict[str, 
     _require(policy.may_manage_units(ctx.principal))
     if uow.units.get(body["id"]) is not None:
         raise Conflict("a unit with this id exists", field="id")
-    unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(ctx, body), id=body["id"])
+    unit = Unit(created_at=ctx.now, updated_at=ctx.now, **_fields(ctx, body, None), id=body["id"])
     secret = _issue_secret(ctx, unit) if unit.webhook_url else None
     uow.units.add(unit)
     uow.audit_target("unit", unit.id)
@@ -69,15 +69,20 @@ def replace(uow: UnitOfWork, ctx: Context, unit_id: str, body: Mapping[str, Any]
     unit = uow.units.get(unit_id)
     if unit is None:
         raise NotFound("no such unit")
-    fields = _fields(ctx, body)
+    fields = _fields(ctx, body, unit)
     if fields["kind"] != UnitKind.RECEIVER and _routed_to(uow, unit_id):
         raise Conflict("routing rules send referrals to this unit; change them first", field="kind")
+    if body.get("rotate_webhook_secret") and not fields["webhook_url"]:
+        raise Unprocessable("there is no webhook endpoint to rotate the secret of",
+                            field="rotate_webhook_secret")  # fmt: skip
+    moved = fields["webhook_url"] != unit.webhook_url
     for name, value in fields.items():
         setattr(unit, name, value)
     secret = None
     if not unit.webhook_url:
         unit.webhook_secret = unit.webhook_secret_kek_id = None
-    elif unit.webhook_secret is None or body.get("rotate_webhook_secret"):
+    elif unit.webhook_secret is None or moved or body.get("rotate_webhook_secret"):
+        # A new endpoint gets a new secret: whoever ran the old one cannot sign for it.
         secret = _issue_secret(ctx, unit)
     unit.updated_at = ctx.now
     uow.session.flush()
@@ -98,19 +103,26 @@ def _routed_to(uow: UnitOfWork, unit_id: str) -> bool:
     return ruleset is not None and any(r.unit == unit_id for r in ruleset.rules)
 
 
-def _fields(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any]:
+def _fields(ctx: Context, body: Mapping[str, Any], current: Unit | None) -> dict[str, Any]:
     url = body.get("webhook_url")
     if ctx.production and url and not url.startswith("https://"):
         # Payloads hold no personal data, but the signature and the receiver's trust in
         # it do not survive a network observer who can replay or block them.
         raise Unprocessable("webhook endpoints must use https in production", field="webhook_url")
+    if not url:
+        enabled = False
+    elif "webhook_enabled" in body:
+        enabled = body["webhook_enabled"]
+    else:
+        # Unsaid: a new endpoint is live at once; an unchanged one stays as it was (renaming
+        # a seeded unit must not switch on its placeholder endpoint).
+        enabled = current.webhook_enabled if current and current.webhook_url == url else True
     return {
         "name": body["name"],
         "kind": body["kind"],
         "districts": sorted(set(body.get("districts") or [])),
-        "webhook_url": body.get("webhook_url"),
-        # An endpoint is live once set, unless the admin says it is not ready yet.
-        "webhook_enabled": bool(body.get("webhook_url")) and body.get("webhook_enabled", True),
+        "webhook_url": url,
+        "webhook_enabled": enabled,
     }
 
 

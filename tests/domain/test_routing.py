@@ -658,7 +658,8 @@ def valid_rule_lists(draw: st.DrawFn) -> list[Rule]:
     """Random rules, each dropped when an earlier kept one covers it, then a catch-all."""
     kept: list[Rule] = []
     for candidate in sorted(draw(rule_lists()), key=lambda r: r.position):
-        if candidate.match.is_catch_all or any(k.match.covers(candidate.match) for k in kept):
+        # A rule that matches every referral (no condition, or all priorities) ends a set.
+        if candidate.match.covers(Match()) or any(k.match.covers(candidate.match) for k in kept):
             continue
         kept.append(candidate)
     return [

@@ -24,7 +24,7 @@ class RuleSetOut(StrictSchema):
 
 
 class RuleSetArgs(StrictSchema):
-    version = fields.Integer(validate=validate.Range(min=1))
+    version = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
 
 
 class RuleSetVersionOut(StrictSchema):

@@ -17,8 +17,10 @@ class UnitBody(StrictSchema):
         allow_none=True, schemes={"https", "http"}, validate=validate.Length(max=2000)
     )
     webhook_enabled = fields.Boolean(
-        load_default=True,
-        metadata={"description": "False registers the endpoint without sending to it yet."},
+        metadata={
+            "description": "False registers the endpoint without sending to it yet. "
+            "Unsaid: true for a new endpoint, unchanged for the same one."
+        },
     )
 
 
@@ -29,7 +31,10 @@ class UnitCreate(UnitBody):
 class UnitReplace(UnitBody):
     rotate_webhook_secret = fields.Boolean(
         load_default=False,
-        metadata={"description": "Issue a new signing secret (returned once) for the endpoint."},
+        metadata={
+            "description": "Issue a new signing secret (returned once) for the endpoint. "
+            "A changed webhook_url always gets a new one."
+        },
     )
 
 
