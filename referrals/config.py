@@ -67,6 +67,9 @@ class Settings:
     # Seconds a worker's claim on a batch lasts; unset: long enough for the batch to time out.
     worker_lease: float | None = None
     worker_interval: float = 1.0
+    # Delivered and skipped webhooks are deleted after this many days (dead ones stay
+    # until an admin replays them).
+    outbox_retention_days: int = 30
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,6 +153,7 @@ def _parse(name: str, raw: str) -> Any:
             | "deadline_normal_days"
             | "webhook_max_attempts"
             | "worker_batch_size"
+            | "outbox_retention_days"
         ):
             if not raw.isdigit() or int(raw) < 1:
                 raise ConfigError(f"{key} must be a whole number of at least 1")

@@ -28,6 +28,7 @@ FIELDS = (
     "dead",
     "skipped",
     "escalated",
+    "pruned",
 )
 
 

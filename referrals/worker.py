@@ -12,6 +12,7 @@ import threading
 from types import FrameType
 
 from referrals.runtime import Runtime
+from referrals.services import outbox
 from referrals.services.delivery import Round, deliver_round
 from referrals.services.escalation import escalate_overdue
 from referrals.webhooks.sender import WebhookSender
@@ -31,7 +32,8 @@ class Worker:
         escalated = escalate_overdue(rt.unit_of_work, rt.clock)
         result = deliver_round(rt.unit_of_work, rt.vault, self.sender, rt.clock, self.policy)
         result.escalated = escalated
-        if escalated or result.claimed:
+        result.pruned = outbox.prune(rt.unit_of_work, rt.clock, rt.settings.outbox_retention_days)
+        if escalated or result.claimed or result.pruned:
             log.info("worker round", extra=vars(result))
         return result
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
+    delete,
     exists,
     false,
     func,
@@ -330,6 +331,24 @@ class OutboxRepository:
         return self.session.scalars(
             query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit)
         ).all()
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` delivered or skipped messages created before ``before``."""
+        oldest = (
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.state.in_(("delivered", "skipped")),
+                OutboxMessage.created_at < before,
+            )
+            .order_by(OutboxMessage.created_at)
+            .limit(limit)
+        )
+        result = self.session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_(oldest.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result)
 
     def overdue_without_notice(self, now: datetime, limit: int) -> Sequence[Referral]:
         """Referrals still awaiting a decision past their deadline, not yet escalated."""

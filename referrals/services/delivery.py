@@ -84,6 +84,7 @@ class Round:
     failed: int = 0
     dead: int = 0
     skipped: int = 0
+    pruned: int = 0
 
 
 def claim(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -152,3 +152,14 @@ def replay(uow: UnitOfWork, ctx: Context, message_id: uuid.UUID) -> dict[str, An
 def _require(allowed: bool) -> None:
     if not allowed:
         raise Forbidden("this role may not do this")
+
+
+def prune(
+    uows: Callable[[], UnitOfWork], clock: Callable[[], datetime], retention_days: int
+) -> int:
+    """Forget delivered and skipped messages older than the retention, a bounded batch
+    per call so the worker never holds a long delete."""
+    with uows() as uow:
+        removed = uow.outbox.prune(clock() - timedelta(days=retention_days), limit=500)
+        uow.commit()
+    return removed

@@ -27,6 +27,7 @@ INTEGERS = (
     "REFERRALS_WORKER_BATCH_SIZE",
     "REFERRALS_DEADLINE_URGENT_DAYS",
     "REFERRALS_DEADLINE_NORMAL_DAYS",
+    "REFERRALS_OUTBOX_RETENTION_DAYS",
 )
 SECONDS = (
     "REFERRALS_WEBHOOK_TIMEOUT",
@@ -52,6 +53,7 @@ def test_worker_and_deadline_variables_are_read() -> None:
             "REFERRALS_WORKER_INTERVAL": "0.25",
             "REFERRALS_DEADLINE_URGENT_DAYS": "2",
             "REFERRALS_DEADLINE_NORMAL_DAYS": " 10 ",
+            "REFERRALS_OUTBOX_RETENTION_DAYS": "90",
         }
     )
 
@@ -64,6 +66,7 @@ def test_worker_and_deadline_variables_are_read() -> None:
     assert settings.worker_interval == 0.25
     assert settings.deadline_urgent_days == 2
     assert settings.deadline_normal_days == 10
+    assert settings.outbox_retention_days == 90
 
 
 def test_worker_and_deadline_defaults() -> None:
@@ -76,6 +79,7 @@ def test_worker_and_deadline_defaults() -> None:
     assert settings.worker_lease is None
     assert settings.worker_interval == 1.0
     assert (settings.deadline_urgent_days, settings.deadline_normal_days) == (3, 14)
+    assert settings.outbox_retention_days == 30
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5", "", "1e3", "0x10"])

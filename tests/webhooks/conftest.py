@@ -30,7 +30,7 @@ from referrals.auth.principal import Role
 from referrals.config import Settings
 from referrals.runtime import Runtime
 from referrals.worker import Worker
-from tests.api.helpers import bearer
+from tests.api.helpers import Actors, bearer
 from tests.support.databases import empty_postgres_database
 from tests.support.unit_admin import put_webhook
 from tests.support.webhook_receiver import WebhookReceiver
@@ -49,6 +49,11 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def admin(dev_token: Callable[..., str]) -> Headers:
     return bearer(dev_token("admin"))
+
+
+@pytest.fixture
+def actors(dev_token: Callable[..., str]) -> Actors:
+    return Actors(dev_token)
 
 
 @pytest.fixture

@@ -73,11 +73,6 @@ def settings(instance_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def actors(dev_token: Callable[..., str]) -> Actors:
-    return Actors(dev_token)
-
-
 # --- helpers ----------------------------------------------------------------------------
 
 

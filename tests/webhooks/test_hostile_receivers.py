@@ -64,11 +64,6 @@ def settings(instance_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def actors(dev_token: Callable[..., str]) -> Actors:
-    return Actors(dev_token)
-
-
 def runtime_of(app: Flask) -> Runtime:
     runtime = app.extensions["referrals"]
     assert isinstance(runtime, Runtime)
