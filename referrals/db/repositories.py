@@ -276,7 +276,7 @@ class OutboxRepository:
             .cte("candidates")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
-        return self.session.scalars(
+        claim = (
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(select(candidates.c.id)), *claimable)
             .values(
@@ -285,8 +285,14 @@ class OutboxRepository:
                 attempts=OutboxMessage.attempts + 1,
                 last_attempt_at=now,
             )
-            .returning(OutboxMessage.id)
             .execution_options(synchronize_session=False)
+        )
+        if self.session.get_bind().dialect.update_returning:
+            return self.session.scalars(claim.returning(OutboxMessage.id)).all()
+        # SQLite before 3.35 has no RETURNING: read the claim back by its token.
+        self.session.execute(claim)
+        return self.session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.claim_token == token)
         ).all()
 
     def renew(
