@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from referrals.api import audit, health, problems, referrals, routing, units
+from referrals.api import audit, docs, health, problems, referrals, routing, units
 from referrals.api.schemas.common import ProblemSchema
 
 API_VERSION = "1.0.0"
@@ -74,6 +74,7 @@ def openapi_config() -> dict[str, Any]:
                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
             },
             "security": [{"bearerAuth": []}],
+            "webhooks": docs.webhooks(),
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}

@@ -49,6 +49,7 @@ EVENT_OF_ACTION = {
 }
 OVERDUE = "referral.overdue"
 UNANSWERED = "referral.unanswered"
+EVENT_TYPES = (*EVENT_OF_ACTION.values(), OVERDUE, UNANSWERED)
 
 
 def announce_transition(uow: UnitOfWork, ctx: Context, row: Referral, action: Action) -> None:
