@@ -72,10 +72,8 @@ def preview(uow: UnitOfWork, ctx: Context, body: Mapping[str, Any]) -> View:
     """Where this referral would go and why; nothing of the body is stored."""
     if not policy.may_manage_routing(ctx.principal):
         referring_unit(uow, ctx)  # a youth worker of a registered referring unit, or 403
-    ruleset = current(uow)
-    if ruleset is None:
-        raise Conflict("no routing rules are configured; an administrator must add them")
-    decision = routing.decide(ruleset, facts_of_body(body, ctx.today))
+    # The very decision submitting would take, checks included.
+    decision = decide_for(uow, facts_of_body(body, ctx.today))
     uow.commit()  # records the request's audit event
     return {
         "unit": decision.unit,
