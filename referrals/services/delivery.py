@@ -53,8 +53,10 @@ class DeliveryPolicy:
 
     @property
     def attempt_lease(self) -> timedelta:
-        """Renewed just before each send: one attempt (bounded by the timeout) and slack."""
-        return timedelta(seconds=self.timeout + 30)
+        """Renewed just before each send: one attempt (bounded by the timeout) and slack,
+        the slack no longer than the configured lease, so a killed worker's message in
+        flight comes back as soon as the rest of its batch."""
+        return timedelta(seconds=self.timeout) + min(self.lease_time, timedelta(seconds=30))
 
     def retry_delay(self, attempts: int) -> timedelta:
         """After the ``attempts``-th failure.  "Equal jitter": half fixed, half random,

@@ -163,6 +163,13 @@ def test_a_configured_lease_is_used_as_is() -> None:
     assert DeliveryPolicy(lease=7.5).lease_time == timedelta(seconds=7.5)
 
 
+def test_the_claim_renewed_for_one_send_outlasts_the_attempt_but_not_the_lease() -> None:
+    # Shorter than the attempt, another worker would send the message in flight again;
+    # far longer than the lease, a killed worker's message would wait long after the rest.
+    assert DeliveryPolicy(timeout=5).attempt_lease == timedelta(seconds=35)
+    assert DeliveryPolicy(timeout=1, lease=3).attempt_lease == timedelta(seconds=4)
+
+
 def test_runtime_builds_its_delivery_policy_from_the_settings(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
