@@ -30,7 +30,9 @@ class Worker:
     def run_round(self) -> Round:
         rt = self.runtime
         escalated = escalate_overdue(rt.unit_of_work, rt.clock)
-        result = deliver_round(rt.unit_of_work, rt.vault, self.sender, rt.clock, self.policy)
+        result = deliver_round(
+            rt.unit_of_work, rt.vault, self.sender, rt.clock, self.policy, self._stop.is_set
+        )
         result.escalated = escalated
         result.pruned = outbox.prune(rt.unit_of_work, rt.clock, rt.settings.outbox_retention_days)
         if escalated or result.claimed or result.pruned:
@@ -60,8 +62,8 @@ class Worker:
 
     def _handle_signals(self) -> None:
         def stop(_signum: int, _frame: FrameType | None) -> None:
-            # Finish the message in hand; anything claimed but unsent comes back after
-            # its lease.
+            # Finish the message in hand (at most one attempt's timeout); anything claimed
+            # but unsent comes back after its lease.
             self._stop.set()
 
         if threading.current_thread() is threading.main_thread():

@@ -119,11 +119,20 @@ def load(uows: UnitsOfWork, vault: Vault, ids: list[uuid.UUID]) -> list[Claimed]
 
 
 def deliver_round(
-    uows: UnitsOfWork, vault: Vault, sender: WebhookSender, clock: Clock, policy: DeliveryPolicy
+    uows: UnitsOfWork,
+    vault: Vault,
+    sender: WebhookSender,
+    clock: Clock,
+    policy: DeliveryPolicy,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Round:
+    """Claim a batch and send it; when ``stopping`` turns true (SIGTERM), the rest of the
+    batch is left to come back after its lease rather than hold up the shutdown."""
     token, ids = claim(uows, clock, policy)
     result = Round(claimed=len(ids))
     for item in load(uows, vault, ids):
+        if stopping():
+            break
         state = _send(uows, sender, clock, policy, token, item)
         if state is None:
             continue  # the claim was lost to another worker: its result counts there

@@ -117,6 +117,7 @@ class WebhookReceiver:
     """
 
     def __init__(self) -> None:
+        self.on_request: Callable[[], object] | None = None
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._received: list[Received] = []
@@ -191,12 +192,17 @@ class WebhookReceiver:
             self._received.clear()
 
     def _record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
-        """Record and pick the answer under one lock, so answers follow arrival order."""
+        """Record and pick the answer under one lock, so answers follow arrival order; then
+        run ``on_request`` (if set) before answering: something that happens while the
+        sender waits for its answer."""
         with self._arrived:
             self._received.append(Received(method, path, headers, body, time.monotonic()))
             self._arrived.notify_all()
             script = self._scripts.get(urlsplit(path).path, self._scripts[None])
-            return script.popleft() if script else 200
+            answer = script.popleft() if script else 200
+        if self.on_request is not None:
+            self.on_request()
+        return answer
 
     def _handler_failed(self, error: BaseException | None) -> None:
         with self._lock:
