@@ -21,7 +21,6 @@ own process, off the request path.  Not a test: pytest does not collect this fil
 from __future__ import annotations
 
 import gc
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from referrals.db.models import AuditEvent
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import seeding
 from referrals.services.uow import UnitOfWork
+from tests.benchmarks.report import ab_report, say
 from tests.support.databases import postgres_database
 
 ROUNDS = 40  # per variant, after one warm-up round each
@@ -57,11 +57,6 @@ BODY = {
     "narrative": "Påhittad berättelse. " * 40,
     "submit": True,
 }
-
-
-def say(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def _unaudited_commit(self: UnitOfWork) -> None:
@@ -110,24 +105,6 @@ def check_variants(client: FlaskClient, path: str, headers: dict[str, str], rt: 
             one_round(client, path, headers)
         if events(rt) - before != expected:
             raise SystemExit(f"variant check failed: {name} wrote {events(rt) - before} events")
-
-
-def report(clock: str, column: int, timings: dict[str, list[tuple[float, float]]]) -> None:
-    a_runs = [t[column] for t in timings["A"]]
-    b_runs = [t[column] for t in timings["B"]]
-    a, b = statistics.median(a_runs), statistics.median(b_runs)
-    say(f"{clock}, median over rounds, requests/second:")
-    for name, runs, median in (("A", a_runs, a), ("B", b_runs, b)):
-        q1, _, q3 = statistics.quantiles(runs, n=4)
-        say(f"  {name} {LABELS[name]:<16} {median:8.1f}   (interquartile {q1:.1f} to {q3:.1f})")
-    say(f"  ratio audited/unaudited {a / b:.3f}   (goal >= 0.8)")
-    paired = [x / y for x, y in zip(a_runs, b_runs, strict=True)]
-    q1, q2, q3 = statistics.quantiles(paired, n=4)
-    say(f"  paired per-round ratio A/B: median {q2:.3f}, interquartile {q1:.3f} to {q3:.3f}")
-    say(
-        f"  per request: A {1e3 / a:.2f} ms, B {1e3 / b:.2f} ms,"
-        f" audit cost {1e3 / a - 1e3 / b:+.2f} ms"
-    )
 
 
 def measure(url: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
@@ -183,7 +160,16 @@ def main() -> None:
     )
     say(f"audit events written in the run: {written} (one per audited request, none for B)")
     for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
-        report(clock, column, timings)
+        ab_report(
+            clock,
+            column,
+            timings,
+            labels=LABELS,
+            per="requests",
+            ratio="audited/unaudited",
+            cost="audit cost",
+            goal="goal >= 0.8",
+        )
     say()
     say(f"total run time {time.perf_counter() - started:.1f} s")
 

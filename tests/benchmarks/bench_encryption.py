@@ -46,16 +46,12 @@ from referrals.runtime import OPERATOR, Runtime
 from referrals.services import records, seeding
 from referrals.services.vault import Vault
 from tests.api.helpers import personal_number
+from tests.benchmarks.report import say
 
 ROUNDS = 60  # per variant, after one warm-up round each
 PER_ROUND = 12  # referrals created and read per round (short rounds pair better)
 TIMEIT_NUMBER = 2000
 TIMEIT_REPEAT = 7
-
-
-def say(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 # --- the identity "sealer" (variant B) ---------------------------------------------------------

@@ -70,6 +70,7 @@ from referrals.db.models import OutboxMessage, Referral
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import outbox, seeding
 from referrals.worker import Worker
+from tests.benchmarks.report import ab_report, say
 from tests.support import standard_webhooks
 from tests.support.databases import postgres_database
 from tests.support.unit_admin import put_webhook
@@ -93,11 +94,6 @@ DRAFT = {
 }
 
 Headers = dict[str, str]
-
-
-def say(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 # --- 1. the outbox row on the request path -----------------------------------------------
@@ -177,24 +173,6 @@ def measure_submits(app: Flask, runtime: Runtime, headers: Headers) -> dict[str,
             if index > 0:  # the first pair warms caches and the connection pool
                 timings[name].append(figures)
     return timings
-
-
-def report_submits(clock: str, column: int, timings: dict[str, list[Any]]) -> None:
-    a_runs = [t[column] for t in timings["A"]]
-    b_runs = [t[column] for t in timings["B"]]
-    a, b = statistics.median(a_runs), statistics.median(b_runs)
-    say(f"{clock}, median over rounds, submits/second:")
-    for name, runs, median in (("A", a_runs, a), ("B", b_runs, b)):
-        q1, _, q3 = statistics.quantiles(runs, n=4)
-        say(f"  {name} {LABELS[name]:<16} {median:8.1f}   (interquartile {q1:.1f} to {q3:.1f})")
-    say(f"  ratio with/without outbox {a / b:.3f}")
-    paired = [x / y for x, y in zip(a_runs, b_runs, strict=True)]
-    q1, q2, q3 = statistics.quantiles(paired, n=4)
-    say(f"  paired per-round ratio A/B: median {q2:.3f}, interquartile {q1:.3f} to {q3:.3f}")
-    say(
-        f"  per request: A {1e3 / a:.2f} ms, B {1e3 / b:.2f} ms,"
-        f" outbox cost {1e3 / a - 1e3 / b:+.2f} ms"
-    )
 
 
 # --- 2. worker delivery ------------------------------------------------------------------
@@ -360,7 +338,15 @@ def run_submits(app: Flask, runtime: Runtime, instance: Path) -> None:
         raise SystemExit(f"{written} outbox rows written, expected {expected}")
     say(f"outbox rows written: {written} (one per submit in A, none in B: checked per round)")
     for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
-        report_submits(clock, column, timings)
+        ab_report(
+            clock,
+            column,
+            timings,
+            labels=LABELS,
+            per="submits",
+            ratio="with/without outbox",
+            cost="outbox cost",
+        )
 
 
 def run_delivery(app: Flask, runtime: Runtime, instance: Path) -> None:
