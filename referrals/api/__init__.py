@@ -11,8 +11,9 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from referrals.api import audit, docs, health, problems, referrals, routing, units
+from referrals.api import audit, docs, health, inputs, paths, problems, referrals, routing, units
 from referrals.api.schemas.common import ProblemSchema
+from referrals.api.spec import ProblemResponses
 
 API_VERSION = "1.0.0"
 
@@ -88,7 +89,9 @@ def init_app(app: Flask) -> ReferralsApi:
     app.config.update(openapi_config())
     app.before_request(_assign_request_id)
     app.after_request(_return_request_id)
-    api = ReferralsApi(app)
+    inputs.init_app(app)
+    api = ReferralsApi(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
+    paths.init_app(app, api)
     for module in (health, referrals, units, routing, audit):
         api.register_blueprint(module.blp)
     return api

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from referrals.api.context import authenticated, caller, runtime, unit_of_work
 from referrals.api.docs import problems
+from referrals.api.inputs import Blueprint
 from referrals.api.schemas.audit import (
     AuditEventArgs,
     AuditEventList,

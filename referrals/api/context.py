@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 from flask import current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
+from referrals.api.inputs import check_headers
 from referrals.api.problems import status_for
 from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
@@ -69,6 +70,7 @@ def authenticated(
                     request.headers, request.args.keys(), [s.value for s in scopes]
                 )
                 pending.actor = principal
+                check_headers(request.headers)
                 g.context = rt.context(principal, _break_glass_reason())
                 if _has_body() and not request.is_json:
                     raise UnsupportedMediaType("request bodies must be application/json")

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from referrals.api.context import runtime
 from referrals.api.problems import problem
+from referrals.api.spec import STATUS_OK, problem_response
 
 blp = Blueprint("operations", __name__, description="Operations")
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], responses={"200": STATUS_OK})
     def get(self) -> dict[str, Any]:
         """The process is up."""
         return {"status": "ok"}
@@ -26,7 +27,13 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
-    @blp.doc(security=[], responses={"503": {"description": "The database is not reachable"}})
+    @blp.doc(
+        security=[],
+        responses={
+            "200": STATUS_OK,
+            "503": {**problem_response(503), "description": "The database is not reachable"},
+        },
+    )
     def get(self) -> Any:
         """The process can serve: the database answers."""
         try:

@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from referrals.api.context import BREAK_GLASS_HEADER, authenticated, caller, unit_of_work
 from referrals.api.docs import problems
+from referrals.api.inputs import Blueprint
 from referrals.api.schemas.referrals import (
     ACTION_BODIES,
     EventList,
@@ -37,8 +37,10 @@ from referrals.services.errors import PreconditionRequired, Unprocessable
 blp = Blueprint("referrals", __name__, url_prefix="/api/v1", description="Referrals")
 
 READ, WRITE = Scope.REFERRALS_READ, Scope.REFERRALS_WRITE
-_ETAG = re.compile(r'^(?:W/)?"v(\d{1,12})"\Z')
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
+_ETAG = re.compile(r'(?:W/)?"v(\d{1,12})"')
+# Documented in the spec as written (ECMA-262); matched whole, with fullmatch.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _ERRORS = (401, 403, 404, 422)
 _NO_STORE = {"Cache-Control": "no-store"}
 BREAK_GLASS_PARAMETER = {
@@ -62,7 +64,7 @@ def _if_match() -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    match = _ETAG.match(raw.strip())
+    match = _ETAG.fullmatch(raw.strip())
     # An ETag we never issued cannot match the current one.
     return int(match.group(1)) if match else -1
 
@@ -97,7 +99,7 @@ class ReferralCollection(MethodView):
             {
                 "in": "header",
                 "name": "Idempotency-Key",
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
                 "description": "Retrying with the same key and body returns the same referral.",
             }
         ]
@@ -110,7 +112,7 @@ class ReferralCollection(MethodView):
             if key is None:
                 view = referrals.create(uow, caller(), body, submit=submit)
                 replayed = False
-            elif not _IDEMPOTENCY_KEY.match(key):
+            elif not _IDEMPOTENCY_KEY.fullmatch(key):
                 raise Unprocessable(
                     "must be 1-200 visible ASCII characters", field="Idempotency-Key"
                 )

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from referrals.api.context import authenticated, caller, unit_of_work
 from referrals.api.docs import problems
+from referrals.api.inputs import Blueprint
 from referrals.api.schemas.referrals import ReferralBody
 from referrals.api.schemas.routing import (
     DeliveryArgs,
@@ -69,24 +69,24 @@ class RoutingRuleVersions(MethodView):
             return {"items": routing.versions(uow, caller())}
 
 
-@blp.route("/routing-rules/<string:rule_id>")
+@blp.route("/routing-rules/<uuid:rule_id>")
 class RoutingRule(MethodView):
     @authenticated(ADMIN, audit=AuditAction.ROUTING_RULE_UPDATE)
     @blp.arguments(RuleBody)
     @blp.response(200, RuleOut)
     @problems(blp, 401, 403, 404, 409, 422)
-    def put(self, body: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    def put(self, body: dict[str, Any], rule_id: uuid.UUID) -> dict[str, Any]:
         """Replace a rule of the current set (same id), making a new rule-set version."""
         with unit_of_work() as uow:
-            return routing.replace_rule(uow, caller(), rule_id, body)
+            return routing.replace_rule(uow, caller(), str(rule_id), body)
 
     @authenticated(ADMIN, audit=AuditAction.ROUTING_RULE_DELETE, success=204)
     @blp.response(204)
     @problems(blp, 401, 403, 404, 409, 422)
-    def delete(self, rule_id: str) -> None:
+    def delete(self, rule_id: uuid.UUID) -> None:
         """Remove a rule, making a new rule-set version; the catch-all cannot go."""
         with unit_of_work() as uow:
-            routing.delete_rule(uow, caller(), rule_id)
+            routing.delete_rule(uow, caller(), str(rule_id))
 
 
 @blp.route("/routing/preview")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from referrals.api.context import authenticated, caller, unit_of_work
 from referrals.api.docs import problems
+from referrals.api.inputs import Blueprint
 from referrals.api.schemas.units import UnitCreate, UnitList, UnitOut, UnitReplace
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
@@ -42,7 +42,7 @@ class UnitCollection(MethodView):
             return units.create(uow, caller(), body), 201, NO_STORE
 
 
-@blp.route("/units/<string:unit_id>")
+@blp.route("/units/<slug:unit_id>")
 class UnitItem(MethodView):
     @authenticated(*ANY_SCOPE, audit=AuditAction.UNIT_READ)
     @blp.response(200, UnitOut)
@@ -55,7 +55,7 @@ class UnitItem(MethodView):
     @authenticated(Scope.ADMIN, audit=AuditAction.UNIT_UPDATE)
     @blp.arguments(UnitReplace)
     @blp.response(200, UnitOut)
-    @problems(blp, 401, 403, 404, 422)
+    @problems(blp, 401, 403, 404, 409, 422)
     def put(self, body: dict[str, Any], unit_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Replace a unit's name, kind, districts and webhook (admin).
 

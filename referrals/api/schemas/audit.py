@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from referrals.api.schemas.common import StrictSchema, code_field
+from referrals.api.schemas.common import Moment, StrictSchema, code_field
 from referrals.audit.actions import AuditAction, Outcome
 
 
@@ -13,8 +13,8 @@ class AuditEventArgs(StrictSchema):
     referral = fields.UUID()
     action = code_field(AuditAction)
     outcome = code_field(Outcome)
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = Moment()
+    until = Moment()
     break_glass = fields.Boolean(
         metadata={"description": "only accesses outside the actor's scope (review report)"}
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from referrals.api.schemas.common import SLUG, StrictSchema, code_field, text
+from referrals.api.schemas.common import SLUG, Moment, Pattern, StrictSchema, code_field, text
 from referrals.domain.codes import (
     Action,
     Category,
@@ -18,7 +18,7 @@ from referrals.domain.codes import (
     Status,
 )
 
-PHONE = validate.Regexp(r"^\+?[0-9 ()-]{3,30}\Z", error="Not a valid phone number.")
+PHONE = Pattern(r"^\+?[0-9 ()-]{3,30}$", error="Not a valid phone number.")
 
 
 class SubjectIn(StrictSchema):
@@ -40,7 +40,7 @@ class GuardianIn(StrictSchema):
 
 class ConsentIn(StrictSchema):
     given_by = code_field(ConsentGiver, required=True)
-    given_at = fields.AwareDateTime(required=True)
+    given_at = Moment(required=True)
 
 
 class ReferralBody(StrictSchema):

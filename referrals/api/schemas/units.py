@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from referrals.api.schemas.common import SLUG, StrictSchema, code_field, text
+from referrals.api.schemas.common import SLUG, StrictSchema, code_field, integer, text
 from referrals.domain.codes import Category, Priority, UnitKind
 from referrals.domain.routing import MAX_AGE
 
@@ -46,14 +46,14 @@ class RuleMatch(StrictSchema):
     """Every key optional; ``{}`` is the catch-all.  Lists match when they overlap."""
 
     districts = fields.List(fields.String(validate=SLUG), validate=validate.Length(min=1))
-    min_age = fields.Integer(validate=validate.Range(min=0, max=MAX_AGE))
-    max_age = fields.Integer(validate=validate.Range(min=0, max=MAX_AGE))
+    min_age = integer(validate=validate.Range(min=0, max=MAX_AGE))
+    max_age = integer(validate=validate.Range(min=0, max=MAX_AGE))
     categories = fields.List(code_field(Category), validate=validate.Length(min=1))
     priorities = fields.List(code_field(Priority), validate=validate.Length(min=1))
 
 
 class RuleBody(StrictSchema):
-    position = fields.Integer(required=True, validate=validate.Range(min=0, max=1_000_000))
+    position = integer(required=True, validate=validate.Range(min=0, max=1_000_000))
     unit = fields.String(required=True, validate=SLUG)
     match = fields.Nested(RuleMatch, load_default=dict)
 
