@@ -9,9 +9,12 @@ API fuzzer and a few hand-made requests answered with 500 or 503 before.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from referrals.db.models import AuditEvent
@@ -264,3 +267,58 @@ def test_bad_header_values_are_422_naming_the_header(client, actors, database, h
 
     assert_problem(response, 422, UNPROCESSABLE, field=header)
     assert counts(database) == stored
+
+
+# --- any JSON at every operation -------------------------------------------------------------
+
+# Text with everything JSON can carry: lone surrogates, NUL, controls, combining marks.
+ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=20)
+ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def body_operations(app):
+    """(method, path) of every operation that reads a JSON body, with sample path ids."""
+    samples = {
+        "referral_id": str(uuid.uuid4()),
+        "unit_id": "norrmalm",
+        "rule_id": str(uuid.uuid4()),
+    }
+    found = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API):
+            continue
+        for method in sorted(rule.methods & {"POST", "PUT", "PATCH"}):
+            path = rule.rule
+            for name, value in samples.items():
+                path = re.sub(rf"<[^>]*:{name}>", value, path)
+            found.append((method, path))
+    return found
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(document=ANY_JSON, caller=st.sampled_from(["youth_worker", "caseworker", "admin"]))
+def test_any_json_at_any_operation_is_never_a_5xx(app, client, dev_token, document, caller):
+    headers = {"Authorization": f"Bearer {dev_token(caller, 'norrmalm')}", "If-Match": '"v1"'}
+    data = json.dumps(document)  # ensure_ascii: lone surrogates travel as "\ud800"
+
+    for method, path in body_operations(app):
+        response = client.open(
+            path, method=method, data=data, content_type="application/json", headers=headers
+        )
+
+        assert response.status_code < 500, (method, path, response.get_data(as_text=True))
+        if response.status_code >= 400:
+            assert response.mimetype == "application/problem+json"
