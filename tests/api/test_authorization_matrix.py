@@ -42,15 +42,15 @@ AUDIT_EVENTS = "/audit/events"
 AUDIT_VERIFY = "/audit/verify"
 AUDIT_CHECKPOINTS = "/audit/checkpoints"
 UNITS = "/units"
-UNIT = "/units/<string:unit_id>"
+UNIT = "/units/<slug:unit_id>"
 ROUTING_RULES = "/routing-rules"
 ROUTING_VERSIONS = "/routing-rules/versions"
-ROUTING_RULE = "/routing-rules/<string:rule_id>"
+ROUTING_RULE = "/routing-rules/<uuid:rule_id>"
 PREVIEW = "/routing/preview"
 DELIVERIES = "/admin/deliveries"
 REPLAY = "/admin/deliveries/<uuid:delivery_id>/replay"
 # The URL arguments naming the object a request acts on (filled in by ``request_for``).
-OBJECT_PLACEHOLDERS = ("<uuid:referral_id>", "<string:rule_id>", "<uuid:delivery_id>")
+OBJECT_PLACEHOLDERS = ("<uuid:referral_id>", "<uuid:rule_id>", "<uuid:delivery_id>")
 PROBLEM_JSON = "application/problem+json"
 PROBLEM = "urn:referrals:problem:"
 
@@ -622,7 +622,7 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
     """The one valid request for an endpoint: URL, body and headers.
 
     ``rid`` is the id of the object the path names: a referral, a rule or a delivery."""
-    url = API + path.replace("<string:unit_id>", "kungsholmen")
+    url = API + path.replace("<slug:unit_id>", "kungsholmen")
     for placeholder in OBJECT_PLACEHOLDERS:
         url = url.replace(placeholder, str(rid))
     if (method, path) == ("GET", DELIVERIES):
@@ -657,8 +657,8 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
 def short(path: str) -> str:
     return (
         path.replace("<uuid:referral_id>", "{id}")
-        .replace("<string:unit_id>", "{unit}")
-        .replace("<string:rule_id>", "{rule}")
+        .replace("<slug:unit_id>", "{unit}")
+        .replace("<uuid:rule_id>", "{rule}")
         .replace("<uuid:delivery_id>", "{delivery}")
     )
 

@@ -12,6 +12,7 @@ check digit.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -987,8 +988,12 @@ def test_unknown_rules_are_not_found(
 ) -> None:
     before = version_list(client, admin)
     rule = {"position": 60, "unit": SODERMALM, "match": {"districts": ["vasastan"]}}
-    assert_problem(client.put(f"{RULES}/no-such-rule", json=rule, headers=admin), 404, NOT_FOUND)
-    assert_problem(client.delete(f"{RULES}/no-such-rule", headers=admin), 404, NOT_FOUND)
+    unknown = f"{RULES}/{uuid.uuid4()}"
+    assert_problem(client.put(unknown, json=rule, headers=admin), 404, NOT_FOUND)
+    assert_problem(client.delete(unknown, headers=admin), 404, NOT_FOUND)
+    # A rule id is a UUID: anything else names no rule, and the router says so.
+    assert client.put(f"{RULES}/no-such-rule", json=rule, headers=admin).status_code == 404
+    assert client.delete(f"{RULES}/versions", headers=admin).status_code == 405
     assert version_list(client, admin) == before
 
 

@@ -364,41 +364,31 @@ RULE_BODY = {"position": 15, "unit": SODERMALM, "match": {"districts": [SODERMAL
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body", "action", "target"),
+    ("method", "path", "body"),
     [
-        ("PUT", f"{RULES}/{LONG_RULE_ID}", RULE_BODY, AuditAction.ROUTING_RULE_UPDATE,
-         ("routing-rule", LONG_RULE_ID[:64])),
-        ("GET", f"{UNITS}/{LONG_UNIT_ID}", None, AuditAction.UNIT_READ,
-         ("unit", LONG_UNIT_ID[:64])),
+        ("PUT", f"{RULES}/{LONG_RULE_ID}", RULE_BODY),
+        ("GET", f"{UNITS}/{LONG_UNIT_ID}", None),
     ],
     ids=["rule", "unit"],
-)  # fmt: skip
-def test_a_path_argument_longer_than_the_audit_column_is_recorded_cut(
+)
+def test_a_path_argument_of_the_wrong_shape_never_reaches_the_audit_trail(
     client: FlaskClient,
     admin: Headers,
     db_connection: Connection,
     method: str,
     path: str,
     body: dict[str, Any] | None,
-    action: AuditAction,
-    target: tuple[str, str],
 ) -> None:
     """Attack: an anonymous caller sends a path argument longer than the audit row's
     target column.  Before the fix the refusal's audit event could not be written on
     PostgreSQL (value too long) and every such request failed 503: a cheap way to make
-    the service look down, and to keep the probing out of the audit trail."""
-    for headers, status, actor in [({}, 401, None), (admin, 404, "dev-admin")]:
+    the service look down.  Rule ids are UUIDs and unit ids slugs of at most 64
+    characters: the router answers 404 for anything else, before any view or audit."""
+    for headers in [{}, admin]:
         before = audit_ids(db_connection)
         response = client.open(path, method=method, json=body, headers=headers)
-        assert response.status_code == status, response.get_data(as_text=True)
-        (event,) = new_events(db_connection, before)
-        assert (event["action"], event["outcome"], event["http_status"]) == (
-            action.value,
-            "denied",
-            status,
-        )
-        assert (event["target_type"], event["target_id"]) == target
-        assert event["actor_subject"] == actor
+        assert response.status_code == 404, response.get_data(as_text=True)
+        assert new_events(db_connection, before) == []
 
 
 # --- a busy database -------------------------------------------------------------------------

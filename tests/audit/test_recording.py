@@ -123,7 +123,7 @@ ACTIONS: dict[tuple[str, str], str] = {
 # (the unit directory's ``unit_id`` is handled on its own, with a fixed unit).
 OBJECTS = {
     "<uuid:referral_id>": "referral",
-    "<string:rule_id>": "routing-rule",
+    "<uuid:rule_id>": "routing-rule",
     "<uuid:delivery_id>": "delivery",
 }
 
@@ -386,7 +386,7 @@ def test_every_call_records_exactly_one_event(
         # The referral, routing rule or delivery the path names.
         rid, etag = prepare(client, database, callers, state)
         assert rid is not None
-    has_unit = "<string:unit_id>" in path
+    has_unit = "<slug:unit_id>" in path
 
     calls: list[Call] = []
     for refusal in REFUSALS:
