@@ -152,6 +152,52 @@ def test_non_finite_numbers_are_422(client, dev_token, constant):
     assert client.get(RULES, headers=admin).get_json() == before
 
 
+def test_huge_integer_in_a_query_is_422(client, actors, database):
+    audited = audit_rows(database)
+
+    response = client.get(f"{REFERRALS}?limit={'9' * 4_301}", headers=actors.worker)
+
+    assert_problem(response, 422, VALIDATION, field="limit")
+    assert audit_rows(database) == audited + 1  # a refusal, audited as such
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"subject": {"district": "norrmalm\n"}}, "subject.district"),
+        ({"subject": {"phone": "070-000 00 00\n"}}, "subject.phone"),
+    ],
+    ids=["slug", "phone"],
+)
+def test_a_trailing_newline_does_not_satisfy_a_pattern(client, actors, database, overrides, field):
+    """The spec's patterns end in ``$`` (ECMA-262); Python's ``$`` also matches before a
+    final newline, so patterns are matched whole."""
+    stored = counts(database)
+
+    response = client.post(REFERRALS, json=referral_body(**overrides), headers=actors.worker)
+
+    assert_problem(response, 422, VALIDATION, field=field)
+    assert counts(database) == stored
+
+
+def test_a_required_body_left_out_is_422_naming_a_field(client, dev_token):
+    admin = {"Authorization": f"Bearer {dev_token('admin')}"}
+
+    response = client.post(RULES, headers=admin)
+
+    body = assert_problem(response, 422, VALIDATION)
+    assert {"position", "unit"} <= {error["field"] for error in body["errors"]}
+
+
+def test_an_optional_body_may_be_left_out(client, actors):
+    rid = create(client, actors.worker, submit=True)["id"]
+
+    response = client.post(f"{REFERRALS}/{rid}/accept", headers=actors.norrmalm)
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "accepted"
+
+
 # --- times -----------------------------------------------------------------------------------
 
 
