@@ -11,8 +11,9 @@ the headers the API reads.  What is refused cannot be stored, logged or audited 
   no field of ours needs more than ten), ``NaN``, ``Infinity`` and floats that overflow;
 - nesting deeper than ``MAX_DEPTH`` (deep enough JSON exhausts the parser's stack).
 
-What is kept is NFC-normalised, so "å" typed as "a" plus a combining ring is the same text
-as "å" everywhere after this point (blind index, routing codes, comparisons).
+Text a body keeps is NFC-normalised, so "å" typed as "a" plus a combining ring is the same
+text as "å" everywhere after this point (stored, compared, blind-indexed).  URLs and
+headers carry ids, codes and cursors only: they are checked, not rewritten.
 Refusals are validation problems naming the field: 422, or 400 for a body the parser
 cannot read at all.
 """
@@ -190,8 +191,7 @@ class CleanJSONProvider(DefaultJSONProvider):
 
 
 def _url_problems() -> Iterator[tuple[str, str]]:
-    for field, value in [("path", request.path)]:
-        yield from _line_problem(field, value)
+    yield from _line_problem("path", request.path)
     for name, values in request.args.lists():
         yield from _line_problem("query", name)
         for value in values:

@@ -35,7 +35,7 @@ def problem_response(status: int) -> dict[str, Any]:
     }
 
 
-def statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
+def statuses(path: str, method: str) -> set[int]:
     found: set[int] = set()
     if path.startswith(API_PREFIX):
         found.update(EVERY_API_OPERATION)
@@ -56,7 +56,7 @@ class ProblemResponses(BasePlugin):
             if not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
-            for status in sorted(statuses(path or "", method, operation)):
+            for status in sorted(statuses(path or "", method)):
                 if status not in responses and str(status) not in responses:
                     responses[str(status)] = problem_response(status)
 
