@@ -9,12 +9,12 @@ from typing import Any, ParamSpec, TypeVar
 from flask import current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from referrals.api.inputs import check_headers
+from referrals.api.inputs import check_headers, readable
 from referrals.api.problems import status_for
 from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
-from referrals.auth.authenticate import ScopeMissing
-from referrals.auth.principal import Scope
+from referrals.auth.authenticate import AuthenticationFailed, ScopeMissing
+from referrals.auth.principal import ClaimedActor, Principal, Scope
 from referrals.auth.tokens import claimed_actor
 from referrals.domain.codes import BreakGlassReason
 from referrals.runtime import Runtime
@@ -69,6 +69,7 @@ def authenticated(
                 principal = rt.authenticator.authenticate(
                     request.headers, request.args.keys(), [s.value for s in scopes]
                 )
+                _refuse_unreadable_names(principal)
                 pending.actor = principal
                 check_headers(request.headers)
                 g.context = rt.context(principal, _break_glass_reason())
@@ -80,7 +81,9 @@ def authenticated(
                     pending.actor = exc.principal
                 if not pending.written:
                     if pending.actor is None:
-                        pending.claimed = claimed_actor(request.headers.get("Authorization"))
+                        pending.claimed = _readable_claims(
+                            claimed_actor(request.headers.get("Authorization"))
+                        )
                     _record_refusal(rt, pending, status_for(exc))
                 raise
             if not pending.written:
@@ -96,6 +99,25 @@ def authenticated(
         return wrapper
 
     return decorator
+
+
+def _refuse_unreadable_names(principal: Principal) -> None:
+    """Who a token names goes into every audit event: text the trail cannot keep (a NUL,
+    a lone surrogate) would fail the audit write and answer 503.  A token naming its holder
+    so is no credential, whoever signed it."""
+    names = (principal.issuer, principal.subject, principal.client_id, principal.unit)
+    if not all(readable(name) for name in names):
+        raise AuthenticationFailed("token names its holder in unreadable text")
+
+
+def _readable_claims(claimed: ClaimedActor | None) -> ClaimedActor | None:
+    """What a refused token claims, without what the audit trail cannot keep."""
+    if claimed is None:
+        return None
+    return ClaimedActor(
+        issuer=claimed.issuer if readable(claimed.issuer) else None,
+        subject=claimed.subject if readable(claimed.subject) else None,
+    )
 
 
 def _record_refusal(rt: Runtime, pending: PendingAudit, http_status: int) -> None:

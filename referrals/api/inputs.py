@@ -227,6 +227,15 @@ def check_headers(headers: Headers) -> None:
         raise Unprocessable(message, field=name)
 
 
+def readable(value: str | None) -> bool:
+    """Text a log line or an audit column can hold: no NUL, controls or lone surrogates."""
+    try:
+        check_text(value or "", forbidden=_LINE_FORBIDDEN)
+    except Rejected:
+        return False
+    return True
+
+
 def init_app(app: Flask) -> None:
     app.json = CleanJSONProvider(app)
     app.before_request(refuse_unreadable_url)

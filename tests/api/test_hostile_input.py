@@ -8,6 +8,7 @@ API fuzzer and a few hand-made requests answered with 500 or 503 before.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -17,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from referrals.auth import devissuer
+from referrals.auth.principal import Role
 from referrals.db.models import AuditEvent
 from tests.api.helpers import (
     API,
@@ -459,3 +462,54 @@ def test_any_json_at_any_operation_is_never_a_5xx(app, client, actors, dev_token
         assert response.status_code < 500, (method, path, response.get_data(as_text=True))
         if response.status_code >= 400:
             assert response.mimetype == "application/problem+json"
+
+
+# --- what a token says -----------------------------------------------------------------------
+
+
+def _unsigned(claims):
+    def part(value):
+        raw = json.dumps(value).encode()  # ensure_ascii: "\ud800" travels escaped
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'ES256', 'typ': 'at+jwt', 'kid': 'k'})}.{part(claims)}.AAAA"
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800", "a\x1bb"], ids=["nul", "surrogate", "esc"])
+@pytest.mark.parametrize("claim", ["sub", "iss"])
+def test_a_forged_token_with_unreadable_claims_is_a_401_and_audited(client, database, claim, text):
+    """The refusal's audit event records what the token claims; text PostgreSQL cannot
+    store must not turn the 401 into a 503."""
+    audited = audit_rows(database)
+    claims = {"iss": "https://idp.example.org", "sub": "someone", claim: text}
+    headers = {"Authorization": f"Bearer {_unsigned(claims)}"}
+
+    response = client.get(REFERRALS, headers=headers)
+
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert audit_rows(database) == audited + 1
+
+
+# (A signer cannot write a lone surrogate as UTF-8: only forged tokens carry one.)
+@pytest.mark.parametrize("text", ["a\x00b", "a\x1bb"], ids=["nul", "esc"])
+@pytest.mark.parametrize("claim", ["subject", "unit"])
+def test_a_valid_token_with_unreadable_claims_is_a_401_and_audited(
+    client, database, instance_path, settings, claim, text
+):
+    """Even a token the service trusts must not name its holder in text the audit trail
+    cannot keep: the request is refused (401) and recorded, never a 503."""
+    audited = audit_rows(database)
+    key = devissuer.load_or_create_key(instance_path)
+    names = {"subject": "dev-someone", "unit": "ungdomsjouren", claim: text}
+    token = devissuer.mint(
+        key,
+        role=Role.YOUTH_WORKER,
+        unit=names["unit"],
+        subject=names["subject"],
+        audience=settings.oidc_audience,
+    )
+
+    response = client.get(REFERRALS, headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert audit_rows(database) == audited + 1
