@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +82,19 @@ def unbind_request(token: Token[Any]) -> None:
     _request_ids.reset(token)
 
 
+def _stamping(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """A record factory that notes the request being served when a record is made (a
+    handler may format it later, elsewhere: a queue, a test's capture)."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.request_ids = _request_ids.get()
+        return record
+
+    make.stamps_request_ids = True  # type: ignore[attr-defined]
+    return make
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -90,7 +103,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": _message(record),
         }
-        ids = _request_ids.get()
+        ids = getattr(record, "request_ids", None)
         if ids is not None:
             line["request_id"] = ids[0]
             if ids[1] is not None:
@@ -129,7 +142,10 @@ def _access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def configure(level: str) -> None:
-    """Install the JSON handler on the package logger, once per process."""
+    """Install the JSON handler on the package logger, and the stamping of request ids
+    on every record, once per process."""
+    if not getattr(logging.getLogRecordFactory(), "stamps_request_ids", False):
+        logging.setLogRecordFactory(_stamping(logging.getLogRecordFactory()))
     logger = logging.getLogger("referrals")
     logger.setLevel(level)
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
