@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN §7: ETags and If-Match, merge patches, idempotent create,
+"""The HTTP contract of README: API overview: ETags and If-Match, merge patches, idempotent create,
 keyset pagination, caching headers and the problem+json shape of framework errors."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A witness for the whole test session: every personal value and token sent to the app,
 every audit row written and every log line emitted — and, at the end, proof that the
-first never appear in the other two (DESIGN §5: no personal data, tokens or search terms
-in the audit trail or the logs)."""
+first never appear in the other two (SECURITY.md, Audit trail: no personal data, tokens
+or search terms in the audit trail or the logs)."""
 
 from __future__ import annotations
 
