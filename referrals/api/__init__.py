@@ -120,8 +120,8 @@ def openapi_config() -> dict[str, Any]:
 def init_app(app: Flask) -> ReferralsApi:
     app.config.update(openapi_config())
     app.before_request(_assign_request_id)
-    app.after_request(_return_request_id)
     app.teardown_request(_unbind_request_ids)
+    app.after_request(_return_request_id)
     api = ReferralsApi(app)
     for module in (health, referrals, units, routing, audit):
         api.register_blueprint(module.blp)
