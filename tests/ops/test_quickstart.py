@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -58,6 +60,76 @@ def quickstart(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+README = Path(__file__).parents[2] / "README.md"
+# The shell variables the walk-through asks the reader to fill in, and what they hold.
+READER_FILLS = {"YW": "YOUTH_WORKER_UNGDOMSJOUREN", "CW": "CASEWORKER_NORRMALM"}
+
+
+def _walk_through() -> list[tuple[str, str]]:
+    """The quick start's shell commands, each with the ``# -> …`` answer printed under it."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("It serves on") : text.index("**(2) Install")]
+    steps: list[tuple[str, str]] = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
+        command = ""
+        for line in block.splitlines():
+            if line.startswith("#"):
+                if steps and not command:
+                    steps[-1] = (steps[-1][0], steps[-1][1] + line.lstrip("#-> "))
+                continue
+            command += line + "\n"
+            # A command ends at a line that neither continues nor leaves a quote open.
+            if not line.endswith("\\") and command.count("'") % 2 == 0:
+                steps.append((command, ""))
+                command = ""
+    return steps
+
+
+def _literals(printed: str) -> list[tuple[str, object]]:
+    """The ``"key": value`` pairs of a printed answer that are spelt out in full."""
+    pairs = re.findall(r'"(\w+)": ("[^"…]*"|true|false|null)', printed)
+    return [(key, json.loads(value)) for key, value in pairs]
+
+
+def _found(answer: object, key: str, value: object) -> bool:
+    if isinstance(answer, dict):
+        return answer.get(key, object()) == value or any(
+            _found(v, key, value) for v in answer.values()
+        )
+    if isinstance(answer, list):
+        return any(_found(item, key, value) for item in answer)
+    return False
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
+def test_the_readme_walk_through_works_as_printed(
+    quickstart: tuple[str, dict[str, str]],
+) -> None:
+    base, tokens = quickstart
+    env = {"PATH": os.environ["PATH"]}
+    answer: dict[str, object] = {}
+    steps = _walk_through()
+    assert len(steps) >= 10
+    for command, printed in steps:
+        assignment = re.fullmatch(r"(\w+)=(\S+)(\s+#.*)?\n", command)
+        if assignment:
+            name, value = assignment.group(1), assignment.group(2)
+            if name in READER_FILLS:
+                env[name] = tokens[READER_FILLS[name]]
+            elif value == "…":  # "the id from that answer"
+                env[name] = str(answer["id"])
+            else:
+                env[name] = value.replace("http://127.0.0.1:8000", base)
+            continue
+        result = subprocess.run(
+            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        answer = json.loads(result.stdout)
+        for key, value in _literals(printed):
+            assert _found(answer, key, value), (command, key, value, answer)
 
 
 def test_printed_tokens_drive_create_submit_accept(
