@@ -29,6 +29,10 @@ FIELDS = (
     "skipped",
     "escalated",
     "pruned",
+    "sealed",
+    "checkpoint",
+    "error",
+    "retry_in",
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from referrals.audit import chain
 from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
 
+# Events sealed per round (and per transaction) at most.
+DEFAULT_BATCH = 1000
 # pg_advisory_xact_lock key: "referral" in ASCII, so it reads as ours in pg_locks.
 SEALER_LOCK = 0x726566657272616C
 
@@ -46,7 +48,9 @@ def body(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def seal_pending(session: Session, clock: Callable[[], datetime], limit: int = 1000) -> int:
+def seal_pending(
+    session: Session, clock: Callable[[], datetime], limit: int = DEFAULT_BATCH
+) -> int:
     """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many."""
     _lock(session)
     now = clock()  # after the lock: a sealer that waited must not stamp the past
@@ -105,6 +109,55 @@ def _checkpoint_fields(checkpoint: chain.Checkpoint | AuditCheckpoint) -> dict[s
         name: getattr(checkpoint, name)
         for name in ("seq", "head", "created_at", "previous", "key_id", "signature")
     }
+
+
+# A transaction's audit event is stamped before it commits, so an event can arrive after
+# later-stamped ones were sealed; never by more than the longest transaction.  Looking for
+# pending events this far behind the newest sealed one keeps the query small on a long chain.
+LATE_COMMIT_WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits for the sealer: cheap enough for every readiness probe."""
+
+    # recorded_at of the oldest committed event that has no seal yet
+    oldest_pending: datetime | None
+    # sealed events after the newest checkpoint, and when the first of them was sealed
+    unsigned: int
+    oldest_unsigned: datetime | None
+    newest_checkpoint: datetime | None
+
+
+def backlog(session: Session) -> Backlog:
+    head = session.execute(
+        select(AuditSeal.seq, AuditEvent.recorded_at)
+        .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+        .order_by(AuditSeal.seq.desc())
+        .limit(1)
+    ).first()
+    pending = (
+        select(func.min(AuditEvent.recorded_at))
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+    )
+    if head is not None:
+        pending = pending.where(AuditEvent.recorded_at >= head.recorded_at - LATE_COMMIT_WINDOW)
+    latest = session.execute(
+        select(AuditCheckpoint.seq, AuditCheckpoint.created_at)
+        .order_by(AuditCheckpoint.seq.desc())
+        .limit(1)
+    ).first()
+    signed_to = latest.seq if latest else 0
+    first_unsigned = session.scalar(
+        select(AuditSeal.sealed_at).where(AuditSeal.seq == signed_to + 1)
+    )
+    return Backlog(
+        oldest_pending=session.scalar(pending),
+        unsigned=(head.seq if head else 0) - signed_to,
+        oldest_unsigned=first_unsigned,
+        newest_checkpoint=latest.created_at if latest else None,
+    )
 
 
 def _lock(session: Session) -> None:

@@ -26,6 +26,12 @@ class Database:
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             connection.execute(text("SELECT 1"))
 
+    def read_session(self) -> Session:
+        """A session for reads only: on SQLite it never waits for the write lock."""
+        session = self.sessions()
+        session.connection(execution_options={READ_ONLY: True})
+        return session
+
     def dispose(self) -> None:
         self.engine.dispose()
 
