@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -193,3 +194,17 @@ def test_backoff_is_bounded_and_jittered(streak: int) -> None:
 
     assert low.backoff(streak) == ceiling / 2
     assert high.backoff(streak) == ceiling
+
+
+def test_a_fault_that_is_not_the_databases_ends_the_loop(app: Flask, database: Database) -> None:
+    """A bug must not be retried forever in silence: the loop ends and its caller exits
+    non-zero (the CLI) or logs it as critical (the quickstart's thread)."""
+
+    def broken_clock() -> datetime:
+        raise ValueError("a bug, not a database fault")
+
+    sealer = Sealer(database.sessions, broken_clock, runtime_of(app).audit_signing_key, FAST)
+
+    with pytest.raises(ValueError, match="not a database fault"):
+        sealer.run()
+    assert sealer.failures == 0
