@@ -23,7 +23,6 @@ from referrals.api.schemas.units import SeedDocument
 from referrals.app import create_app, key_provider
 from referrals.audit import export as audit_export_rows
 from referrals.audit import freshness, sealing
-from referrals.audit.freshness import FreshnessLimits
 from referrals.audit.sealer import Sealer
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
@@ -409,23 +408,10 @@ def audit_verify() -> None:
         finding = result.finding
         raise click.ClickException(f"{finding.problem} at seq {finding.seq}: {finding.detail}")
     if not fresh.ok:
-        raise click.ClickException(_behind(fresh, limits))
+        raise click.ClickException(
+            freshness.explain(fresh, limits) + "; is `referrals audit seal --follow` running?"
+        )
     click.echo("ok")
-
-
-def _behind(fresh: freshness.Freshness, limits: FreshnessLimits) -> str:
-    reasons = []
-    if freshness.SEALING_BEHIND in fresh.problems:
-        reasons.append(
-            f"the oldest unsealed event has waited {fresh.oldest_pending_age:.0f} s "
-            f"(allowed: {limits.allowed_lag:g} s)"
-        )
-    if freshness.CHECKPOINT_OVERDUE in fresh.problems:
-        reasons.append(
-            f"{fresh.unsigned} sealed events have waited {fresh.oldest_unsigned_age:.0f} s "
-            f"for a checkpoint (interval: {limits.checkpoint_interval:g} s)"
-        )
-    return "behind: " + "; ".join(reasons) + "; is `referrals audit seal --follow` running?"
 
 
 def _instance_path(settings: Settings) -> Path:

@@ -58,3 +58,19 @@ def judge(backlog: Backlog, now: datetime, limits: FreshnessLimits) -> Freshness
 
 def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else max(0.0, (now - then).total_seconds())
+
+
+def explain(fresh: Freshness, limits: FreshnessLimits) -> str:
+    """One line for an operator: what waits, how long, and what is allowed."""
+    reasons = []
+    if SEALING_BEHIND in fresh.problems:
+        reasons.append(
+            f"the oldest unsealed event has waited {fresh.oldest_pending_age:.0f} s "
+            f"(allowed: {limits.allowed_lag:g} s)"
+        )
+    if CHECKPOINT_OVERDUE in fresh.problems:
+        reasons.append(
+            f"{fresh.unsigned} sealed events have waited {fresh.oldest_unsigned_age:.0f} s "
+            f"for a checkpoint (interval: {limits.checkpoint_interval:g} s)"
+        )
+    return "behind: " + "; ".join(reasons) if reasons else "current"
