@@ -20,7 +20,9 @@ recorded_at) of the run's events.
 Printed per run: requests, requests/second, 5xx and 4xx counts (a refused connection
 counts as 5xx), pending at the end of the load and sealed after the wait, the largest
 seal lag, checkpoints, the verification status, and from the quickstart's log the failed
-sealer rounds (retried) and sealer deaths (the loop ended).  The runs of one backend share
+sealer rounds (retried), sealer deaths (the loop ended) and failed webhook-worker rounds
+(the worker writes too: it must neither starve nor fail).  Failed rounds and deaths are
+counted over the quickstart's whole life.  The runs of one backend share
 one quickstart, so the sealed and checkpoint figures accumulate.
 
 Not a test: pytest does not collect this file.
@@ -78,6 +80,7 @@ class Run:
     status: str
     failed_rounds: int
     deaths: int
+    worker_failures: int
 
 
 def _free_port() -> int:
@@ -236,6 +239,7 @@ def backend_runs(backend: str, clients: list[int], duration: float) -> Iterator[
                 status=result["status"],
                 failed_rounds=count(log, "audit sealer round failed"),
                 deaths=count(log, "audit sealer stopped") + count(log, "Exception in thread"),
+                worker_failures=count(log, "worker round failed"),
             )
 
 
@@ -250,7 +254,7 @@ def main() -> None:
     header = (
         f"{'backend':<10} {'clients':>7} {'requests':>8} {'req/s':>7} {'5xx':>4} {'4xx':>4}"
         f" {'pending':>7} {'sealed':>7} {'max lag s':>9} {'ckpts':>5} {'verify':>7}"
-        f" {'failed rounds':>13} {'deaths':>6}"
+        f" {'failed rounds':>13} {'deaths':>6} {'worker failed':>13}"
     )
     say(header)
     for backend in args.backends.split(","):
@@ -263,6 +267,7 @@ def main() -> None:
                 f"{run.backend:<10} {run.clients:>7} {total:>8} {total / run.seconds:>7.1f}"
                 f" {server:>4} {client:>4} {run.pending:>7} {run.sealed:>7} {lag:>9}"
                 f" {run.checkpoints:>5} {run.status:>7} {run.failed_rounds:>13} {run.deaths:>6}"
+                f" {run.worker_failures:>13}"
             )
 
 
