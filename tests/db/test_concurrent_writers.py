@@ -39,7 +39,8 @@ def live_app(settings: Settings, committed_database: Database, clock: FakeClock)
 
 
 def client_loop(app: Flask, actors: Actors, barrier: threading.Barrier) -> Counter[int]:
-    """One client's ordinary work: create and submit, list, accept, timeline, a note."""
+    """One client's ordinary work: create and submit, list, accept, timeline, a refused
+    read, a note."""
     client = app.test_client()
     statuses: Counter[int] = Counter()
     barrier.wait()
@@ -54,6 +55,8 @@ def client_loop(app: Flask, actors: Actors, barrier: threading.Barrier) -> Count
             client.get(REFERRALS, headers=actors.worker),
             client.post(f"{REFERRALS}/{rid}/accept", json={}, headers=actors.sodermalm),
             client.get(f"{REFERRALS}/{rid}/events", headers=actors.worker),
+            # Another unit's caseworker: 404, recorded by the refusal path's own transaction.
+            client.get(f"{REFERRALS}/{rid}", headers=actors.norrmalm),
             client.post(
                 f"{REFERRALS}/{rid}/notes",
                 json={"text": "Called back.", "visibility": "shared"},
@@ -94,8 +97,11 @@ def test_concurrent_clients_and_the_sealer_get_no_server_error(
         sealer.join(timeout=BARRIER_TIMEOUT)
 
     statuses = sum(results, Counter[int]())
-    # Every create and note is 201, every list, accept and timeline 200: nothing else.
-    assert statuses == Counter({201: 2 * CLIENTS * ROUNDS, 200: 3 * CLIENTS * ROUNDS})
+    # Every create and note is 201, every list, accept and timeline 200, every read by the
+    # wrong unit 404: nothing else.
+    assert statuses == Counter(
+        {201: 2 * CLIENTS * ROUNDS, 200: 3 * CLIENTS * ROUNDS, 404: CLIENTS * ROUNDS}
+    )
     assert sealer_errors == []
     with committed_database.sessions() as session:
         sealing.seal_pending(session, runtime.clock)
@@ -103,4 +109,4 @@ def test_concurrent_clients_and_the_sealer_get_no_server_error(
         result = sealing.verify(session, audit_public_keys(runtime))
     assert result.ok
     assert result.pending == 0
-    assert result.sealed == CLIENTS * ROUNDS * 5
+    assert result.sealed == CLIENTS * ROUNDS * 6
