@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 # Seconds a SQLite writer waits for the write lock before the request fails with 503.
@@ -21,10 +21,6 @@ READ_ONLY = "referrals_read_only"
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
-
-    def ping(self) -> None:
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-            connection.execute(text("SELECT 1"))
 
     def read_session(self) -> Session:
         """A session for reads only: on SQLite it never waits for the write lock."""
