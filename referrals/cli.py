@@ -9,7 +9,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -330,12 +329,7 @@ def audit_seal(follow: bool, interval: float | None, checkpoint_every: float | N
             sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
         click.echo(f"{sealed} events sealed")
         return
-    sealer = runtime.sealer()
-    sealer.policy = replace(
-        sealer.policy,
-        interval=interval or sealer.policy.interval,
-        checkpoint_interval=checkpoint_every or sealer.policy.checkpoint_interval,
-    )
+    sealer = runtime.sealer(interval=interval, checkpoint_interval=checkpoint_every)
     _stop_on_signals(sealer.stop)
     try:
         sealer.run()

@@ -56,12 +56,15 @@ class Runtime:
             lease=s.worker_lease,
         )
 
-    def sealer(self) -> Sealer:
+    def sealer(
+        self, *, interval: float | None = None, checkpoint_interval: float | None = None
+    ) -> Sealer:
+        """The audit sealer by the settings; the CLI's options may override two of them."""
         s = self.settings
         policy = SealerPolicy(
-            interval=s.audit_seal_interval,
+            interval=interval or s.audit_seal_interval,
             checkpoint_events=s.audit_checkpoint_events,
-            checkpoint_interval=s.audit_checkpoint_interval,
+            checkpoint_interval=checkpoint_interval or s.audit_checkpoint_interval,
         )
         return Sealer(self.database.sessions, self.clock, self.audit_signing_key, policy)
 
