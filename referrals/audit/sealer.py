@@ -71,7 +71,7 @@ class Sealer:
             sealed = sealing.seal_pending(session, self._clock)
         signed = None
         with self._sessions() as session:
-            if self._checkpoint_due(sealing.backlog(session)):
+            if self._checkpoint_due(sealing.unsigned(session)):
                 row = sealing.checkpoint(session, self._key, self._clock)
                 signed = row.seq if row else None
         return Round(sealed, signed)
@@ -111,10 +111,10 @@ class Sealer:
         ceiling = min(self.policy.backoff_cap, self.policy.interval * 2.0 ** min(streak, 30))
         return ceiling / 2 + self._jitter() * ceiling / 2
 
-    def _checkpoint_due(self, backlog: sealing.Backlog) -> bool:
-        if backlog.unsigned == 0 or backlog.oldest_unsigned is None:
+    def _checkpoint_due(self, waiting: sealing.Unsigned) -> bool:
+        if waiting.count == 0 or waiting.oldest is None:
             return False
-        if backlog.unsigned >= self.policy.checkpoint_events:
+        if waiting.count >= self.policy.checkpoint_events:
             return True
-        waited = (self._clock() - backlog.oldest_unsigned).total_seconds()
+        waited = (self._clock() - waiting.oldest).total_seconds()
         return waited >= self.policy.checkpoint_interval

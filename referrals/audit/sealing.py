@@ -111,52 +111,69 @@ def _checkpoint_fields(checkpoint: chain.Checkpoint | AuditCheckpoint) -> dict[s
     }
 
 
-# A transaction's audit event is stamped before it commits, so an event can arrive after
-# later-stamped ones were sealed; never by more than the longest transaction.  Looking for
-# pending events this far behind the newest sealed one keeps the query small on a long chain.
-LATE_COMMIT_WINDOW = timedelta(hours=1)
+# A transaction's audit event is stamped just before it commits, so an event can arrive
+# after later-stamped ones were sealed, by as long as its commit waited for a lock.  The
+# freshness check looks for pending events only this far behind the newest sealed one, to
+# stay cheap on a long chain; the sealer itself looks everywhere.
+LATE_COMMIT_WINDOW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Unsigned:
+    """Sealed events after the newest checkpoint: three indexed lookups, every round."""
+
+    count: int
+    oldest: datetime | None  # when the first of them was sealed
+    newest_checkpoint: datetime | None
 
 
 @dataclass(frozen=True)
 class Backlog:
-    """What waits for the sealer: cheap enough for every readiness probe."""
+    """What waits for the sealer, as the freshness judgement needs it."""
 
     # recorded_at of the oldest committed event that has no seal yet
     oldest_pending: datetime | None
-    # sealed events after the newest checkpoint, and when the first of them was sealed
     unsigned: int
     oldest_unsigned: datetime | None
     newest_checkpoint: datetime | None
 
 
-def backlog(session: Session) -> Backlog:
-    head = session.execute(
-        select(AuditSeal.seq, AuditEvent.recorded_at)
-        .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-        .order_by(AuditSeal.seq.desc())
-        .limit(1)
-    ).first()
-    pending = (
-        select(func.min(AuditEvent.recorded_at))
-        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
-        .where(AuditSeal.seq.is_(None))
-    )
-    if head is not None:
-        pending = pending.where(AuditEvent.recorded_at >= head.recorded_at - LATE_COMMIT_WINDOW)
+def unsigned(session: Session) -> Unsigned:
+    head = session.scalar(select(func.max(AuditSeal.seq))) or 0
     latest = session.execute(
         select(AuditCheckpoint.seq, AuditCheckpoint.created_at)
         .order_by(AuditCheckpoint.seq.desc())
         .limit(1)
     ).first()
     signed_to = latest.seq if latest else 0
-    first_unsigned = session.scalar(
-        select(AuditSeal.sealed_at).where(AuditSeal.seq == signed_to + 1)
+    first = session.scalar(select(AuditSeal.sealed_at).where(AuditSeal.seq == signed_to + 1))
+    return Unsigned(head - signed_to, first, latest.created_at if latest else None)
+
+
+def oldest_pending(session: Session) -> datetime | None:
+    newest_sealed = session.scalar(
+        select(AuditEvent.recorded_at)
+        .join(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .order_by(AuditSeal.seq.desc())
+        .limit(1)
     )
+    query = (
+        select(func.min(AuditEvent.recorded_at))
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+    )
+    if newest_sealed is not None:
+        query = query.where(AuditEvent.recorded_at >= newest_sealed - LATE_COMMIT_WINDOW)
+    return session.scalar(query)
+
+
+def backlog(session: Session) -> Backlog:
+    signed = unsigned(session)
     return Backlog(
-        oldest_pending=session.scalar(pending),
-        unsigned=(head.seq if head else 0) - signed_to,
-        oldest_unsigned=first_unsigned,
-        newest_checkpoint=latest.created_at if latest else None,
+        oldest_pending=oldest_pending(session),
+        unsigned=signed.count,
+        oldest_unsigned=signed.oldest,
+        newest_checkpoint=signed.newest_checkpoint,
     )
 
 
