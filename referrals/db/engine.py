@@ -24,12 +24,16 @@ class Database:
 
     def read_session(self) -> Session:
         """A session for reads only: on SQLite it never waits for the write lock."""
-        session = self.sessions()
-        session.connection(execution_options={READ_ONLY: True})
-        return session
+        return read_only(self.sessions())
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def read_only(session: Session) -> Session:
+    """Mark a new session read-only: on SQLite it begins deferred, without the write lock."""
+    session.connection(execution_options={READ_ONLY: True})
+    return session
 
 
 def connect(

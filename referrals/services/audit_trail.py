@@ -98,8 +98,9 @@ def verify(
     """Is the chain intact ("failed" names the first problem), and is it current ("behind":
     events wait for their seal, or sealed ones for a checkpoint, longer than allowed)?"""
     _require_auditor(ctx)
-    result = sealing.verify(uow.session, public_keys)
-    fresh = freshness.judge(sealing.backlog(uow.session), ctx.now, limits)
+    with uow.reading() as session:
+        result = sealing.verify(session, public_keys)
+        fresh = freshness.judge(sealing.backlog(session), ctx.now, limits)
     uow.commit()
     finding = result.finding
     return {
