@@ -58,7 +58,7 @@ def sign(app: Flask, database: Database) -> None:
 def test_a_stalled_sealer_is_reported_by_verify_and_readiness(
     app: Flask, client: FlaskClient, database: Database, clock: FakeClock, auditor: dict[str, str]
 ) -> None:
-    first = verify(client, auditor)  # the seeding events are pending, for 0 seconds
+    first = verify(client, auditor)  # nothing has waited yet
     assert first["status"] == "ok"
     assert first["freshness"]["problems"] == []
     assert sealer_state(client) == "ok"
