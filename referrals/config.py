@@ -70,6 +70,15 @@ class Settings:
     # Delivered and skipped webhooks are deleted after this many days (dead ones stay
     # until an admin replays them).
     outbox_retention_days: int = 30
+    # The audit sealer (``referrals audit seal --follow``, or the quickstart's thread):
+    # seconds between rounds when idle, and a signed checkpoint after this many new sealed
+    # events or this many seconds after the first unsigned one, whichever comes first.
+    audit_seal_interval: float = 1.0
+    audit_checkpoint_events: int = 1000
+    audit_checkpoint_interval: float = 60.0
+    # Seconds an event may wait for its seal (and a checkpoint beyond its interval) before
+    # verification and readiness report the sealer as behind.
+    audit_seal_lag: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,6 +163,7 @@ def _parse(name: str, raw: str) -> Any:
             | "webhook_max_attempts"
             | "worker_batch_size"
             | "outbox_retention_days"
+            | "audit_checkpoint_events"
         ):
             if not raw.isdigit() or int(raw) < 1:
                 raise ConfigError(f"{key} must be a whole number of at least 1")
@@ -164,6 +174,9 @@ def _parse(name: str, raw: str) -> Any:
             | "webhook_backoff_cap"
             | "worker_lease"
             | "worker_interval"
+            | "audit_seal_interval"
+            | "audit_checkpoint_interval"
+            | "audit_seal_lag"
         ):
             seconds = _seconds(raw, maximum=86400)
             if seconds is None:

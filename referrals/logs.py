@@ -42,6 +42,10 @@ FIELDS = (
     "skipped",
     "escalated",
     "pruned",
+    "sealed",
+    "checkpoint",
+    "error",
+    "retry_in",
 )
 
 # Keys of the WSGI environ through which the app tells gunicorn's access line what it

@@ -10,7 +10,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from referrals.audit import chain
+from referrals.audit.freshness import FreshnessLimits
 from referrals.audit.recorder import PendingAudit
+from referrals.audit.sealer import Sealer, SealerPolicy
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
@@ -52,6 +54,24 @@ class Runtime:
             backoff_cap=s.webhook_backoff_cap,
             batch_size=s.worker_batch_size,
             lease=s.worker_lease,
+        )
+
+    def sealer(
+        self, *, interval: float | None = None, checkpoint_interval: float | None = None
+    ) -> Sealer:
+        """The audit sealer by the settings; the CLI's options may override two of them."""
+        s = self.settings
+        policy = SealerPolicy(
+            interval=interval or s.audit_seal_interval,
+            checkpoint_events=s.audit_checkpoint_events,
+            checkpoint_interval=checkpoint_interval or s.audit_checkpoint_interval,
+        )
+        return Sealer(self.database.sessions, self.clock, self.audit_signing_key, policy)
+
+    def freshness_limits(self) -> FreshnessLimits:
+        s = self.settings
+        return FreshnessLimits(
+            allowed_lag=s.audit_seal_lag, checkpoint_interval=s.audit_checkpoint_interval
         )
 
     def context(self, principal: Principal, break_glass: BreakGlassReason | None = None) -> Context:
