@@ -75,6 +75,9 @@ class Settings:
     web_client_id: str | None = None
     web_client_secret: str | None = field(default=None, repr=False)
     web_scope: str = "openid referrals:read referrals:write audit:read"
+    # RFC 8707 resource indicator asked for with the authorization request, when the
+    # provider issues API access tokens per resource (e.g. urn:referrals-api).
+    web_resource: str | None = None
     # Signs CSRF tokens.  Production must set it; development generates one in the
     # instance folder (0600), like the other development keys.
     web_secret_key: str | None = field(default=None, repr=False)
@@ -208,6 +211,7 @@ def _parse(name: str, raw: str) -> Any:
                 "web_client_id",
                 "web_client_secret",
                 "web_secret_key",
+                "web_resource",
             }
             return raw or None if name in nullable else raw
 
