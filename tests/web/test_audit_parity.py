@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from referrals.db.engine import Database
 from referrals.db.models import AuditEvent
 from tests.api.helpers import REFERRALS, bearer
-from tests.web.helpers import APP, NEW, SODERMALM, created_id, post, referral_form, sign_in
+from tests.web.helpers import APP, NEW, SODERMALM, created_id, post, referral_form, sign_in, text
 
 Row = tuple[Any, ...]
 
@@ -102,3 +104,20 @@ def test_a_form_refused_by_the_rules_is_audited_like_the_api_422(
     form = referral_form(**{"subject-birth_date": "31 mars"})
     events = _new_events(database, lambda: post(client, NEW, form))
     assert [(e[0], e[3], e[4]) for e in events] == [("referral:create", "error", 422)]
+
+
+def _failing_record(*_args: object, **_kwargs: object) -> None:
+    raise OperationalError("INSERT INTO audit_events", {}, Exception("audit store down"))
+
+
+def test_a_page_whose_audit_event_cannot_be_written_shows_nothing(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign_in(client)
+    referral = created_id(post(client, NEW, referral_form()))
+    monkeypatch.setattr("referrals.services.uow.record", _failing_record)
+    monkeypatch.setattr("referrals.runtime.record", _failing_record)
+    for path in (f"{APP}/referrals/{referral}", f"{APP}/referrals"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert "Testa" not in text(response)
