@@ -13,7 +13,17 @@ from sqlalchemy.exc import OperationalError
 from referrals.db.engine import Database
 from referrals.db.models import AuditEvent
 from tests.api.helpers import REFERRALS, bearer
-from tests.web.helpers import APP, NEW, SODERMALM, created_id, post, referral_form, sign_in, text
+from tests.web.helpers import (
+    APP,
+    NEW,
+    PNR,
+    SODERMALM,
+    created_id,
+    post,
+    referral_form,
+    sign_in,
+    text,
+)
 
 Row = tuple[Any, ...]
 
@@ -121,3 +131,15 @@ def test_a_page_whose_audit_event_cannot_be_written_shows_nothing(
         response = client.get(path)
         assert response.status_code == 503
         assert "Testa" not in text(response)
+
+
+def test_a_search_is_audited_like_the_api_search_and_records_no_number(
+    client: FlaskClient, database: Database
+) -> None:
+    sign_in(client)
+    events = _new_events(
+        database, lambda: post(client, f"{APP}/referrals/search", {"personal_number": PNR})
+    )
+    assert [(e[0], e[1], e[2], e[3]) for e in events] == [
+        ("referral:search", None, None, "allowed")
+    ]

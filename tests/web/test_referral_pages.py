@@ -172,3 +172,38 @@ def test_no_personal_data_in_any_address(client: FlaskClient) -> None:
     for address in addresses:
         assert "Testa" not in address
         assert digits not in address.replace("-", "")
+
+
+def test_a_changed_draft_that_cannot_be_sent_yet_is_saved_and_can_be_completed(
+    client: FlaskClient,
+) -> None:
+    sign_in(client)
+    referral = created_id(post(client, NEW, {"action": "draft"}))
+    edit = f"{APP}/referrals/{referral}/edit"
+    version = re.search(r'name="version" value="(\d+)"', text(client.get(edit)))
+    assert version
+    incomplete = {**referral_form(legal_basis=None), "version": version.group(1)}
+    failed = post(client, edit, incomplete)
+    assert failed.status_code == 422
+    page = text(failed)
+    assert '<a href="#legal_basis">' in page
+    newer = re.search(r'name="version" value="(\d+)"', page)
+    assert newer
+    assert int(newer.group(1)) > int(version.group(1))  # the change itself was saved
+    completed = {**referral_form(), "version": newer.group(1)}
+    assert created_id(post(client, edit, completed)) == referral
+    assert "Skickad, väntar på beslut" in text(client.get(f"{APP}/referrals/{referral}"))
+
+
+def test_search_by_personal_number_is_a_post_and_finds_the_referral(client: FlaskClient) -> None:
+    sign_in(client)
+    referral = created_id(post(client, NEW, referral_form()))
+    search = f"{APP}/referrals/search"
+    form_page = text(client.get(search))
+    assert re.search(r'<form method="post"', form_page)
+    found = post(client, search, {"personal_number": PNR})
+    assert found.status_code == 200
+    assert f'href="/app/referrals/{referral}"' in text(found)
+    other = post(client, search, {"personal_number": with_wrong_check_digit(PNR)})
+    assert other.status_code == 422
+    assert '<a href="#personal_number">Skriv ett riktigt personnummer' in text(other)
