@@ -94,3 +94,17 @@ def test_an_error_from_the_provider_signs_nobody_in(oidc_app: Flask) -> None:
     )
     assert response.status_code == 403
     assert client.get(MINE).status_code == 302
+
+
+def test_only_the_providers_origin_is_added_and_only_to_form_action(
+    oidc_app: Flask, oidc_provider: TestIdP
+) -> None:
+    """Signing out posts here and is redirected to the provider's end-session endpoint:
+    the browser applies form-action to that redirect too."""
+    parts = urlsplit(oidc_provider.issuer)
+    policy = oidc_app.test_client().get(f"{APP}/sign-in").headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["form-action"] == f"'self' {parts.scheme}://{parts.netloc}"
+    others = [v for k, v in directives.items() if k != "form-action"]
+    assert all(parts.netloc not in v for v in others)
+    assert directives["frame-ancestors"] == "'none'"
