@@ -12,6 +12,7 @@ from tests.web.helpers import (
     APP,
     MINE,
     NEW,
+    NORRMALM,
     PNR,
     SODERMALM,
     created_id,
@@ -207,3 +208,14 @@ def test_search_by_personal_number_is_a_post_and_finds_the_referral(client: Flas
     other = post(client, search, {"personal_number": with_wrong_check_digit(PNR)})
     assert other.status_code == 422
     assert '<a href="#personal_number">Skriv ett riktigt personnummer' in text(other)
+
+
+def test_the_receiving_unit_sees_no_sender_actions(client: FlaskClient) -> None:
+    sign_in(client)
+    referral = created_id(post(client, NEW, referral_form()))
+    caseworker = client.application.test_client()
+    sign_in(caseworker, NORRMALM)
+    page = text(caseworker.get(f"{APP}/referrals/{referral}"))
+    assert "Testa Testsson" in page
+    assert f"/app/referrals/{referral}/cancel" not in page
+    assert f"/app/referrals/{referral}/notes" in page

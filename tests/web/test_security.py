@@ -96,10 +96,27 @@ def _pages(client: FlaskClient) -> list[str]:
     ]
 
 
+def _audit_pages(client: FlaskClient, referral: str) -> list[tuple[FlaskClient, str]]:
+    auditor = client.application.test_client()
+    sign_in(auditor, AUDITOR)
+    return [
+        (auditor, f"{APP}/audit/"),
+        (auditor, f"{APP}/audit/events?action=referral:read"),
+        (auditor, f"{APP}/audit/break-glass"),
+        (auditor, f"{APP}/audit/referrals/{referral}"),
+    ]
+
+
+def _every_page(client: FlaskClient) -> list[tuple[FlaskClient, str]]:
+    pages = _pages(client)
+    referral = pages[3].rsplit("/", 1)[1]
+    return [(client, path) for path in pages] + _audit_pages(client, referral)
+
+
 def test_every_page_sends_the_protective_headers(client: FlaskClient) -> None:
     sign_in(client)
-    for path in _pages(client):
-        response = client.get(path)
+    for browser, path in _every_page(client):
+        response = browser.get(path)
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, path
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers["Cache-Control"] == "no-store", path
@@ -109,8 +126,8 @@ def test_every_page_sends_the_protective_headers(client: FlaskClient) -> None:
 
 def test_no_page_refers_to_another_origin_or_carries_inline_script(client: FlaskClient) -> None:
     sign_in(client)
-    for path in _pages(client):
-        page = text(client.get(path, follow_redirects=True))
+    for browser, path in _every_page(client):
+        page = text(browser.get(path, follow_redirects=True))
         addresses = re.findall(r'(?:href|src|action)="([^"]*)"', page)
         assert addresses, path
         for address in addresses:
