@@ -118,7 +118,7 @@ def signed_in(
                     _refuse(rt, audit, kwargs, None, 401)
                 if keep_form and request.method == "POST":
                     keep_posted_form()
-                target = request.path if request.method == "GET" else _form_page()
+                target = request.path if request.method == "GET" or keep_form else _parent()
                 return redirect(url_for("web.signin.page") + "?" + urlencode({"next": target}))
             g.principal = caller_
             g.context = rt.context(caller_)
@@ -141,6 +141,11 @@ def _refuse(
     if "referral_id" in kwargs:
         pending.target("referral", kwargs["referral_id"])
     rt.record_refusal(pending, status)
+
+
+def _parent() -> str:
+    """After signing in, an action's page rather than the action (a POST-only address)."""
+    return request.path.rsplit("/", 1)[0]
 
 
 def _form_page() -> str:

@@ -58,3 +58,17 @@ def test_a_kept_form_expires(client: FlaskClient, clock: FakeClock) -> None:
     clock.advance(minutes=31)
     sign_in(client)
     assert "Testa Testsson" not in text(client.get(NEW))
+
+
+def test_an_action_posted_after_expiry_leads_back_to_its_page(
+    client: FlaskClient, clock: FakeClock
+) -> None:
+    sign_in(client)
+    referral = "00000000-0000-4000-8000-000000000000"
+    token = csrf(client.get(NEW))
+    clock.advance(minutes=16)
+    response = client.post(
+        f"{APP}/referrals/{referral}/notes", data={"text": "Påhittad", "csrf_token": token}
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"next=%2Fapp%2Freferrals%2F{referral}")
