@@ -143,3 +143,14 @@ def test_a_search_is_audited_like_the_api_search_and_records_no_number(
     assert [(e[0], e[1], e[2], e[3]) for e in events] == [
         ("referral:search", None, None, "allowed")
     ]
+
+
+def test_my_referrals_is_audited_like_the_api_listing(
+    client: FlaskClient, database: Database, dev_token: Callable[..., str]
+) -> None:
+    sign_in(client)
+    worker = bearer(dev_token("youth_worker", "ungdomsjouren"))
+    page = _new_events(database, lambda: client.get(f"{APP}/referrals"))
+    api = _new_events(database, lambda: client.get(REFERRALS, headers=worker))
+    assert page == api
+    assert [(e[0], e[3]) for e in page] == [("referral:list", "allowed")]
