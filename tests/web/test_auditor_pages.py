@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from tests.support.clock import FakeClock
 from tests.web.helpers import (
     APP,
     AUDITOR,
@@ -61,3 +62,12 @@ def test_the_chain_search_and_review_pages_answer(client: FlaskClient) -> None:
     wrong = client.get(f"{APP}/audit/events", query_string={"since": "igår"})
     assert wrong.status_code == 422
     assert '<a href="#since">' in text(wrong)
+
+
+def test_the_chain_page_says_when_sealing_is_behind(client: FlaskClient, clock: FakeClock) -> None:
+    sign_in(client, AUDITOR)
+    assert "Kedjan är obruten." in text(client.get(f"{APP}/audit/"))
+    clock.advance(seconds=31)  # unsealed events older than REFERRALS_AUDIT_SEAL_LAG (30 s)
+    page = text(client.get(f"{APP}/audit/"))
+    assert "förseglingen ligger efter" in page
+    assert "Kedjan har ändrats" not in page
