@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from selenium import webdriver
 
-from tests.browser.conftest import WebStack
 from tests.support import browser
+from tests.support.web_stack import WebStack
 
 
 @pytest.mark.xfail(

@@ -6,15 +6,17 @@ tests means something.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from joserfc import jwt
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.conftest import WebStack, provider_login
 from tests.support import browser
 from tests.support.relying_party import MOUNT
+from tests.support.web_stack import WebStack, provider_login
 
 
 def test_the_viewport_is_a_phone(driver: webdriver.Chrome, web_stack: WebStack) -> None:
@@ -137,3 +139,14 @@ def test_keyboard_helper_reaches_and_operates_controls(
     assert driver.find_element(By.ID, "name").get_attribute("value") == "Kim Påhittad"
     with pytest.raises(AssertionError, match="not reachable"):
         browser.tab_to(driver, browser.named("no-such-field"), limit=10)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "skip"), ("true", "fail")])
+def test_a_missing_browser_skips_locally_and_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: str
+) -> None:
+    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
+    with pytest.raises(expected, match="no-chromium"):
+        browser.require_browser()
