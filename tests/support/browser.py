@@ -263,6 +263,18 @@ def by_id(driver: webdriver.Chrome, element_id: str) -> WebElement:
     return driver.find_element(By.ID, element_id)
 
 
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "browser" / "screenshots"
+
+
+def screenshot(driver: webdriver.Chrome, name: str) -> None:
+    """Save what the browser shows as tests/browser/screenshots/<name>.png, for the README,
+    only when ``REFERRALS_SCREENSHOTS=1`` (a normal run leaves the tree as it was)."""
+    if os.environ.get("REFERRALS_SCREENSHOTS") != "1":
+        return
+    SCREENSHOTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
 def settle(seconds: float = 0.05) -> None:
     """A breath for the browser between keyboard steps (focus moves are asynchronous)."""
     time.sleep(seconds)

@@ -39,6 +39,8 @@ CODE_CLIENT = {
 # People who sign in to the web front end through the provider's login page, by login name.
 WEB_ACCOUNTS: dict[str, dict[str, Any]] = {
     "ung-anna": {"roles": ["youth_worker"], "unit": "ungdomsjouren"},
+    # A youth worker of another unit: none of ungdomsjouren's referrals are theirs.
+    "ung-kalle": {"roles": ["youth_worker"], "unit": "kungsholmen"},
     "norr-cw": {"roles": ["caseworker"], "unit": "norrmalm"},
     "soder-cw": {"roles": ["caseworker"], "unit": "sodermalm"},
     "revisor": {"roles": ["auditor"]},

@@ -127,8 +127,25 @@ def provider_login(driver: webdriver.Chrome, idp: TestIdP, login: str) -> None:
 
 
 def web_sign_in(driver: webdriver.Chrome, stack: WebStack, login: str, next_path: str) -> None:
-    """Sign in to the web front end through the provider's login page, landing on
-    ``next_path``."""
-    driver.get(stack.url(f"/app/sign-in/start?next={next_path}"))
+    """Open ``next_path`` signed out, follow the sign-in page's button to the provider's
+    login page, sign in there as ``login`` and land back on ``next_path``."""
+    driver.get(stack.url(next_path))
+    browser.wait_for_url(driver, stack.url("/app/sign-in"))
+    driver.find_element(By.CSS_SELECTOR, "a[href*='/app/sign-in/start']").click()
     provider_login(driver, stack.idp, login)
     browser.wait_for_url(driver, stack.url(next_path))
+
+
+def web_sign_out(driver: webdriver.Chrome, stack: WebStack) -> None:
+    """The page's sign-out button, then the provider's "sign me out" (RP-initiated logout)."""
+    driver.find_element(By.CSS_SELECTOR, "form[action$='/app/sign-out'] button").click()
+    signed_out = stack.url("/app/signed-out")
+    browser.wait_for(
+        driver,
+        lambda d: (
+            d.current_url.startswith(stack.idp.issuer) or d.current_url.startswith(signed_out)
+        ),
+    )
+    if driver.current_url.startswith(stack.idp.issuer):
+        driver.find_element(By.CSS_SELECTOR, "button[name=logout][value=yes]").click()
+    browser.wait_for_url(driver, signed_out)
