@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from referrals.audit import chain
-from referrals.audit.recorder import PendingAudit
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
@@ -42,6 +42,19 @@ class Runtime:
 
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
         return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
+
+    def record_refusal(self, pending: PendingAudit, http_status: int) -> None:
+        """The event of a request that changed nothing, in a transaction of its own.
+
+        The API's and the web pages' error paths both end here: a refused or failed call
+        is recorded the same way whichever front end it came through."""
+        try:
+            with self.database.sessions() as session:
+                record(session, pending, http_status, self.clock())
+                session.commit()
+            pending.written = True
+        except Exception as exc:
+            raise AuditUnavailable("the refusal could not be recorded") from exc
 
     def delivery_policy(self) -> DeliveryPolicy:
         s = self.settings

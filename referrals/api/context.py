@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from referrals.api.problems import status_for
 from referrals.audit.actions import AuditAction
-from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.audit.recorder import AuditUnavailable, PendingAudit
 from referrals.auth.authenticate import ScopeMissing
 from referrals.auth.principal import Scope
 from referrals.auth.tokens import claimed_actor
@@ -79,7 +79,7 @@ def authenticated(
                 if not pending.written:
                     if pending.actor is None:
                         pending.claimed = claimed_actor(request.headers.get("Authorization"))
-                    _record_refusal(rt, pending, status_for(exc))
+                    rt.record_refusal(pending, status_for(exc))
                 raise
             if not pending.written:
                 # A use case answered without committing its audit event: fail closed.
@@ -94,17 +94,6 @@ def authenticated(
         return wrapper
 
     return decorator
-
-
-def _record_refusal(rt: Runtime, pending: PendingAudit, http_status: int) -> None:
-    """The event of a request that changed nothing, in a transaction of its own."""
-    try:
-        with rt.database.sessions() as session:
-            record(session, pending, http_status, rt.clock())
-            session.commit()
-        pending.written = True
-    except Exception as exc:
-        raise AuditUnavailable("the refusal could not be recorded") from exc
 
 
 BREAK_GLASS_HEADER = "X-Break-Glass-Reason"

@@ -44,6 +44,9 @@ class Witness:
             self.secrets.add(authorization[7:].strip())
         body = request.get_json(silent=True)
         self._walk(body)
+        # Web forms name their fields after the body's paths: "subject-personal_number".
+        for key, value in request.form.items(multi=True):
+            self._walk(value, key.rsplit("-", 1)[-1])
 
     def _walk(self, value: Any, key: str | None = None) -> None:
         if isinstance(value, dict):
