@@ -8,6 +8,7 @@ test numbers.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 
 from tests.support import browser
+from tests.support.relying_party import MOUNT
 from tests.support.web_stack import WebStack
 
 INTAKE = "/app/referrals/new"
@@ -86,17 +88,23 @@ def create_via_api(stack: WebStack, *, submit: bool = True, **changes: Any) -> s
     return str(answer.json()["id"])
 
 
-def status_of(driver: webdriver.Chrome, path: str) -> int:
-    """The HTTP status the browser gets for ``path`` with its own cookies (a same-origin
-    fetch: the page's own script would be refused nothing more)."""
+def status_of(driver: webdriver.Chrome, stack: WebStack, path: str) -> int:
+    """The HTTP status the browser gets for ``path`` with its own cookies, redirects not
+    followed (302 for any redirect).  Asked from a page of the same origin without a
+    Content-Security-Policy (the test relying party's): our pages allow no fetch."""
+    driver.get(stack.url(f"{MOUNT}/language"))
     return int(
         driver.execute_async_script(
             "const done = arguments[1];"
             "fetch(arguments[0], {redirect: 'manual', credentials: 'same-origin'})"
-            ".then((r) => done(r.type === 'opaqueredirect' ? 302 : r.status))",
-            path,
+            ".then((r) => done(r.type === 'opaqueredirect' ? 302 : r.status), () => done(-1))",
+            stack.url(path),
         )
     )
+
+
+def on_a_referral_page(driver: webdriver.Chrome, stack: WebStack) -> bool:
+    return re.match(re.escape(stack.url(MINE)) + r"/[0-9a-f-]{36}", driver.current_url) is not None
 
 
 def text(driver: webdriver.Chrome) -> str:

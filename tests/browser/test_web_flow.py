@@ -72,7 +72,7 @@ def test_sign_out_ends_the_session_here_and_at_the_provider(
 ) -> None:
     web_sign_in(driver, web_stack, "ung-anna", pages.MINE)
     web_sign_out(driver, web_stack)
-    assert pages.status_of(driver, pages.MINE) == 302
+    assert pages.status_of(driver, web_stack, pages.MINE) == 302
     # Signed out at the provider too: signing in again asks for the login name.
     driver.get(web_stack.url(pages.MINE))
     driver.find_element(By.CSS_SELECTOR, "a[href*='/app/sign-in/start']").click()

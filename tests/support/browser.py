@@ -161,12 +161,17 @@ def assert_accessible(driver: webdriver.Chrome) -> None:
     """No WCAG 2.1 A/AA violation on the current page, or each listed by rule and target."""
     violations = axe_violations(driver)
     if violations:
-        lines = [f"axe-core: {len(violations)} violation(s) on {driver.current_url}"]
-        for violation in violations:
-            targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
-            lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']}")
-            lines.extend(f"    {target}" for target in targets)
-        raise AxeViolations("\n".join(lines))
+        raise AxeViolations(describe_violations(driver, violations))
+
+
+def describe_violations(driver: webdriver.Chrome, violations: list[dict[str, Any]]) -> str:
+    """Each violated rule with its impact and the CSS selectors of the elements at fault."""
+    lines = [f"axe-core: {len(violations)} violation(s) on {driver.current_url}"]
+    for violation in violations:
+        targets = [" ".join(map(str, node["target"])) for node in violation["nodes"]]
+        lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']}")
+        lines.extend(f"    {target}" for target in targets)
+    return "\n".join(lines)
 
 
 # --- origins --------------------------------------------------------------------------
