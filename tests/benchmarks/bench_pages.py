@@ -60,6 +60,7 @@ return {
   load: nav.loadEventEnd - nav.startTime,
   dcl: nav.domContentLoadedEventEnd - nav.startTime,
   names: entries.map((e) => [e.name, e.transferSize]),
+  failed: entries.filter((e) => e.responseStatus !== 200).map((e) => [e.name, e.responseStatus]),
 };
 """
 
@@ -83,6 +84,9 @@ def load(driver: webdriver.Chrome, url: str, conditions: dict[str, Any]) -> dict
         driver.execute_cdp_cmd("Network.emulateNetworkConditions", UNTHROTTLED)
     if not driver.current_url.startswith(url):
         raise RuntimeError(f"{url} ended on {driver.current_url}")
+    if figures["failed"]:
+        # A failed subresource weighs little and loads fast: such a round measures nothing.
+        raise RuntimeError(f"{url}: not every response was 200: {figures['failed']}")
     return figures
 
 
