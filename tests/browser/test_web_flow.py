@@ -25,7 +25,7 @@ def test_a_referral_goes_round_the_loop(driver: webdriver.Chrome, web_stack: Web
     # One screen wide on the phone: nothing to scroll sideways.
     assert driver.execute_script("return document.documentElement.scrollWidth") <= 360
     pages.fill_intake(driver)
-    browser.screenshot(driver, "intake-filled-phone-sv")
+    browser.screenshot(driver, "intake-filled-phone")
     pages.submit(driver)
     referral_id = pages.referral_id_from(driver, web_stack)
     assert label("requested", Status, "sv") in pages.text(driver)
@@ -44,7 +44,6 @@ def test_a_referral_goes_round_the_loop(driver: webdriver.Chrome, web_stack: Web
     driver.get(web_stack.url(pages.MINE))
     card = driver.find_element(By.XPATH, f"//a[contains(@href, '{referral_id}')]/ancestor::li[1]")
     assert label("accepted", Status, "sv") in card.text
-    browser.screenshot(driver, "my-referrals-phone-sv")
 
     # The auditor, at a computer of their own.
     driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
