@@ -436,7 +436,8 @@ def quickstart(host: str, port: int, ttl: int) -> None:
     # Production runs `referrals audit seal --follow` as its own process; the demo seals
     # from a thread so the chain stays current without a second command.
     threading.Thread(target=_seal_forever, args=(runtime,), daemon=True).start()
-    click.echo(f"referrals is starting on http://{host}:{port}  (API docs: /docs)\n")
+    click.echo(f"referrals is starting on http://{host}:{port}  (API docs: /docs)")
+    click.echo(f"Web pages: http://{host}:{port}/app/  (development: sign in as a demo user)\n")
     click.echo('Development tokens (export one, then: curl -H "Authorization: Bearer $TOKEN" ...):')
     for role, unit in DEMO_TOKENS:
         name = f"{role.value.upper()}_{unit.upper()}" if unit else role.value.upper()

@@ -12,6 +12,7 @@ Routes (all under ``/app/``; auditors' under ``/app/audit/``):
 | ``GET /app/language?lang=sv|en&next=`` | switch language (a cookie with the code only) |
 | ``GET /app/referrals`` | my referrals: status, deadline, the receiving unit's decision |
 | ``GET, POST /app/referrals/new`` | new referral: save as draft or submit |
+| ``GET, POST /app/referrals/search`` | find referrals by personal number (in the POST body only) |
 | ``GET /app/referrals/<id>`` | one referral: details, timeline, shared notes, actions |
 | ``GET, POST /app/referrals/<id>/edit`` | edit a draft (and submit it) |
 | ``POST /app/referrals/<id>/notes`` | add a note |

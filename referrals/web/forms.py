@@ -38,6 +38,7 @@ ORDER = (
     "narrative",
     "text",
     "reason_code",
+    "personal_number",
 )
 
 Values = MultiDict[str, str]
@@ -64,6 +65,9 @@ def messages() -> dict[str, str]:
         "narrative": _("Describe what happened in 20,000 characters or fewer"),
         "text": _("Write the note, in 10,000 characters or fewer"),
         "reason_code": _("Choose a reason"),
+        "personal_number": _(
+            "Enter a real personal identity number or coordination number, like 20121212-1212"
+        ),
     }
 
 

@@ -26,6 +26,7 @@ from referrals.auth.principal import Principal, Scope
 from referrals.runtime import Runtime
 from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
+from referrals.web import oidc
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,13 +59,25 @@ def current_principal(scopes: tuple[Scope, ...] = ()) -> Principal | None:
     token = session.get("access_token")
     if not isinstance(token, str):
         return None
+    authenticator = runtime().authenticator
+    wanted = [s.value for s in scopes]
     try:
-        return runtime().authenticator.authenticate_token(token, [s.value for s in scopes])
+        return authenticator.authenticate_token(token, wanted)
     except AuthenticationFailed:
-        # Expired or revoked: keep only what an expired session carries (the CSRF token,
-        # who it was, a kept form), so a form posted now is still kept for them.
-        end_session(keep_actor=True)
-        return None
+        pass
+    renewed = oidc.refreshed_access_token()
+    if renewed is not None:
+        try:
+            found = authenticator.authenticate_token(renewed, wanted)
+        except AuthenticationFailed:
+            found = None
+        # The same person, or nobody: a refresh never switches who is signed in.
+        if found is not None and found.actor == session.get("actor"):
+            return found
+    # Expired and not renewable: keep only what an expired session carries (the CSRF
+    # token, who it was, a kept form), so a form posted now is still kept for them.
+    end_session(keep_actor=True)
+    return None
 
 
 def end_session(*, keep_actor: bool) -> None:
@@ -105,7 +118,7 @@ def signed_in(
                     _refuse(rt, audit, kwargs, None, 401)
                 if keep_form and request.method == "POST":
                     keep_posted_form()
-                target = request.path if request.method == "GET" else _form_page()
+                target = request.path if request.method == "GET" or keep_form else _parent()
                 return redirect(url_for("web.signin.page") + "?" + urlencode({"next": target}))
             g.principal = caller_
             g.context = rt.context(caller_)
@@ -128,6 +141,11 @@ def _refuse(
     if "referral_id" in kwargs:
         pending.target("referral", kwargs["referral_id"])
     rt.record_refusal(pending, status)
+
+
+def _parent() -> str:
+    """After signing in, an action's page rather than the action (a POST-only address)."""
+    return request.path.rsplit("/", 1)[0]
 
 
 def _form_page() -> str:

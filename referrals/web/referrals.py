@@ -13,6 +13,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
+from referrals.api.schemas.referrals import SearchBody
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Role, Scope
 from referrals.domain.codes import Action, NoteVisibility, ReasonCode
@@ -129,6 +130,30 @@ def create() -> BaseResponse | tuple[str, int]:
     return redirect(url_for("web.referrals.show", referral_id=view["id"]))
 
 
+@bp.get("/referrals/search")
+@signed_in(READ)
+def search_form() -> str:
+    return render_template("search.html", values={}, errors={}, items=None)
+
+
+@bp.post("/referrals/search")
+@signed_in(READ, audit=AuditAction.REFERRAL_SEARCH)
+def search() -> str | tuple[str, int]:
+    """By personal number: a POST, so that the number is never in an address."""
+    number = request.form.get("personal_number", "").strip()
+    values = {"personal_number": [number]}
+    try:
+        with audited(AuditAction.REFERRAL_SEARCH) as uow:
+            checked = _checked_search({"personal_number": number})
+            items = referrals.search(uow, caller(), checked["personal_number"])
+    except (ServiceError, DomainError) as exc:
+        errors = _form_errors(exc)
+        if errors is None:
+            raise
+        return render_template("search.html", values=values, errors=errors, items=None), 422
+    return render_template("search.html", values=values, errors={}, items=items)
+
+
 @bp.get("/referrals/<uuid:referral_id>")
 @signed_in(READ, audit=AuditAction.REFERRAL_READ)
 def show(referral_id: uuid.UUID) -> str:
@@ -240,6 +265,8 @@ def update(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
             view = referrals.update_draft(
                 uow, caller(), referral_id, _checked(patch), if_match=_version()
             )
+        # Saved: should submitting fail, the form comes back for the new version.
+        values["version"] = [str(view["version"])]
         if submit:
             with audited(AuditAction.REFERRAL_SUBMIT, referral=referral_id) as uow:
                 view = referrals.perform(
@@ -262,6 +289,14 @@ def _checked(body: dict[str, Any]) -> dict[str, Any]:
         return forms.check(body)
     except ValidationError as exc:
         raise FormInvalid(exc) from None
+
+
+def _checked_search(body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = SearchBody().load(body)
+    except ValidationError as exc:
+        raise FormInvalid(exc) from None
+    return loaded
 
 
 def _version() -> int | None:

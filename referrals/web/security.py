@@ -23,8 +23,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+CSP_KEY = "referrals_web_csp"
 HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     # Every page may carry case data; nothing of it may stay in a cache or history.
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -52,7 +52,23 @@ def secret_key(settings: Settings, instance_path: Path) -> str:
     return path.read_text().strip()
 
 
+def content_security_policy(settings: Settings) -> str:
+    """Our own origin only; with an IdP, its origin may also receive a form's redirect.
+
+    ``form-action`` governs the redirects that follow a form post too: signing out
+    posts here and is redirected to the IdP's end-session endpoint, which would be
+    blocked without it.  Nothing is ever loaded from the IdP."""
+    if not (settings.web_client_id and settings.oidc_issuer):
+        return CONTENT_SECURITY_POLICY
+    parts = urlsplit(settings.oidc_issuer)
+    issuer_origin = f"{parts.scheme}://{parts.netloc}"
+    return CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action 'self' {issuer_origin}"
+    )
+
+
 def init_app(app: Flask, settings: Settings, instance_path: Path) -> None:
+    app.extensions[CSP_KEY] = content_security_policy(settings)
     app.config.update(
         SECRET_KEY=secret_key(settings, instance_path),
         # Checked by the web blueprint only: the API is bearer-only and has no forms.
@@ -85,6 +101,7 @@ def check_post() -> None:
 
 
 def add_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = current_app.extensions[CSP_KEY]
     for name, value in HEADERS.items():
         response.headers[name] = value
     return response

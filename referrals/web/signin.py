@@ -21,7 +21,6 @@ from flask import (
     Blueprint,
     Flask,
     abort,
-    current_app,
     redirect,
     render_template,
     request,
@@ -35,12 +34,11 @@ from referrals.auth.authenticate import AuthenticationFailed
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
 from referrals.services import seeding
-from referrals.web import i18n
+from referrals.web import i18n, oidc
 from referrals.web.pages import current_principal, end_session, runtime
 
 bp = Blueprint("signin", __name__)
 
-CLIENT = "referrals_web_oidc"
 HOME = "/app/"
 LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
 
@@ -50,7 +48,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     if not (settings.web_client_id and settings.oidc_issuer):
         return
     oauth = OAuth(app)
-    app.extensions[CLIENT] = oauth.register(
+    app.extensions[oidc.CLIENT] = oauth.register(
         "idp",
         client_id=settings.web_client_id,
         client_secret=settings.web_client_secret,
@@ -62,10 +60,6 @@ def init_app(app: Flask, settings: Settings) -> None:
             "timeout": settings.oidc_http_timeout,
         },
     )
-
-
-def _client() -> Any:
-    return current_app.extensions.get(CLIENT)
 
 
 def safe_next(target: str | None) -> str:
@@ -94,7 +88,7 @@ def page() -> str | BaseResponse:
     return render_template(
         "sign_in.html",
         next=target,
-        oidc=_client() is not None,
+        oidc=oidc.client() is not None,
         dev=_dev_sign_in_allowed(),
         expired=bool(session.get("previous_actor")),
         kept=bool(session.get("kept_form")),
@@ -103,7 +97,7 @@ def page() -> str | BaseResponse:
 
 @bp.get("/sign-in/start")
 def start() -> BaseResponse:
-    client = _client()
+    client = oidc.client()
     if client is None:
         abort(404)
     session["next"] = safe_next(request.args.get("next"))
@@ -118,7 +112,7 @@ def start() -> BaseResponse:
 
 @bp.get("/sign-in/callback")
 def callback() -> str | BaseResponse | tuple[str, int]:
-    client = _client()
+    client = oidc.client()
     if client is None:
         abort(404)
     try:
@@ -140,10 +134,7 @@ def establish(found: Principal, token: dict[str, Any]) -> None:
     session.update(kept)
     session.renew()  # type: ignore[attr-defined]
     session["actor"] = found.actor
-    session["access_token"] = token["access_token"]
-    for name in ("refresh_token", "id_token", "expires_at"):
-        if token.get(name) is not None:
-            session[name] = token[name]
+    oidc.keep_tokens(token)
 
 
 @bp.post("/sign-out")
@@ -152,7 +143,7 @@ def sign_out() -> BaseResponse:
     end_session(keep_actor=False)
     session.pop("csrf_token", None)
     session.pop("kept_form", None)
-    client = _client()
+    client = oidc.client()
     signed_out = url_for("web.signin.signed_out", _external=True)
     if (
         client is not None

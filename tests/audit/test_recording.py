@@ -867,7 +867,7 @@ def test_when_the_refusal_cannot_be_recorded_either_the_answer_is_503(
     rid, etag = requested_canary_referral(client, callers)
     before = case_state(database, rid)
     monkeypatch.setattr("referrals.services.uow.record", failing_record)
-    monkeypatch.setattr("referrals.api.context.record", failing_record)
+    monkeypatch.setattr("referrals.runtime.record", failing_record)
     count = audit_count(db_connection)
 
     attempts = [

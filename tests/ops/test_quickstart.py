@@ -102,3 +102,29 @@ def test_printed_tokens_drive_create_submit_accept(
     )
     assert accepted.status_code == 200
     assert accepted.json()["status"] == "accepted"
+
+
+def test_the_printed_web_address_signs_a_demo_user_in_over_plain_http(
+    quickstart: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, _tokens = quickstart
+    printed = (tmp_path / "quickstart.log").read_text()
+    assert f"Web pages: {base}/app/" in printed
+    browser = requests.Session()
+    home = browser.get(f"{base}/app/", timeout=5, allow_redirects=False)
+    assert home.status_code == 302
+    page = browser.get(f"{base}/app/dev/sign-in", timeout=5)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    signed_in = browser.post(
+        f"{base}/app/dev/sign-in",
+        data={"identity": "youth_worker@ungdomsjouren", "csrf_token": token.group(1)},
+        timeout=5,
+        allow_redirects=False,
+    )
+    assert signed_in.status_code == 302
+    # Development over http: a cookie without Secure, which the browser sends back.
+    assert "Secure" not in signed_in.headers["Set-Cookie"]
+    mine = browser.get(f"{base}/app/referrals", timeout=5, allow_redirects=False)
+    assert mine.status_code == 200
+    assert "Mina remisser" in mine.text

@@ -1,4 +1,7 @@
-"""Fixtures for the page tests: the API's rule applies, no page may answer 5xx."""
+"""Fixtures for the page tests: the API's rule applies, no page may answer 500.
+
+503 is the one 5xx a page may give: the fail-closed answer when the audit trail or the
+identity provider is unavailable, which tests provoke on purpose."""
 
 from __future__ import annotations
 
@@ -18,4 +21,4 @@ def no_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     app: Flask = request.getfixturevalue("app")
     seen = forbid_server_errors(app)
     yield
-    assert seen == []
+    assert [s for s in seen if not s.endswith("-> 503")] == []
