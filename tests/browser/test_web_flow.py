@@ -8,7 +8,6 @@ caseworker's read in the referral's access log.
 
 from __future__ import annotations
 
-import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -60,12 +59,6 @@ def test_a_referral_goes_round_the_loop(driver: webdriver.Chrome, web_stack: Web
     assert any("referral:accept" in row for row in rows), rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sign-out form's redirect to the provider's end_session_endpoint is blocked "
-    "by the page's own CSP (form-action 'self' also governs the redirects after a form "
-    "post); referrals/web/security.py must allow the issuer's origin in form-action",
-)
 def test_sign_out_ends_the_session_here_and_at_the_provider(
     driver: webdriver.Chrome, web_stack: WebStack
 ) -> None:
