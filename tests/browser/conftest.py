@@ -33,6 +33,11 @@ def web_stack(
     witness: Witness = request.getfixturevalue("witness")
     with running_web_stack(tmp_path_factory.mktemp("web")) as stack:
         witness.watch(stack.app)
+        # Ready when an authenticated, audited API call goes through (the witness then
+        # has an event to check even when only pages without case data are visited).
+        with stack.api("auditor-app") as api:
+            answer = api.get(stack.url("/api/v1/units"))
+        assert answer.status_code == 200, answer.text
         yield stack
 
 

@@ -119,9 +119,17 @@ def test_foreign_references_finds_other_origins(
         const img = document.createElement('img');
         img.alt = ''; img.src = 'https://fonts.example.org/a.png';
         document.body.append(img);
+        const a = document.createElement('a');
+        a.href = 'https://example.com/about'; a.textContent = 'about';
+        document.body.append(a);
         """
     )
     assert browser.foreign_references(driver) == [
+        "https://cdn.example.net/x.css",
+        "https://example.com/about",
+        "https://fonts.example.org/a.png",
+    ]
+    assert browser.foreign_references(driver, links=False) == [
         "https://cdn.example.net/x.css",
         "https://fonts.example.org/a.png",
     ]

@@ -177,11 +177,13 @@ def describe_violations(driver: webdriver.Chrome, violations: list[dict[str, Any
 # --- origins --------------------------------------------------------------------------
 
 _REFERENCES = """
+const links = arguments[0];
 const urls = performance.getEntriesByType('resource').map((e) => e.name);
 urls.push(...performance.getEntriesByType('navigation').map((e) => e.name));
 const absolute = (value, base) => new URL(value, base || document.baseURI).href;
 const attributes = ['src', 'href', 'action', 'poster', 'data'];
 for (const el of document.querySelectorAll('[src], [href], [action], [srcset], [poster], [data]')) {
+  if (!links && el.matches('a[href], area[href]')) continue;
   for (const name of attributes) {
     const value = el.getAttribute(name);
     if (value) urls.push(absolute(value));
@@ -209,17 +211,18 @@ return urls;
 """
 
 
-def foreign_references(driver: webdriver.Chrome) -> list[str]:
+def foreign_references(driver: webdriver.Chrome, *, links: bool = True) -> list[str]:
     """Every URL the current page loaded or points at whose origin is not the page's own.
 
     Fetched resources come from the browser's resource timing; references not (yet)
     fetched from the DOM's src/href/action/srcset attributes and the stylesheets' url()
     and @import rules.  ``mailto:``/``tel:`` links and fragments are not origins.
+    ``links=False`` leaves out hyperlinks (``<a href>``), which load nothing by themselves.
     """
     page = urlsplit(driver.current_url)
     own = (page.scheme, page.netloc)
     foreign = []
-    for url in driver.execute_script(_REFERENCES):
+    for url in driver.execute_script(_REFERENCES, links):
         parts = urlsplit(url)
         if parts.scheme in ("mailto", "tel", "data", "blob"):
             continue
