@@ -13,7 +13,6 @@ by breaking, the way it would on a closed network.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
@@ -259,16 +257,13 @@ def tab_to(
 
 
 def named(name: str) -> Callable[[WebElement], bool]:
-    """Matches a form control by its ``name`` (and, for radios/checkboxes, nothing else)."""
+    """Matches a form control by its ``name``: for a group of radios, any of its options."""
     return lambda element: element.get_attribute("name") == name
 
 
 def with_value(name: str, value: str) -> Callable[[WebElement], bool]:
+    """Matches one option of a group: a checkbox, or a button with a ``value``."""
     return lambda e: e.get_attribute("name") == name and e.get_attribute("value") == value
-
-
-def by_id(driver: webdriver.Chrome, element_id: str) -> WebElement:
-    return driver.find_element(By.ID, element_id)
 
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "browser" / "screenshots"
@@ -281,8 +276,3 @@ def screenshot(driver: webdriver.Chrome, name: str) -> None:
         return
     SCREENSHOTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-
-
-def settle(seconds: float = 0.05) -> None:
-    """A breath for the browser between keyboard steps (focus moves are asynchronous)."""
-    time.sleep(seconds)
