@@ -20,6 +20,7 @@ from selenium.webdriver.support.select import Select
 from tests.support import browser
 from tests.support.relying_party import MOUNT
 from tests.support.web_stack import WebStack
+from tests.support.witness import Witness
 
 INTAKE = "/app/referrals/new"
 MINE = "/app/referrals"
@@ -43,6 +44,14 @@ API_BODY: dict[str, Any] = {
     "place_met": "Medborgarplatsen",
     "narrative": "Påhittad berättelse för sidorna.",
 }
+
+
+def watch_typed(witness: Witness) -> None:
+    """What the youth worker types is personal data: the session's witness fails the run
+    if any of it reaches an audit row or a log line (it learns API bodies by itself, but
+    not form posts)."""
+    witness.secrets.update(TYPED.values())
+    witness.secrets.add("".join(c for c in TYPED["subject-personal_number"] if c.isdigit()))
 
 
 def option(driver: webdriver.Chrome, name: str, code: str) -> WebElement:

@@ -23,6 +23,7 @@ from tests.browser import pages
 from tests.support import browser
 from tests.support.live_server import LiveServer
 from tests.support.web_stack import WebStack, provider_login, web_sign_in
+from tests.support.witness import Witness
 
 HOSTILE_FORM = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Win a prize</title></head><body><main><h1>Win a prize</h1>
@@ -131,8 +132,9 @@ def test_the_session_cookie_carries_the_right_flags(
 
 
 def test_an_expired_session_keeps_the_typed_form(
-    driver: webdriver.Chrome, web_stack: WebStack
+    driver: webdriver.Chrome, web_stack: WebStack, witness: Witness
 ) -> None:
+    pages.watch_typed(witness)
     web_sign_in(driver, web_stack, "ung-anna", pages.INTAKE)
     pages.fill_intake(driver)
     # The youth worker talks for 20 minutes; the session's idle time (15) runs out.

@@ -16,9 +16,13 @@ from referrals.domain.labels import label
 from tests.browser import pages
 from tests.support import browser
 from tests.support.web_stack import WebStack, provider_login, web_sign_in, web_sign_out
+from tests.support.witness import Witness
 
 
-def test_a_referral_goes_round_the_loop(driver: webdriver.Chrome, web_stack: WebStack) -> None:
+def test_a_referral_goes_round_the_loop(
+    driver: webdriver.Chrome, web_stack: WebStack, witness: Witness
+) -> None:
+    pages.watch_typed(witness)
     web_sign_in(driver, web_stack, "ung-anna", pages.INTAKE)
     assert browser.viewport(driver) == browser.PHONE
     # One screen wide on the phone: nothing to scroll sideways.
