@@ -83,8 +83,9 @@ def submit(driver: webdriver.Chrome) -> None:
 
 def referral_id_from(driver: webdriver.Chrome, stack: WebStack) -> str:
     """The id in the address of a referral's page, once the browser is on one."""
-    url = browser.wait_for_url(driver, stack.url(f"{MINE}/"))
-    return str(uuid.UUID(url.removeprefix(stack.url(f"{MINE}/")).split("?")[0].split("#")[0]))
+    browser.wait_for(driver, lambda d: on_a_referral_page(d, stack))
+    path = driver.current_url.removeprefix(stack.url(f"{MINE}/"))
+    return str(uuid.UUID(path[:36]))
 
 
 def create_via_api(stack: WebStack, *, submit: bool = True, **changes: Any) -> str:
