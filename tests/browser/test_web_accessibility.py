@@ -120,12 +120,13 @@ def test_auditor_pages(driver: webdriver.Chrome, web_stack: WebStack, language: 
 
 
 @pytest.mark.parametrize("language", ["sv", "en"])
-def test_development_sign_in_page(
+def test_pages_without_a_session(
     driver: webdriver.Chrome, web_stack: WebStack, language: str
 ) -> None:
     browser.set_language(driver, language)
     walk = Walk(driver, web_stack, language)
     walk.visit("dev-sign-in", "/app/dev/sign-in")
+    walk.visit("signed-out", "/app/signed-out")
     walk.verdict()
 
 
