@@ -39,9 +39,10 @@ _LABELS: dict[type[StrEnum], dict[str, tuple[str, str]]] = {
         "entered_in_error": ("Felregistrerad", "Entered in error"),
     },
     Priority: {
+        # The days of "urgent" and "normal" are configurable; pages say them beside these.
         "acute": ("Akut: beslut i dag", "Acute: decision today"),
-        "urgent": ("Brådskande: beslut inom 3 dagar", "Urgent: decision within 3 days"),
-        "normal": ("Normal: beslut inom 14 dagar", "Normal: decision within 14 days"),
+        "urgent": ("Brådskande", "Urgent"),
+        "normal": ("Normal", "Normal"),
     },
     LegalBasis: {
         "consent": ("Samtycke", "Consent"),

@@ -21,7 +21,11 @@ from werkzeug.wrappers import Response as BaseResponse
 from referrals.api.problems import status_for
 from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable, PendingAudit
-from referrals.auth.authenticate import AuthenticationFailed, ScopeMissing
+from referrals.auth.authenticate import (
+    AuthenticationFailed,
+    IdentityProviderUnavailable,
+    ScopeMissing,
+)
 from referrals.auth.principal import Principal, Scope
 from referrals.runtime import Runtime
 from referrals.services.context import Context
@@ -112,6 +116,10 @@ def signed_in(
             except ScopeMissing as exc:
                 if audit is not None:
                     _refuse(rt, audit, kwargs, exc.principal, 403)
+                raise
+            except IdentityProviderUnavailable:
+                if audit is not None:
+                    _refuse(rt, audit, kwargs, None, 503)
                 raise
             if caller_ is None:
                 if audit is not None:

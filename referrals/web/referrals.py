@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -80,6 +80,12 @@ def home() -> BaseResponse:
     if found.has_role(Role.AUDITOR):
         return redirect(url_for("web.audit.chain"))
     return redirect(url_for("web.referrals.mine"))
+
+
+@bp.get("/<path:unknown>")
+def not_found(unknown: str) -> BaseResponse:
+    """Any other address under /app/: our own 404 page, not the API's problem+json."""
+    abort(404)
 
 
 @bp.get("/referrals")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_babel import gettext as _
 
 from referrals.auth.principal import Principal, Role
@@ -20,6 +20,7 @@ from referrals.domain.codes import (
     ReasonCode,
     Status,
 )
+from referrals.runtime import Runtime
 from referrals.web import i18n
 
 VOCABULARIES = {
@@ -63,6 +64,9 @@ def outcome_name(outcome: str) -> str:
 
 def _globals() -> dict[str, Any]:
     language = i18n.language()
+    runtime = current_app.extensions["referrals"]
+    assert isinstance(runtime, Runtime)
+    settings = runtime.settings
     found = g.get("principal")
     signed_in = found if isinstance(found, Principal) else None
     return {
@@ -86,6 +90,10 @@ def _globals() -> dict[str, Any]:
             if only is None or code in only
         ],
         "district": lambda code: labels.district(code, language),
+        "deadline_days": {
+            "urgent": settings.deadline_urgent_days,
+            "normal": settings.deadline_normal_days,
+        },
         "districts": [(code, labels.district(code, language)) for code in labels.DISTRICTS],
     }
 

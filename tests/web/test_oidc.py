@@ -10,12 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from referrals import create_app
 from referrals.config import Settings
 from referrals.db.engine import Database
+from referrals.db.models import AuditEvent
 from tests.support.clock import FakeClock
-from tests.support.idp import TestIdP
+from tests.support.idp import RestartableIdP, TestIdP
 from tests.web.helpers import APP, MINE, text
 
 
@@ -108,3 +110,29 @@ def test_only_the_providers_origin_is_added_and_only_to_form_action(
     others = [v for k, v in directives.items() if k != "form-action"]
     assert all(parts.netloc not in v for v in others)
     assert directives["frame-ancestors"] == "'none'"
+
+
+def test_a_page_answers_503_and_is_audited_when_the_provider_is_unreachable(
+    restartable_idp: RestartableIdP,
+    database: Database,
+    clock: FakeClock,
+    instance_path: Path,
+) -> None:
+    idp = restartable_idp.start()
+    token = idp.token("ungdomsjouren-app")
+    settings = Settings(
+        instance_path=instance_path,
+        oidc_issuer=idp.issuer,
+        web_client_id="referrals-web",
+        oidc_jwks_refetch_interval=0,
+    )
+    app = create_app(settings, database=database, clock=clock)
+    restartable_idp.stop()  # no keys were ever fetched: none are cached
+    client = app.test_client()
+    with client.session_transaction("/app/") as session:
+        session["access_token"] = token
+    response = client.get(MINE)
+    assert response.status_code == 503
+    with database.sessions() as db:
+        events = db.scalars(select(AuditEvent).where(AuditEvent.http_status == 503)).all()
+    assert [(e.action, e.outcome) for e in events] == [("referral:list", "error")]

@@ -219,3 +219,13 @@ def test_the_receiving_unit_sees_no_sender_actions(client: FlaskClient) -> None:
     assert "Testa Testsson" in page
     assert f"/app/referrals/{referral}/cancel" not in page
     assert f"/app/referrals/{referral}/notes" in page
+
+
+def test_the_urgency_hint_says_the_configured_deadlines(client: FlaskClient) -> None:
+    runtime = client.application.extensions["referrals"]
+    runtime.settings = runtime.settings.with_overrides(
+        deadline_urgent_days=2, deadline_normal_days=10
+    )
+    sign_in(client)
+    page = text(client.get(NEW))
+    assert "Brådskande: beslut inom 2 dagar. Normal: inom 10 dagar." in page

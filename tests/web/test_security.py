@@ -255,3 +255,13 @@ def test_the_personal_number_never_reaches_the_session_table_in_clear(
         blobs = b"".join(row.data for row in session.scalars(select(WebSession)))
     assert PNR.encode() not in blobs
     assert b"Testa" not in blobs
+
+
+def test_an_unknown_page_is_a_page_too(client: FlaskClient) -> None:
+    for path in ("/app/nowhere", "/app/referrals/not-a-uuid", "/app/audit/nowhere"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.mimetype == "text/html"
+        assert "Sidan finns inte" in text(response)
+        assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert client.get("/api/v1/nowhere").mimetype == "application/problem+json"
