@@ -24,6 +24,7 @@ from referrals.services.vault import Vault
 class Stored:
     data: dict[str, Any]
     created_at: datetime
+    last_seen_at: datetime
     # Idle too long or past its lifetime: only what the caller carries over survives.
     expired: bool
 
@@ -44,7 +45,9 @@ def load(
         except (aead.DecryptionError, ValueError):
             return None
         expired = row.expires_at <= now or row.last_seen_at + idle <= now
-        return Stored(data=data, created_at=row.created_at, expired=expired)
+        return Stored(
+            data=data, created_at=row.created_at, last_seen_at=row.last_seen_at, expired=expired
+        )
 
 
 def store(

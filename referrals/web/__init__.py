@@ -70,6 +70,7 @@ def _blueprint() -> Blueprint:
         static_url_path="/static",
     )
     web.before_request(security.check_post)
+    templating.init_blueprint(web)
     web.after_request(security.add_headers)
     for error in (
         ServiceError,
@@ -95,5 +96,4 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     security.init_app(app, settings, runtime.instance_path)
     i18n.init_app(app)
     signin.init_app(app, settings)
-    templating.init_app(app)
     app.register_blueprint(_blueprint())

@@ -24,6 +24,11 @@ from referrals.runtime import Runtime
 from referrals.services import web_sessions
 
 PREFIX = "/app/"
+# The stylesheet and script need no session: no database round trip for them.
+STATIC = "/app/static/"
+# An unchanged session is written back at most this often just to mark activity: the
+# idle timeout is minutes, a write per page view would buy nothing.
+TOUCH_EVERY = timedelta(seconds=60)
 # ``__Host-`` makes the browser refuse the cookie unless Secure, Path=/ and no Domain:
 # no subdomain and no plain-http page can plant or overwrite it.
 SECURE_COOKIE = "__Host-referrals-session"
@@ -42,6 +47,7 @@ class BrowserSession(CallbackDict[str, Any], SessionMixin):
         *,
         key: str | None = None,
         created_at: datetime | None = None,
+        last_seen_at: datetime | None = None,
     ) -> None:
         def on_update(_self: Any) -> None:
             self.modified = True
@@ -49,6 +55,7 @@ class BrowserSession(CallbackDict[str, Any], SessionMixin):
         super().__init__(initial or {}, on_update)
         self.key = key  # the cookie value; None until first stored
         self.created_at = created_at
+        self.last_seen_at = last_seen_at
         self.modified = False
         # Sign-in and sign-out issue a new cookie value (no session fixation).
         self.rotate = False
@@ -74,7 +81,7 @@ class ServerSideSessions(SessionInterface):
         self._runtime = runtime
 
     def open_session(self, app: Flask, request: Request) -> BrowserSession | None:
-        if not request.path.startswith(PREFIX):
+        if not request.path.startswith(PREFIX) or request.path.startswith(STATIC):
             return None  # Flask's null session: nothing outside /app/ has a session
         rt = self._runtime
         value = request.cookies.get(cookie_name(rt))
@@ -94,7 +101,12 @@ class ServerSideSessions(SessionInterface):
             fresh.renew()
             fresh.key = value  # so that the old row is deleted on save
             return fresh
-        return BrowserSession(stored.data, key=value, created_at=stored.created_at)
+        return BrowserSession(
+            stored.data,
+            key=value,
+            created_at=stored.created_at,
+            last_seen_at=stored.last_seen_at,
+        )
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, BrowserSession):
@@ -114,6 +126,12 @@ class ServerSideSessions(SessionInterface):
         if session.key is None:
             session.key = secrets.token_urlsafe(32)
             session.created_at = None
+        elif (
+            not session.modified
+            and session.last_seen_at is not None
+            and rt.clock() - session.last_seen_at < TOUCH_EVERY
+        ):
+            return  # unchanged and recently marked active: the cookie stands as is
         lifetime = timedelta(seconds=rt.settings.web_session_lifetime)
         web_sessions.store(
             rt.database,

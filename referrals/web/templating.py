@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Blueprint, current_app, g, request
 from flask_babel import gettext as _
 
 from referrals.auth.principal import Principal, Role
@@ -98,5 +98,6 @@ def _globals() -> dict[str, Any]:
     }
 
 
-def init_app(app: Flask) -> None:
-    app.context_processor(_globals)
+def init_blueprint(web: Blueprint) -> None:
+    # The pages' templates only: the API's own pages (/docs) get none of this.
+    web.context_processor(_globals)

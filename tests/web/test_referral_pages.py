@@ -142,6 +142,8 @@ def test_notes_and_cancelling(client: FlaskClient) -> None:
     missing_reason = post(client, f"{page}/cancel", {}, page=page)
     assert missing_reason.status_code == 422
     assert '<a href="#reason_code">Välj ett skäl</a>' in text(missing_reason)
+    # The note form beside it keeps its default: shared with the receiving unit.
+    assert re.search(r'id="visibility"[^>]*value="shared"[^>]*checked', text(missing_reason))
     cancelled = post(client, f"{page}/cancel", {"reason_code": "no_longer_needed"}, page=page)
     assert cancelled.status_code == 302
     assert "Återkallad" in text(client.get(page))

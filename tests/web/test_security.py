@@ -265,3 +265,12 @@ def test_an_unknown_page_is_a_page_too(client: FlaskClient) -> None:
         assert "Sidan finns inte" in text(response)
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     assert client.get("/api/v1/nowhere").mimetype == "application/problem+json"
+
+
+def test_the_stylesheet_and_script_carry_no_session(client: FlaskClient) -> None:
+    sign_in(client)
+    for asset in ("app.css", "app.js"):
+        with client.get(f"{APP}/static/{asset}") as response:
+            assert response.status_code == 200
+            assert "Set-Cookie" not in response.headers
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
