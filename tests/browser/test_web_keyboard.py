@@ -3,11 +3,11 @@ codes, Enter on the button.  No element is clicked."""
 
 from __future__ import annotations
 
-from referrals.domain.labels import label
 from selenium import webdriver
 from selenium.webdriver.common.keys import Keys
 
 from referrals.domain.codes import Status
+from referrals.domain.labels import label
 from tests.browser import pages
 from tests.support import browser
 from tests.support.web_stack import WebStack, web_sign_in
