@@ -77,19 +77,46 @@ limit_request_field_size = 8190
 limit_request_fields = 100
 
 # --- logging ---------------------------------------------------------------------
+# Every line on stdout/stderr is one JSON object from referrals.logs.JsonFormatter, with
+# its allow-list: gunicorn's own lines, the access line and the application's records
+# alike.  A message is its template (never its arguments, which can hold a URL with its
+# query string), an exception is its class name (never its text or traceback).
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("REFERRALS_LOG_LEVEL", "info").lower()
-# The path (%(U)s), never the request line (%(r)s) or query string (%(q)s): query
-# strings may carry filters and cursors, and must never become a log of searches.
-# No Referer (%(f)s: a full URL) and no user name (%(u)s).  The request id lets an
-# operator join the proxy's log with this one.
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}i)s'
-# Give the application's own loggers ("referrals.*") a handler: without one only
-# warnings reach stderr.  Merged by gunicorn into its default logging config.
+# The formatter builds the access line from named fields only (referrals.logs
+# ACCESS_ATOMS): method, route template, status, bytes, latency and both request ids.
+# Never the path (it holds referral ids), the request line or query string (filters and
+# cursors must never become a log of searches), the Referer or the user.  This format
+# string is therefore only the line's "message".
+access_log_format = "request"
+_JSON = {"()": "referrals.logs.JsonFormatter"}
+# Replaces gunicorn's handlers and formatters (its defaults print plain text).  The
+# application's loggers ("referrals.*") get their own JSON handler and do not propagate,
+# so each of their records is printed once (referrals.logs.configure finds this handler
+# and adds none); the root catches the rest (libraries, warnings) in JSON too.
 logconfig_dict = {
     "root": {"level": "WARNING", "handlers": ["error_console"]},
     "loggers": {
-        "referrals": {"level": loglevel.upper(), "handlers": [], "propagate": True},
+        "gunicorn.error": {
+            "level": loglevel.upper(),
+            "handlers": ["error_console"],
+            "propagate": False,
+        },
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "referrals": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
     },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        },
+        "error_console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "formatters": {"json": _JSON},
 }

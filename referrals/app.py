@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 
-from referrals import api, logs
+from referrals import api, logs, web
 from referrals.audit import chain
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
@@ -62,6 +62,7 @@ def create_app(
         clock=clock,
     )
     api.init_app(app)
+    web.init_app(app, app.extensions["referrals"])
     return app
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 import click
@@ -19,7 +21,8 @@ from marshmallow import ValidationError
 from referrals.api.schemas.units import SeedDocument
 from referrals.app import create_app, key_provider
 from referrals.audit import export as audit_export_rows
-from referrals.audit import sealing
+from referrals.audit import freshness, sealing
+from referrals.audit.sealer import Sealer
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
 from referrals.config import ConfigError, Settings
@@ -32,6 +35,8 @@ from referrals.services import keyring_admin, seeding
 from referrals.services import referrals as referral_cases
 from referrals.services.errors import ServiceError
 from referrals.worker import Worker
+
+log = logging.getLogger(__name__)
 
 SPEC_PATH = Path("openapi") / "openapi.json"
 # Who each printed development token is for, in the embedded demo.
@@ -302,34 +307,57 @@ def audit() -> None:
 
 @audit.command("seal")
 @click.option("--follow", is_flag=True, help="Keep sealing new events (the sealer process).")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between rounds.")
 @click.option(
-    "--checkpoint-every", default=60.0, show_default=True, help="Seconds between checkpoints."
+    "--interval", type=float, default=None, help="Seconds between idle rounds [settings]."
 )
-def audit_seal(follow: bool, interval: float, checkpoint_every: float) -> None:
-    """Give committed audit events their places in the chain (and sign checkpoints)."""
+@click.option(
+    "--checkpoint-every",
+    type=float,
+    default=None,
+    help="Seconds an unsigned event waits for its checkpoint at most [settings].",
+)
+def audit_seal(follow: bool, interval: float | None, checkpoint_every: float | None) -> None:
+    """Give committed audit events their places in the chain (and sign checkpoints).
+
+    With --follow, a failed round is logged and retried after a backoff; the process exits
+    non-zero only on a fault that is not the database's (a bug, a broken key)."""
     runtime = _runtime(_app())
-    last_checkpoint = 0.0
-    while True:
+    if not follow:
         with runtime.database.sessions() as session:
             sealed = sealing.seal_pending(session, runtime.clock)
-        now = time.monotonic()
-        if not follow or now - last_checkpoint >= checkpoint_every:
-            with runtime.database.sessions() as session:
-                sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
-            last_checkpoint = now
-        if not follow:
-            click.echo(f"{sealed} events sealed")
-            return
-        if sealed == 0:
-            time.sleep(interval)
-
-
-def _seal_forever(runtime: Runtime, interval: float = 1.0) -> None:
-    while True:
         with runtime.database.sessions() as session:
-            sealing.seal_pending(session, runtime.clock)
-        time.sleep(interval)
+            sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
+        click.echo(f"{sealed} events sealed")
+        return
+    sealer = runtime.sealer(interval=interval, checkpoint_interval=checkpoint_every)
+    _stop_on_signals(sealer.stop)
+    try:
+        sealer.run()
+    except Exception as exc:
+        log.critical("audit sealer stopped", exc_info=True)
+        raise click.ClickException(
+            f"the audit sealer stopped on {type(exc).__name__}; see the log"
+        ) from None
+
+
+def _seal_forever(sealer: Sealer) -> None:
+    """The quickstart's sealer thread: the same loop as `audit seal --follow`."""
+    try:
+        sealer.run()
+    except Exception:
+        # The server goes on (its requests are still recorded); /readyz reports the
+        # sealer as behind once events wait longer than the allowed lag.
+        log.critical("audit sealer stopped", exc_info=True)
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT end the loop after the round in hand: nothing half-written."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @audit.command("export")
@@ -359,10 +387,13 @@ def audit_checkpoint() -> None:
 
 @audit.command("verify")
 def audit_verify() -> None:
-    """Recompute the chain and every checkpoint; exit 1 naming the first problem."""
+    """Recompute the chain and every checkpoint; exit 1 naming the first problem, or saying
+    that events wait for their seal or checkpoint longer than allowed (a stalled sealer)."""
     runtime = _runtime(_app())
-    with runtime.database.sessions() as session:
+    limits = runtime.freshness_limits()
+    with runtime.database.read_session() as session:
         result = sealing.verify(session, audit_public_keys(runtime))
+        fresh = freshness.judge(sealing.backlog(session), runtime.clock(), limits)
     click.echo(
         f"{result.sealed} sealed events, {result.checkpoints} checkpoints, "
         f"{result.pending} awaiting sealing"
@@ -370,6 +401,10 @@ def audit_verify() -> None:
     if result.finding is not None:
         finding = result.finding
         raise click.ClickException(f"{finding.problem} at seq {finding.seq}: {finding.detail}")
+    if not fresh.ok:
+        raise click.ClickException(
+            freshness.explain(fresh, limits) + "; is `referrals audit seal --follow` running?"
+        )
     click.echo("ok")
 
 
@@ -435,8 +470,9 @@ def quickstart(host: str, port: int, ttl: int) -> None:
     threading.Thread(target=Worker(runtime).run, args=(1.0,), daemon=True).start()
     # Production runs `referrals audit seal --follow` as its own process; the demo seals
     # from a thread so the chain stays current without a second command.
-    threading.Thread(target=_seal_forever, args=(runtime,), daemon=True).start()
-    click.echo(f"referrals is starting on http://{host}:{port}  (API docs: /docs)\n")
+    threading.Thread(target=_seal_forever, args=(runtime.sealer(),), daemon=True).start()
+    click.echo(f"referrals is starting on http://{host}:{port}  (API docs: /docs)")
+    click.echo(f"Web pages: http://{host}:{port}/app/  (development: sign in as a demo user)\n")
     click.echo('Development tokens (export one, then: curl -H "Authorization: Bearer $TOKEN" ...):')
     for role, unit in DEMO_TOKENS:
         name = f"{role.value.upper()}_{unit.upper()}" if unit else role.value.upper()

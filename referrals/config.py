@@ -70,6 +70,30 @@ class Settings:
     # Delivered and skipped webhooks are deleted after this many days (dead ones stay
     # until an admin replays them).
     outbox_retention_days: int = 30
+    # The audit sealer (``referrals audit seal --follow``, or the quickstart's thread):
+    # seconds between rounds when idle, and a signed checkpoint after this many new sealed
+    # events or this many seconds after the first unsigned one, whichever comes first.
+    audit_seal_interval: float = 1.0
+    audit_checkpoint_events: int = 1000
+    audit_checkpoint_interval: float = 60.0
+    # Seconds an event may wait for its seal (and a checkpoint beyond its interval) before
+    # verification and readiness report the sealer as behind.
+    audit_seal_lag: float = 30.0
+    # The web front end (/app/): its OIDC client at REFERRALS_OIDC_ISSUER.  Without a
+    # client id, production serves no pages (development still offers "sign in as ...").
+    web_client_id: str | None = None
+    web_client_secret: str | None = field(default=None, repr=False)
+    web_scope: str = "openid referrals:read referrals:write audit:read"
+    # RFC 8707 resource indicator asked for with the authorization request, when the
+    # provider issues API access tokens per resource (e.g. urn:referrals-api).
+    web_resource: str | None = None
+    # Signs CSRF tokens.  Production must set it; development generates one in the
+    # instance folder (0600), like the other development keys.
+    web_secret_key: str | None = field(default=None, repr=False)
+    # A web session ends after this many seconds without a request, and at the latest
+    # this many seconds after sign-in.
+    web_session_idle: int = 900
+    web_session_lifetime: int = 8 * 3600
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,6 +123,10 @@ class Settings:
             raise ConfigError("development tokens are enabled: set REFERRALS_DEV_TOKENS=false")
         if not self.oidc_issuer.startswith("https://"):
             raise ConfigError("production needs an https:// REFERRALS_OIDC_ISSUER")
+        if self.web_client_id and not self.web_secret_key:
+            raise ConfigError("the web front end needs REFERRALS_WEB_SECRET_KEY in production")
+        if self.web_secret_key is not None and len(self.web_secret_key) < 32:
+            raise ConfigError("REFERRALS_WEB_SECRET_KEY must be at least 32 characters")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -144,7 +172,13 @@ def _parse(name: str, raw: str) -> Any:
             if raw.lower() not in _BOOLEANS:
                 raise ConfigError(f"{key} must be true or false")
             return _BOOLEANS[raw.lower()]
-        case "oidc_leeway" | "oidc_jwks_ttl" | "oidc_jwks_refetch_interval":
+        case (
+            "oidc_leeway"
+            | "oidc_jwks_ttl"
+            | "oidc_jwks_refetch_interval"
+            | "web_session_idle"
+            | "web_session_lifetime"
+        ):
             if not raw.isdigit():
                 raise ConfigError(f"{key} must be a whole number of seconds")
             return int(raw)
@@ -154,6 +188,7 @@ def _parse(name: str, raw: str) -> Any:
             | "webhook_max_attempts"
             | "worker_batch_size"
             | "outbox_retention_days"
+            | "audit_checkpoint_events"
         ):
             if not raw.isdigit() or int(raw) < 1:
                 raise ConfigError(f"{key} must be a whole number of at least 1")
@@ -164,6 +199,9 @@ def _parse(name: str, raw: str) -> Any:
             | "webhook_backoff_cap"
             | "worker_lease"
             | "worker_interval"
+            | "audit_seal_interval"
+            | "audit_checkpoint_interval"
+            | "audit_seal_lag"
         ):
             seconds = _seconds(raw, maximum=86400)
             if seconds is None:
@@ -179,7 +217,16 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")
             return raw.upper()
         case _:
-            return raw or None if name in {"database_url", "oidc_issuer", "keyring"} else raw
+            nullable = {
+                "database_url",
+                "oidc_issuer",
+                "keyring",
+                "web_client_id",
+                "web_client_secret",
+                "web_secret_key",
+                "web_resource",
+            }
+            return raw or None if name in nullable else raw
 
 
 def _seconds(raw: str, *, maximum: float) -> float | None:

@@ -10,7 +10,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from referrals.audit import chain
-from referrals.audit.recorder import PendingAudit
+from referrals.audit.freshness import FreshnessLimits
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.audit.sealer import Sealer, SealerPolicy
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
@@ -43,6 +45,19 @@ class Runtime:
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
         return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
 
+    def record_refusal(self, pending: PendingAudit, http_status: int) -> None:
+        """The event of a request that changed nothing, in a transaction of its own.
+
+        The API's and the web pages' error paths both end here: a refused or failed call
+        is recorded the same way whichever front end it came through."""
+        try:
+            with self.database.sessions() as session:
+                record(session, pending, http_status, self.clock())
+                session.commit()
+            pending.written = True
+        except Exception as exc:
+            raise AuditUnavailable("the refusal could not be recorded") from exc
+
     def delivery_policy(self) -> DeliveryPolicy:
         s = self.settings
         return DeliveryPolicy(
@@ -52,6 +67,24 @@ class Runtime:
             backoff_cap=s.webhook_backoff_cap,
             batch_size=s.worker_batch_size,
             lease=s.worker_lease,
+        )
+
+    def sealer(
+        self, *, interval: float | None = None, checkpoint_interval: float | None = None
+    ) -> Sealer:
+        """The audit sealer by the settings; the CLI's options may override two of them."""
+        s = self.settings
+        policy = SealerPolicy(
+            interval=interval or s.audit_seal_interval,
+            checkpoint_events=s.audit_checkpoint_events,
+            checkpoint_interval=checkpoint_interval or s.audit_checkpoint_interval,
+        )
+        return Sealer(self.database.sessions, self.clock, self.audit_signing_key, policy)
+
+    def freshness_limits(self) -> FreshnessLimits:
+        s = self.settings
+        return FreshnessLimits(
+            allowed_lag=s.audit_seal_lag, checkpoint_interval=s.audit_checkpoint_interval
         )
 
     def context(self, principal: Principal, break_glass: BreakGlassReason | None = None) -> Context:

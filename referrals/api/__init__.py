@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 import uuid
 from typing import Any
@@ -11,7 +13,19 @@ from flask import Flask, Response, g, request
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
-from referrals.api import audit, docs, health, inputs, paths, problems, referrals, routing, units
+from referrals import logs
+from referrals.api import (
+    audit,
+    docs,
+    health,
+    inputs,
+    paths,
+    problems,
+    referrals,
+    routing,
+    units,
+    viewer,
+)
 from referrals.api.schemas.common import ProblemSchema
 from referrals.api.spec import ProblemResponses
 
@@ -36,21 +50,53 @@ class ReferralsApi(Api):  # type: ignore[misc]
 access_log = logging.getLogger("referrals.access")
 
 
+# A proxy's request id is joined to ours only if it is a short token: no spaces, quotes or
+# control characters that could forge or break a log line, and short enough that ours
+# (it, "~", 24 hex digits) fits the audit trail's 64-character column.  A UUID fits.
+PROXY_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,36}")
+
+
+def request_ids(proxy_header: str | None) -> tuple[str, str | None]:
+    """Our request id and the proxy's (``None`` when absent or not a valid token).
+
+    Ours is always unique: it keys audit events.  With a valid proxy id it is that id, a
+    ``~`` (never part of one) and 96 random bits, so the audit row of a request a proxy
+    logged is found by the prefix ``<proxy id>~``.  An invalid header is ignored, never
+    logged: it is the client's text, and refusing the request would punish the wrong party.
+    """
+    if proxy_header is not None and PROXY_REQUEST_ID.fullmatch(proxy_header):
+        return f"{proxy_header}~{secrets.token_hex(12)}", proxy_header
+    return uuid.uuid4().hex, None
+
+
 def _assign_request_id() -> None:
-    # Our own id, never the client's: it keys audit events, so it must be unique.
-    g.request_id = uuid.uuid4().hex
+    g.request_id, g.proxy_request_id = request_ids(request.headers.get("X-Request-ID"))
     g.started = time.perf_counter()
+    g.log_ids = logs.bind_request(g.request_id, g.proxy_request_id)
+    # For gunicorn's access line, which is written after the response, outside Flask.
+    request.environ[logs.ENVIRON_REQUEST_ID] = g.request_id
+    if g.proxy_request_id is not None:
+        request.environ[logs.ENVIRON_PROXY_REQUEST_ID] = g.proxy_request_id
+
+
+def _unbind_request_ids(_exc: BaseException | None) -> None:
+    token = g.pop("log_ids", None)
+    if token is not None:
+        logs.unbind_request(token)
 
 
 def _return_request_id(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.get("request_id", "")
+    # The route template, never the URL: no ids, no query string.
+    route = request.url_rule.rule if request.url_rule else "(no route)"
+    request.environ[logs.ENVIRON_ROUTE] = route
     access_log.info(
         "request",
         extra={
             "request_id": g.get("request_id"),
+            **({"proxy_request_id": g.proxy_request_id} if g.get("proxy_request_id") else {}),
             "method": request.method,
-            # The route template, never the URL: no ids, no query string.
-            "route": request.url_rule.rule if request.url_rule else "(no route)",
+            "route": route,
             "status": response.status_code,
             "latency_ms": round(
                 (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
@@ -67,8 +113,6 @@ def openapi_config() -> dict[str, Any]:
         "OPENAPI_VERSION": "3.1.0",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
-        "OPENAPI_SWAGGER_UI_PATH": "/docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         "API_SPEC_OPTIONS": {
             "info": {
                 "description": "Privacy-first case management for youth-at-risk referrals.",
@@ -88,10 +132,13 @@ def openapi_config() -> dict[str, Any]:
 def init_app(app: Flask) -> ReferralsApi:
     app.config.update(openapi_config())
     app.before_request(_assign_request_id)
+    app.teardown_request(_unbind_request_ids)
     app.after_request(_return_request_id)
     inputs.init_app(app)
     api = ReferralsApi(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     paths.init_app(app, api)
     for module in (health, referrals, units, routing, audit):
         api.register_blueprint(module.blp)
+    # The API viewer is not part of the API: it stays out of the spec.
+    app.register_blueprint(viewer.blueprint())
     return api

@@ -63,9 +63,14 @@ class AuditVerify(MethodView):
     @blp.response(200, VerificationOut)
     @problems(blp, 401, 403)
     def get(self) -> dict[str, Any]:
-        """Recompute the hash chain and checkpoints; name the first altered sequence number."""
+        """Recompute the hash chain and checkpoints; name the first altered sequence number.
+
+        ``status`` is "failed" when the chain is not intact, "behind" when it is intact but
+        events wait for their seal (or sealed events for a checkpoint) longer than allowed:
+        the sealer is stalled or overloaded."""
         with unit_of_work() as uow:
-            return audit_trail.verify(uow, caller(), audit_public_keys(runtime()))
+            rt = runtime()
+            return audit_trail.verify(uow, caller(), audit_public_keys(rt), rt.freshness_limits())
 
 
 @blp.route("/audit/checkpoints")

@@ -12,9 +12,9 @@ from werkzeug.exceptions import UnsupportedMediaType
 from referrals.api.inputs import check_headers, readable
 from referrals.api.problems import status_for
 from referrals.audit.actions import AuditAction
-from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
-from referrals.auth.authenticate import AuthenticationFailed, ScopeMissing
-from referrals.auth.principal import ClaimedActor, Principal, Scope
+from referrals.audit.recorder import AuditUnavailable, PendingAudit
+from referrals.auth.authenticate import ScopeMissing
+from referrals.auth.principal import ClaimedActor, Scope
 from referrals.auth.tokens import claimed_actor
 from referrals.domain.codes import BreakGlassReason
 from referrals.runtime import Runtime
@@ -69,7 +69,6 @@ def authenticated(
                 principal = rt.authenticator.authenticate(
                     request.headers, request.args.keys(), [s.value for s in scopes]
                 )
-                _refuse_unreadable_names(principal)
                 pending.actor = principal
                 check_headers(request.headers)
                 g.context = rt.context(principal, _break_glass_reason())
@@ -84,7 +83,7 @@ def authenticated(
                         pending.claimed = _readable_claims(
                             claimed_actor(request.headers.get("Authorization"))
                         )
-                    _record_refusal(rt, pending, status_for(exc))
+                    rt.record_refusal(pending, status_for(exc))
                 raise
             if not pending.written:
                 # A use case answered without committing its audit event: fail closed.
@@ -101,15 +100,6 @@ def authenticated(
     return decorator
 
 
-def _refuse_unreadable_names(principal: Principal) -> None:
-    """Who a token names goes into every audit event: text the trail cannot keep (a NUL,
-    a lone surrogate) would fail the audit write and answer 503.  A token naming its holder
-    so is no credential, whoever signed it."""
-    names = (principal.issuer, principal.subject, principal.client_id, principal.unit)
-    if not all(readable(name) for name in names):
-        raise AuthenticationFailed("token names its holder in unreadable text")
-
-
 def _readable_claims(claimed: ClaimedActor | None) -> ClaimedActor | None:
     """What a refused token claims, without what the audit trail cannot keep."""
     if claimed is None:
@@ -118,17 +108,6 @@ def _readable_claims(claimed: ClaimedActor | None) -> ClaimedActor | None:
         issuer=claimed.issuer if readable(claimed.issuer) else None,
         subject=claimed.subject if readable(claimed.subject) else None,
     )
-
-
-def _record_refusal(rt: Runtime, pending: PendingAudit, http_status: int) -> None:
-    """The event of a request that changed nothing, in a transaction of its own."""
-    try:
-        with rt.database.sessions() as session:
-            record(session, pending, http_status, rt.clock())
-            session.commit()
-        pending.written = True
-    except Exception as exc:
-        raise AuditUnavailable("the refusal could not be recorded") from exc
 
 
 BREAK_GLASS_HEADER = "X-Break-Glass-Reason"

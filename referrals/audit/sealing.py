@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from referrals.audit import chain
 from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
 
+# Events sealed per round (and per transaction) at most.
+DEFAULT_BATCH = 1000
 # pg_advisory_xact_lock key: "referral" in ASCII, so it reads as ours in pg_locks.
 SEALER_LOCK = 0x726566657272616C
 
@@ -46,7 +48,9 @@ def body(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def seal_pending(session: Session, clock: Callable[[], datetime], limit: int = 1000) -> int:
+def seal_pending(
+    session: Session, clock: Callable[[], datetime], limit: int = DEFAULT_BATCH
+) -> int:
     """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many."""
     _lock(session)
     now = clock()  # after the lock: a sealer that waited must not stamp the past
@@ -105,6 +109,72 @@ def _checkpoint_fields(checkpoint: chain.Checkpoint | AuditCheckpoint) -> dict[s
         name: getattr(checkpoint, name)
         for name in ("seq", "head", "created_at", "previous", "key_id", "signature")
     }
+
+
+# A transaction's audit event is stamped just before it commits, so an event can arrive
+# after later-stamped ones were sealed, by as long as its commit waited for a lock.  The
+# freshness check looks for pending events only this far behind the newest sealed one, to
+# stay cheap on a long chain; the sealer itself looks everywhere.
+LATE_COMMIT_WINDOW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Unsigned:
+    """Sealed events after the newest checkpoint: three indexed lookups, every round."""
+
+    count: int
+    oldest: datetime | None  # when the first of them was sealed
+    newest_checkpoint: datetime | None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits for the sealer, as the freshness judgement needs it."""
+
+    # recorded_at of the oldest committed event that has no seal yet
+    oldest_pending: datetime | None
+    unsigned: int
+    oldest_unsigned: datetime | None
+    newest_checkpoint: datetime | None
+
+
+def unsigned(session: Session) -> Unsigned:
+    head = session.scalar(select(func.max(AuditSeal.seq))) or 0
+    latest = session.execute(
+        select(AuditCheckpoint.seq, AuditCheckpoint.created_at)
+        .order_by(AuditCheckpoint.seq.desc())
+        .limit(1)
+    ).first()
+    signed_to = latest.seq if latest else 0
+    first = session.scalar(select(AuditSeal.sealed_at).where(AuditSeal.seq == signed_to + 1))
+    return Unsigned(head - signed_to, first, latest.created_at if latest else None)
+
+
+def oldest_pending(session: Session) -> datetime | None:
+    newest_sealed = session.scalar(
+        select(AuditEvent.recorded_at)
+        .join(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .order_by(AuditSeal.seq.desc())
+        .limit(1)
+    )
+    query = (
+        select(func.min(AuditEvent.recorded_at))
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+    )
+    if newest_sealed is not None:
+        query = query.where(AuditEvent.recorded_at >= newest_sealed - LATE_COMMIT_WINDOW)
+    return session.scalar(query)
+
+
+def backlog(session: Session) -> Backlog:
+    signed = unsigned(session)
+    return Backlog(
+        oldest_pending=oldest_pending(session),
+        unsigned=signed.count,
+        oldest_unsigned=signed.oldest,
+        newest_checkpoint=signed.newest_checkpoint,
+    )
 
 
 def _lock(session: Session) -> None:

@@ -1,4 +1,4 @@
-"""Authorization as pure functions (DESIGN §1).  Default deny.
+"""Authorization as pure functions (README: Roles).  Default deny.
 
 Services ask these questions and turn a "no" into 403 (the caller's role may never
 do this) or 404 (this referral is outside the caller's scope: its existence is not

@@ -36,6 +36,11 @@ class Principal:
         """Who did it, unambiguous across issuers: stored on events and notes."""
         return f"{self.issuer}|{self.subject}"
 
+    def names_are_storable(self) -> bool:
+        """No control character, NUL or lone surrogate in the names an audit row keeps."""
+        names = (self.issuer, self.subject, self.client_id, self.unit)
+        return all(name is None or storable(name) for name in names)
+
     def has_role(self, role: Role) -> bool:
         return role in self.roles
 
@@ -46,3 +51,11 @@ class ClaimedActor:
 
     issuer: str | None
     subject: str | None
+
+
+def storable(text: str) -> bool:
+    """Text a log line or an audit column can hold.
+
+    ``isprintable`` is False for NUL and every other control character, and for lone
+    surrogates (category Cs), which no database encoding stores."""
+    return text.isprintable()

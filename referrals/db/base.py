@@ -56,8 +56,9 @@ code = Annotated[str, mapped_column(String(40))]
 slug = Annotated[str, mapped_column(String(64))]
 
 # Personal data, sealed.  Every column of this type holds AES-256-GCM ciphertext of a
-# value DESIGN §4 lists as sensitive (referrals/crypto/aead.py); they are written and read
-# only through referrals/services/records.py, the one place where fields are sealed.
+# value listed as sensitive (SECURITY.md: Encryption at rest; referrals/crypto/aead.py);
+# they are written and read only through referrals/services/records.py, the one place
+# where fields are sealed.
 sealed = Annotated[bytes | None, mapped_column(LargeBinary, nullable=True)]
 
 

@@ -300,3 +300,22 @@ class DeadlineNotice(Base):
     due_at: Mapped[timestamp] = mapped_column(primary_key=True)
     unit_id: Mapped[slug] = mapped_column(primary_key=True)
     created_at: Mapped[timestamp]
+
+
+class WebSession(Base):
+    """A browser's session with the web front end (referrals/web/sessions.py).
+
+    Keyed by the SHA-256 of the cookie's random value: a database reader cannot turn a
+    row back into a working cookie.  Everything else the session holds (tokens, the
+    sign-in state, a form kept across an expired session) is one AEAD blob sealed under
+    the keyring's KEK with the row id as associated data."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[timestamp]
+    last_seen_at: Mapped[timestamp]
+    # Absolute end, whatever the activity.
+    expires_at: Mapped[timestamp] = mapped_column(index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_id: Mapped[str] = mapped_column(String(64))

@@ -1,4 +1,4 @@
-"""The referral state machine (DESIGN §2), held as data so it can be read, tested and listed.
+"""The referral state machine (README: Referral states), held as data to read, test, list.
 
 Services ask :func:`plan` whether an action is possible, then :func:`check_inputs` whether the
 request carries what that action needs. Deleting a draft is not a transition: the referral

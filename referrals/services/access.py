@@ -1,7 +1,7 @@
 """Loading a referral on behalf of a caller: the single door to case content.
 
 Every use case that reads or changes a referral comes through ``open_referral``, so
-this is where each access will be recorded in the audit trail (DESIGN §5).
+this is where each access will be recorded in the audit trail (SECURITY.md: Audit trail).
 """
 
 from __future__ import annotations

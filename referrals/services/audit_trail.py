@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
-from referrals.audit import sealing
+from referrals.audit import freshness, sealing
+from referrals.audit.freshness import FreshnessLimits
 from referrals.auth import policy
 from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
 from referrals.services import cursors
@@ -91,19 +92,38 @@ def access_log(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> dict[st
     return {"items": [represent(event, seq) for event, seq in rows]}
 
 
-def verify(uow: UnitOfWork, ctx: Context, public_keys: Mapping[str, Any]) -> dict[str, Any]:
+def verify(
+    uow: UnitOfWork, ctx: Context, public_keys: Mapping[str, Any], limits: FreshnessLimits
+) -> dict[str, Any]:
+    """Is the chain intact ("failed" names the first problem), and is it current ("behind":
+    events wait for their seal, or sealed ones for a checkpoint, longer than allowed)?"""
     _require_auditor(ctx)
-    result = sealing.verify(uow.session, public_keys)
+    with uow.reading() as session:
+        result = sealing.verify(session, public_keys)
+        fresh = freshness.judge(sealing.backlog(session), ctx.now, limits)
     uow.commit()
     finding = result.finding
     return {
-        "status": "ok" if finding is None else "failed",
+        "status": "failed" if finding is not None else "ok" if fresh.ok else "behind",
         "finding": None
         if finding is None
         else {"seq": finding.seq, "problem": finding.problem, "detail": finding.detail},
         "sealed": result.sealed,
         "pending": result.pending,
         "checkpoints": result.checkpoints,
+        "freshness": describe(fresh, limits),
+    }
+
+
+def describe(fresh: freshness.Freshness, limits: FreshnessLimits) -> dict[str, Any]:
+    return {
+        "problems": list(fresh.problems),
+        "oldest_pending_age": fresh.oldest_pending_age,
+        "unsigned": fresh.unsigned,
+        "oldest_unsigned_age": fresh.oldest_unsigned_age,
+        "newest_checkpoint": fresh.newest_checkpoint,
+        "allowed_lag": limits.allowed_lag,
+        "checkpoint_interval": limits.checkpoint_interval,
     }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.db.engine import read_only
 from referrals.db.repositories import (
     OutboxRepository,
     ReferralRepository,
@@ -80,6 +81,13 @@ class UnitOfWork:
         self.session.commit()
         if audit is not None:
             audit.written = True
+
+    def reading(self) -> Session:
+        """A second, read-only session for a long read beside this unit of work.
+
+        On SQLite the unit of work holds the write lock from its first statement; a read
+        of the whole audit chain there would make every writer wait for it."""
+        return read_only(self._sessions())
 
     def audit_target(self, kind: str, identifier: object) -> None:
         """Name what the request acted on once it is known (e.g. a new referral's id)."""

@@ -1,6 +1,6 @@
 """The authorization matrix: every endpoint x every kind of caller x the referral's state.
 
-The expected answers in ``MATRIX`` are written out by hand from DESIGN §1 (roles and what
+The expected answers in ``MATRIX`` are written out by hand from README: Roles (roles and what
 each may see), §2 (who may take which action, from which state), §6 (routing and the
 outbox) and §7 (the endpoints).
 They are deliberately *not* derived from ``referrals/auth/policy.py``: the point is an
@@ -84,7 +84,7 @@ class Expect:
 OK = Expect(200)
 CREATED = Expect(201)
 DELETED = Expect(204)
-# Outside the caller's scope: the referral's existence is not revealed (DESIGN §1).
+# Outside the caller's scope: the referral's existence is not revealed (README: Roles).
 HIDDEN = Expect(404, "not-found")
 # The token lacks the scope of the endpoint group (auditors and admins on case endpoints).
 SCOPE = Expect(403, "insufficient-scope")
@@ -175,7 +175,7 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
     ),
-    # -- actions (DESIGN §2) -------------------------------------------------------------
+    # -- actions (README: Referral states) ------------------------------------------------
     ("POST", f"{REFERRAL}/submit", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
@@ -292,7 +292,7 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=CREATED,
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
     ),
-    # -- units: managed by admins (DESIGN §1); the directory itself is readable by every
+    # -- units: managed by admins (README: Roles); the directory itself is readable by every
     # role, since it is no case content and caseworkers need unit ids to redirect.
     # Webhook URLs are shown to admins only.
     ("GET", UNITS, "unit"): row(
@@ -411,7 +411,7 @@ ACTION_RESULTS: dict[str, tuple[str, str | None]] = {
     "fail": ("failed", None),
     "mark-error": ("entered_in_error", None),
 }
-# The webhook event each transition announces (DESIGN §6).
+# The webhook event each transition announces (README: Routing).
 ACTION_EVENTS: dict[str, str] = {
     "submit": "referral.submitted",
     "accept": "referral.accepted",
@@ -968,7 +968,7 @@ def check_routing(
         pytest.fail(f"no check for an allowed {method} {path}")
 
 
-# --- notes: each side's internal notes stay with it (DESIGN §1) --------------------------
+# --- notes: each side's internal notes stay with it (README: Roles) --------------------------
 
 NOTES = {
     ("yw_own", "internal"): "Avsändarens egen anteckning: pojken verkade rädd.",
@@ -1079,7 +1079,7 @@ def test_a_youth_worker_outside_a_referring_unit_may_not_preview_routing(
     dev_token: Callable[..., str],
     unit: str,
 ) -> None:
-    """DESIGN §1/§6 and issue 5: the preview is for admins and for youth workers of a
+    """README: Roles, Routing and issue 5: the preview is for admins and for youth workers of a
     referring unit, the callers who may open a referral.  A youth-worker token whose unit
     claim names a receiving unit, or no registered unit, may not open one (403), and so
     may not map out the routing rules (every rule, position, unit and condition tried)

@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN §7: ETags and If-Match, merge patches, idempotent create,
+"""The HTTP contract of README: API overview: ETags and If-Match, merge patches, idempotent create,
 keyset pagination, caching headers and the problem+json shape of framework errors."""
 
 from __future__ import annotations
@@ -624,12 +624,15 @@ def test_problem_types_use_one_spelling(client, actors):
 # --- operations ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
-def test_health_endpoints_need_no_token(client, path):
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/healthz", {"status": "ok"}), ("/readyz", {"status": "ok", "audit_sealer": "ok"})],
+)
+def test_health_endpoints_need_no_token(client, path, body):
     response = client.get(path)
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+    assert response.get_json() == body
 
 
 def test_openapi_document_is_served(client):

@@ -1,4 +1,4 @@
-"""The referral state machine of DESIGN §2, driven over HTTP.
+"""The referral state machine of README: Referral states, driven over HTTP.
 
 Each transition is made by the side that owns it and checked three ways: the response,
 the timeline event it wrote, and (for refusals) that nothing changed.

@@ -1,6 +1,6 @@
 """No mass assignment: server-owned fields can never be written through a request body.
 
-DESIGN §7: unknown fields in a request body are rejected (422), so ``status``, ``unit``,
+README: API overview: unknown fields in a request body are rejected (422), so ``status``, ``unit``,
 ids and audit fields can never be mass-assigned.  Every test checks the problem+json
 answer names the offending field, that nothing was written, and (where it matters) that
 the same request *without* the offending field succeeds, so the 422 is about that field.

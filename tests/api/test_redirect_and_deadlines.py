@@ -1,6 +1,6 @@
 """Redirect, decision deadlines with their escalation, and the closed loop's outbox rows.
 
-DESIGN §6: a receiving unit may redirect a referral with a reason and then loses access at
+README: Routing: a receiving unit may redirect a referral with a reason and then loses access at
 once; every state change writes outbox rows for the units on the referral (minus the one
 acting); a referral left undecided past its deadline is escalated once per deadline: to
 the receiving unit (``referral.overdue``) and to the sending unit (``referral.unanswered``).

@@ -1,4 +1,4 @@
-"""PostgreSQL: the audit tables are append-only (DESIGN §5, migration 0003).
+"""PostgreSQL: the audit tables are append-only (SECURITY.md: Audit trail, migration 0003).
 
 A trigger refuses UPDATE, DELETE and TRUNCATE on ``audit_events``, ``audit_seals`` and
 ``audit_checkpoints`` for every role.  Each statement runs in a savepoint of the test's

@@ -1,7 +1,7 @@
 """Audit recording: every API request leaves exactly one audit event, and fails closed.
 
-DESIGN §5 and issue 4: each request to an endpoint of the API appends one event in the
-transaction of its work (allowed, denied or failed), naming the actor, the action, the
+SECURITY.md (Audit trail) and issue 4: each request to an endpoint of the API appends one
+event in the transaction of its work (allowed, denied or failed), naming the actor, the action, the
 target, the outcome, the HTTP status and the request id (also sent as ``X-Request-ID``),
 and never a personal value, a token or a search term.  When the event cannot be written
 the request answers 503, returns no case data and changes nothing.
@@ -867,7 +867,7 @@ def test_when_the_refusal_cannot_be_recorded_either_the_answer_is_503(
     rid, etag = requested_canary_referral(client, callers)
     before = case_state(database, rid)
     monkeypatch.setattr("referrals.services.uow.record", failing_record)
-    monkeypatch.setattr("referrals.api.context.record", failing_record)
+    monkeypatch.setattr("referrals.runtime.record", failing_record)
     count = audit_count(db_connection)
 
     attempts = [

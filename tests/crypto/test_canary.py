@@ -1,8 +1,8 @@
 """Canary test: no sensitive value reaches raw storage, in any encoding tried.
 
 Referrals are created and driven through their lifecycle over the API with a distinctive
-made-up value in every sensitive field (DESIGN §2), then the raw database is read: every
-cell of every table with plain SQL, on SQLite and PostgreSQL; on PostgreSQL also the
+made-up value in every sensitive field (README: Referral states) and then the raw database
+is read: every cell of every table with plain SQL, on SQLite and PostgreSQL; on PostgreSQL also the
 output of ``pg_dump`` and the tables' files on disk, on SQLite the database file itself.
 The API must still return every value, so the test also fails if encryption dropped data.
 """

@@ -101,8 +101,8 @@ def test_fifty_simultaneous_accepts_one_wins(live_app, live_database, actors, wi
     )
 
     assert statuses.count(200) == 1, statuses
-    # Without If-Match every loser is a conflict (DESIGN §2); with it, a loser that read
-    # the new version may instead be told its precondition failed.
+    # Without If-Match every loser is a conflict (README: Referral states); with it, a loser
+    # that read the new version may instead be told its precondition failed.
     losers = {409, 412} if with_if_match else {409}
     assert set(statuses) - {200} <= losers, statuses
     row, events = stored(live_database, rid)

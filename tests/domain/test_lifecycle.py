@@ -1,4 +1,4 @@
-"""The state machine against an independent, explicit table of DESIGN §2."""
+"""The state machine against an independent, explicit table of README: Referral states."""
 
 import itertools
 

@@ -44,6 +44,25 @@ if (config.code_client) {
   });
 }
 
+// The web front end (backend-for-frontend): a confidential client signing people in with
+// authorization code + PKCE; its access tokens are JWTs for the API, like the machine tokens.
+const webClient = config.web_client;
+if (webClient) {
+  clients.push({
+    client_id: webClient.client_id,
+    client_secret: webClient.client_secret,
+    scope: webClient.scope,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: webClient.redirect_uris,
+    post_logout_redirect_uris: webClient.post_logout_redirect_uris ?? [],
+  });
+}
+// Login names that are people with a role, as an IdP's user directory would map them:
+// e.g. {"ung-anna": {"roles": ["youth_worker"], "unit": "ungdomsjouren"}}.  Any other
+// login still signs in, as an account without a role.
+const accounts = new Map(Object.entries(config.accounts ?? {}));
+
 const ttl = (token) => token.resourceServer?.accessTokenTTL ?? 300;
 
 const provider = new Provider(issuer, {
@@ -73,8 +92,11 @@ const provider = new Provider(issuer, {
       // the login flow gets none so that it stays a plain OpenID Connect flow.
       defaultResource: (ctx, client, oneOf) => {
         if (oneOf) return oneOf;
-        return client.grantTypeAllowed('client_credentials') ? config.resources[0]?.indicator : undefined;
+        const forApi = client.grantTypeAllowed('client_credentials') || client.clientId === webClient?.client_id;
+        return forApi ? config.resources[0]?.indicator : undefined;
       },
+      // The web client's code exchange and refreshes name no resource: they get the one granted.
+      useGrantedResource: (ctx, model) => ctx.oidc.client?.clientId === webClient?.client_id,
       getResourceServerInfo: (ctx, indicator) => {
         const r = resources.get(indicator);
         if (!r) throw new errors.InvalidTarget();
@@ -88,9 +110,13 @@ const provider = new Provider(issuer, {
       },
     },
   },
-  // Role and unit claims ride on machine tokens only, as an IdP's client mappers would add them.
-  extraTokenClaims: (ctx, token) =>
-    token.kind === 'ClientCredentials' ? claimsByClient.get(token.clientId) : undefined,
+  // Role and unit claims ride on machine tokens, as an IdP's client mappers would add them,
+  // and on a signed-in person's access tokens from the accounts map.
+  extraTokenClaims: (ctx, token) => {
+    if (token.kind === 'ClientCredentials') return claimsByClient.get(token.clientId);
+    if (token.kind === 'AccessToken' && token.accountId) return accounts.get(token.accountId);
+    return undefined;
+  },
 });
 
 server.on('request', provider.callback());

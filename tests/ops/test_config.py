@@ -78,6 +78,10 @@ def test_every_documented_variable_is_read() -> None:
         ("REFERRALS_OIDC_LEEWAY", "-5"),
         ("REFERRALS_OIDC_HTTP_TIMEOUT", "0"),
         ("REFERRALS_LOG_LEVEL", "chatty"),
+        ("REFERRALS_AUDIT_SEAL_INTERVAL", "0"),
+        ("REFERRALS_AUDIT_CHECKPOINT_EVENTS", "0"),
+        ("REFERRALS_AUDIT_CHECKPOINT_INTERVAL", "never"),
+        ("REFERRALS_AUDIT_SEAL_LAG", "-1"),
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(variable: str, value: str) -> None:
@@ -102,6 +106,23 @@ def test_production_refuses_development_settings(
     with pytest.raises(ConfigError, match=reason) as refused:
         create_app(settings)
     assert "\n" not in str(refused.value)
+
+
+def test_sealer_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "REFERRALS_AUDIT_SEAL_INTERVAL": "0.5",
+            "REFERRALS_AUDIT_CHECKPOINT_EVENTS": "200",
+            "REFERRALS_AUDIT_CHECKPOINT_INTERVAL": "15",
+            "REFERRALS_AUDIT_SEAL_LAG": "10",
+        }
+    )
+    assert (
+        settings.audit_seal_interval,
+        settings.audit_checkpoint_events,
+        settings.audit_checkpoint_interval,
+        settings.audit_seal_lag,
+    ) == (0.5, 200, 15.0, 10.0)
 
 
 def test_log_level_is_case_insensitive() -> None:

@@ -343,7 +343,7 @@ def test_erase_leaves_no_keyed_digest_of_the_request_body(
 ) -> None:
     """An idempotent create stores an HMAC of the whole body (personal number, name,
     narrative) under the retained index key: a blind index of the referral's content, which
-    erasure must destroy like the personal-number index (DESIGN §4)."""
+    erasure must destroy like the personal-number index (SECURITY.md: Encryption at rest)."""
     response = client.post(
         REFERRALS,
         json=body_for(submit=True),

@@ -36,6 +36,28 @@ CODE_CLIENT = {
     "redirect_uri": "http://127.0.0.1/cb",
 }
 
+# People who sign in to the web front end through the provider's login page, by login name.
+WEB_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "ung-anna": {"roles": ["youth_worker"], "unit": "ungdomsjouren"},
+    # A youth worker of another unit: none of ungdomsjouren's referrals are theirs.
+    "ung-kalle": {"roles": ["youth_worker"], "unit": "kungsholmen"},
+    "norr-cw": {"roles": ["caseworker"], "unit": "norrmalm"},
+    "soder-cw": {"roles": ["caseworker"], "unit": "sodermalm"},
+    "revisor": {"roles": ["auditor"]},
+}
+WEB_SCOPE = "openid referrals:read referrals:write audit:read"
+
+
+def web_client(origin: str, callback_paths: list[str], logout_paths: list[str]) -> dict[str, Any]:
+    """The web front end as a confidential authorization code + PKCE client of ``origin``."""
+    return {
+        "client_id": "referrals-web",
+        "client_secret": "test-secret-referrals-web",
+        "scope": WEB_SCOPE,
+        "redirect_uris": [origin + path for path in callback_paths],
+        "post_logout_redirect_uris": [origin + path for path in logout_paths],
+    }
+
 
 def generate_keys(rsa_kid: str = "rsa-1", ec_kid: str = "ec-1") -> KeySet:
     """Fresh private signing keys: RSA 2048 for RS256 and EC P-256 for ES256."""
@@ -111,12 +133,14 @@ class TestIdP:
         keys: KeySet,
         clients: list[dict[str, Any]],
         log_path: Path,
+        web: dict[str, Any] | None = None,
     ) -> None:
         self.process = process
         self.issuer = issuer
         self.port = urlsplit(issuer).port or 0
         self.keys = keys
         self.clients = {c["client_id"]: c for c in clients}
+        self.web = web
         self.log_path = log_path
         self.http = requests.Session()
         try:
@@ -140,6 +164,8 @@ class TestIdP:
         resources: list[dict[str, Any]] | None = None,
         keys: KeySet | None = None,
         port: int = 0,
+        web: dict[str, Any] | None = None,
+        accounts: dict[str, dict[str, Any]] | None = None,
     ) -> TestIdP:
         if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
@@ -159,6 +185,8 @@ class TestIdP:
             "resources": resources if resources is not None else default_resources(),
             "clients": clients,
             "code_client": CODE_CLIENT,
+            "web_client": web,
+            "accounts": WEB_ACCOUNTS if accounts is None else accounts,
         }
         config_path.write_text(json.dumps(config, indent=2))
         # stderr goes to a file: nothing drains a pipe during the session, and a full pipe
@@ -175,7 +203,7 @@ class TestIdP:
             )
         try:
             issuer = _read_issuer(process, log_path)
-            return cls(process, issuer, keys, clients, log_path)
+            return cls(process, issuer, keys, clients, log_path, web)
         except BaseException:
             _terminate(process)
             raise

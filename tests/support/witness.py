@@ -1,7 +1,7 @@
 """A witness for the whole test session: every personal value and token sent to the app,
 every audit row written and every log line emitted — and, at the end, proof that the
-first never appear in the other two (DESIGN §5: no personal data, tokens or search terms
-in the audit trail or the logs)."""
+first never appear in the other two (SECURITY.md, Audit trail: no personal data, tokens
+or search terms in the audit trail or the logs)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ class Witness:
             self.secrets.add(authorization[7:].strip())
         body = request.get_json(silent=True)
         self._walk(body)
+        # Web forms name their fields after the body's paths: "subject-personal_number".
+        for key, value in request.form.items(multi=True):
+            self._walk(value, key.rsplit("-", 1)[-1])
 
     def _walk(self, value: Any, key: str | None = None) -> None:
         if isinstance(value, dict):

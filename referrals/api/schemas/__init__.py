@@ -1,1 +1,1 @@
-"""marshmallow schemas: the JSON contract of DESIGN §7.  Unknown fields are rejected."""
+"""marshmallow schemas: the JSON contract of README: API overview.  Unknown fields are rejected."""

@@ -64,12 +64,39 @@ class FindingOut(StrictSchema):
     detail = fields.String()
 
 
+class FreshnessOut(StrictSchema):
+    problems = fields.List(
+        fields.String(metadata={"enum": ["sealing-behind", "checkpoint-overdue"]}),
+        metadata={"description": "empty when the chain is current"},
+    )
+    oldest_pending_age = fields.Float(
+        allow_none=True, metadata={"description": "seconds the oldest unsealed event has waited"}
+    )
+    unsigned = fields.Integer(metadata={"description": "sealed events after the last checkpoint"})
+    oldest_unsigned_age = fields.Float(
+        allow_none=True,
+        metadata={"description": "seconds since the first unsigned event was sealed"},
+    )
+    newest_checkpoint = fields.AwareDateTime(allow_none=True)
+    allowed_lag = fields.Float(metadata={"description": "REFERRALS_AUDIT_SEAL_LAG"})
+    checkpoint_interval = fields.Float(
+        metadata={"description": "REFERRALS_AUDIT_CHECKPOINT_INTERVAL"}
+    )
+
+
 class VerificationOut(StrictSchema):
-    status = fields.String(metadata={"enum": ["ok", "failed"]})
+    status = fields.String(
+        metadata={
+            "enum": ["ok", "behind", "failed"],
+            "description": "failed: the chain is not intact (see finding); behind: intact, "
+            "but events wait for their seal or checkpoint longer than allowed (see freshness)",
+        }
+    )
     finding = fields.Nested(FindingOut, allow_none=True)
     sealed = fields.Integer()
     pending = fields.Integer()
     checkpoints = fields.Integer()
+    freshness = fields.Nested(FreshnessOut)
 
 
 class CheckpointOut(StrictSchema):
