@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 
 from referrals.config import Settings
+from referrals.runtime import Runtime
 from referrals.services import seeding
+from referrals.services.vault import webhook_secret_context
 from referrals.worker import Worker
 from tests.api.helpers import API, NORRMALM, SODERMALM, Actors, create
 from tests.support.clock import FakeClock
@@ -138,3 +141,31 @@ def test_a_bad_endpoint_in_the_database_fails_alone_and_dead_letters_at_the_maxi
     assert error in ("invalid endpoint", "delivery failed")
     clock.advance(hours=1)
     assert worker.run_round().claimed == 0, "a dead message was claimed again"
+
+
+def test_an_attempt_that_raises_fails_alone(
+    app: Flask,
+    client: FlaskClient,
+    actors: Actors,
+    worker: Worker,
+    receiver: WebhookReceiver,
+    set_webhook: Callable[..., str],
+    db_connection: Connection,
+) -> None:
+    """A secret that opens but is no signing key (a hand-edited row): signing raises
+    inside the attempt.  That message fails; the other unit's is still sent."""
+    set_webhook(NORRMALM, receiver.url())
+    set_webhook(SODERMALM, receiver.url("/sodermalm"))
+    runtime: Runtime = app.extensions["referrals"]
+    blob, kek_id = runtime.vault.seal_secret(webhook_secret_context(SODERMALM), "whsec_%%%")
+    db_connection.execute(
+        text("UPDATE units SET webhook_secret = :blob, webhook_secret_kek_id = :kek WHERE id = :u"),
+        {"blob": blob, "kek": kek_id, "u": SODERMALM},
+    )
+    create(client, actors.worker, submit=True, subject={"district": SODERMALM})
+    create(client, actors.worker, submit=True)
+
+    result = worker.run_round()
+    assert (result.claimed, result.delivered, result.failed) == (2, 1, 1)
+    assert [r.path for r in receiver.received] == ["/hook"]
+    assert rows(db_connection)[SODERMALM] == ("pending", 1, "delivery failed")
