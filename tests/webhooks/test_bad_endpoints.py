@@ -92,6 +92,7 @@ def test_a_seed_file_with_an_impossible_port_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "seed.json"
     path.write_text(json.dumps(document))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REFERRALS_", "PG"))}
+    env["REFERRALS_ENV"] = "development"
     env["REFERRALS_INSTANCE_PATH"] = str(tmp_path / "instance")
     cli = [sys.executable, "-m", "referrals.cli"]
     upgrade = subprocess.run([*cli, "db", "upgrade"], env=env, capture_output=True, timeout=120)

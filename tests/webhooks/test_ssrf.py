@@ -275,7 +275,10 @@ def test_development_keeps_the_detail_and_loopback_works(
 
 def test_the_allow_list_is_read_as_cidrs() -> None:
     settings = Settings.from_env(
-        {"REFERRALS_WEBHOOK_ALLOWED_NETWORKS": "10.20.0.0/16, fd00:1::/64,192.0.2.7/32"}
+        {
+            "REFERRALS_ENV": "production",
+            "REFERRALS_WEBHOOK_ALLOWED_NETWORKS": "10.20.0.0/16, fd00:1::/64,192.0.2.7/32",
+        }
     )
     assert settings.webhook_allowed_networks == (
         ipaddress.ip_network("10.20.0.0/16"),
@@ -284,7 +287,9 @@ def test_the_allow_list_is_read_as_cidrs() -> None:
     )
     for bad in ("10.0.0.5/8", "intranet", "10.0.0.0/33"):
         with pytest.raises(ConfigError, match="REFERRALS_WEBHOOK_ALLOWED_NETWORKS"):
-            Settings.from_env({"REFERRALS_WEBHOOK_ALLOWED_NETWORKS": bad})
+            Settings.from_env(
+                {"REFERRALS_ENV": "production", "REFERRALS_WEBHOOK_ALLOWED_NETWORKS": bad}
+            )
 
 
 # --- a resolver the tests control ------------------------------------------------------
