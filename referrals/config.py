@@ -7,6 +7,7 @@ that decides whether a configuration is fit to serve real case data.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -64,6 +65,9 @@ class Settings:
     webhook_backoff_base: float = 30.0
     webhook_backoff_cap: float = 6 * 3600.0
     worker_batch_size: int = 20
+    # Production refuses webhooks to loopback, link-local, private, multicast, unspecified
+    # and reserved addresses, except in these networks (CIDRs the operator vouches for).
+    webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Seconds a worker's claim on a batch lasts; unset: long enough for the batch to time out.
     worker_lease: float | None = None
     worker_interval: float = 1.0
@@ -212,6 +216,17 @@ def _parse(name: str, raw: str) -> Any:
             if timeout is None:
                 raise ConfigError(f"{key} must be a number of seconds up to 60")
             return timeout
+        case "webhook_allowed_networks":
+            try:
+                return tuple(
+                    ipaddress.ip_network(part.strip(), strict=True)
+                    for part in raw.split(",")
+                    if part.strip()
+                )
+            except ValueError:
+                raise ConfigError(
+                    f"{key} must list networks in CIDR form, such as 10.20.0.0/16,fd00:1::/64"
+                ) from None
         case "log_level":
             if raw.upper() not in _LOG_LEVELS:
                 raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")

@@ -23,6 +23,7 @@ from referrals.services.context import Context
 from referrals.services.delivery import DeliveryPolicy
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Vault
+from referrals.webhooks.destinations import Destinations
 
 Clock = Callable[[], datetime]
 
@@ -67,7 +68,13 @@ class Runtime:
             backoff_cap=s.webhook_backoff_cap,
             batch_size=s.worker_batch_size,
             lease=s.worker_lease,
+            coarse_errors=s.is_production,
         )
+
+    def webhook_destinations(self) -> Destinations:
+        """Production connects to public addresses and the operator's allow-list only."""
+        s = self.settings
+        return Destinations(restricted=s.is_production, allowed=s.webhook_allowed_networks)
 
     def sealer(
         self, *, interval: float | None = None, checkpoint_interval: float | None = None
@@ -96,6 +103,7 @@ class Runtime:
             vault=self.vault,
             break_glass=break_glass,
             production=self.settings.is_production,
+            destinations=self.webhook_destinations(),
         )
 
 

@@ -24,7 +24,7 @@ class Worker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.policy = runtime.delivery_policy()
-        self.sender = WebhookSender(self.policy.timeout)
+        self.sender = WebhookSender(self.policy.timeout, runtime.webhook_destinations())
         self._stop = threading.Event()
 
     def run_round(self) -> Round:

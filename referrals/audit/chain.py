@@ -384,8 +384,19 @@ def public_key_id(public: Ed25519PublicKey) -> str:
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The checkpoint signing key from an unencrypted PEM (PKCS #8) file."""
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """The checkpoint signing key from an unencrypted PEM (PKCS #8) file; ValueError if
+    group or others may access the file (whoever reads it can sign checkpoints), checked
+    the same way as the keyring's."""
+    with path.open("rb") as handle:
+        # fstat the descriptor we read from, so the mode checked is the file's we read.
+        mode = os.fstat(handle.fileno()).st_mode & 0o777
+        if mode & 0o077:
+            raise ValueError(
+                f"audit signing key file {path} has mode {mode:o}: it must be readable by "
+                "its owner only (chmod 600)"
+            )
+        pem = handle.read()
+    key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} does not hold an Ed25519 private key")
     return key

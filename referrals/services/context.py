@@ -10,6 +10,7 @@ from referrals.auth.principal import Principal
 from referrals.domain.codes import BreakGlassReason
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.vault import Vault
+from referrals.webhooks.destinations import UNRESTRICTED, Destinations
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Context:
     break_glass: BreakGlassReason | None = None
     # Serving real data: development conveniences (plain-http webhooks) are refused.
     production: bool = False
+    # Where webhooks may point (production: no internal address unless allow-listed).
+    destinations: Destinations = UNRESTRICTED
 
     @property
     def today(self) -> date:

@@ -8,6 +8,10 @@ At least once, never silently lost:
   messages claimed until the lease runs out, then any worker sends them again.
 - A result is written only under the claim token, so a worker whose lease ran out cannot
   overwrite the result of the worker that took the message over.
+- A message fails alone: whatever goes wrong with one (a malformed endpoint planted in
+  the database, a secret that does not open, an exception anywhere in its attempt) is a
+  failed attempt of that message, counted towards its dead-letter maximum, and the rest
+  of the batch is still sent.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from referrals.services.outbox import DeliveryState, webhook_id
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Vault, webhook_secret_context
 from referrals.webhooks import signing
+from referrals.webhooks.destinations import REFUSED
 from referrals.webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
+
+FAILED = "delivery failed"
 
 UnitsOfWork = Callable[[], UnitOfWork]
 Clock = Callable[[], datetime]
@@ -44,6 +51,16 @@ class DeliveryPolicy:
     # How long a claim lasts; None: long enough for a whole batch to time out.
     lease: float | None = None
     jitter: Callable[[], float] = field(default=random.random, repr=False)
+    # Production: the admin listing says only "refused destination" or "delivery failed".
+    # A status code, "tls failed" or "timeout" would tell an admin token what listens
+    # behind an endpoint; the worker's log keeps the detail for the operator.
+    coarse_errors: bool = False
+
+    def shown(self, error: str) -> str:
+        """The error as stored for ``GET /admin/deliveries``."""
+        if not self.coarse_errors or error == REFUSED:
+            return error
+        return FAILED
 
     @property
     def lease_time(self) -> timedelta:
@@ -76,6 +93,8 @@ class Claimed:
     url: str | None
     # Kept out of reprs: an error reporter that captures locals must not record it.
     secret: str | None = field(repr=False)
+    # Set when what sending needs could not be read: the attempt fails without sending.
+    broken: bool = False
 
 
 @dataclass
@@ -108,13 +127,14 @@ def load(uows: UnitsOfWork, vault: Vault, ids: list[uuid.UUID]) -> list[Claimed]
             message = uow.outbox.get(message_id)
             if message is None:
                 continue
-            unit = uow.units.get(message.unit_id)
-            url, secret = _endpoint(vault, unit)
-            out.append(
-                Claimed(
-                    message.id, webhook_id(message), message.payload, message.attempts, url, secret
-                )
-            )
+            ident = (message.id, webhook_id(message), message.payload, message.attempts)
+            try:
+                url, secret = _endpoint(vault, uow.units.get(message.unit_id))
+            except Exception:
+                log.exception("webhook endpoint unreadable", extra={"delivery": str(message.id)})
+                out.append(Claimed(*ident, None, None, broken=True))
+                continue
+            out.append(Claimed(*ident, url, secret))
     return out
 
 
@@ -133,7 +153,7 @@ def deliver_round(
     for item in load(uows, vault, ids):
         if stopping():
             break
-        state = _send(uows, sender, clock, policy, token, item)
+        state = _attempt(uows, sender, clock, policy, token, item)
         if state is None:
             continue  # the claim was lost to another worker: its result counts there
         if state is DeliveryState.DELIVERED:
@@ -147,6 +167,28 @@ def deliver_round(
     return result
 
 
+def _attempt(
+    uows: UnitsOfWork,
+    sender: WebhookSender,
+    clock: Clock,
+    policy: DeliveryPolicy,
+    token: uuid.UUID,
+    item: Claimed,
+) -> DeliveryState | None:
+    """One message's attempt, whatever happens in it; None when its result is not ours to
+    write (the claim was lost, or the failure could not even be recorded: then the lease
+    brings the message back, its attempt already counted by the claim)."""
+    try:
+        return _send(uows, sender, clock, policy, token, item)
+    except Exception:
+        log.exception("webhook attempt failed", extra={"delivery": str(item.message_id)})
+    try:
+        return _failed(uows, clock, policy, token, item, FAILED)
+    except Exception:
+        log.exception("webhook failure not recorded", extra={"delivery": str(item.message_id)})
+        return None
+
+
 def _send(
     uows: UnitsOfWork,
     sender: WebhookSender,
@@ -156,6 +198,8 @@ def _send(
     item: Claimed,
 ) -> DeliveryState | None:
     """One attempt; the state it left the message in, or None when the claim was lost."""
+    if item.broken:
+        return _failed(uows, clock, policy, token, item, FAILED)
     if item.url is None or item.secret is None:
         return _settle(
             uows, token, item, DeliveryState.SKIPPED, error="no enabled webhook endpoint"
@@ -175,6 +219,22 @@ def _send(
     )
     if error is None:
         return _settle(uows, token, item, DeliveryState.DELIVERED, delivered_at=clock())
+    if error != policy.shown(error):
+        # The detail stays with the operator's log.
+        detail = {"delivery": str(item.message_id), "reason": error}
+        log.info("webhook attempt failed", extra=detail)
+    return _failed(uows, clock, policy, token, item, policy.shown(error))
+
+
+def _failed(
+    uows: UnitsOfWork,
+    clock: Clock,
+    policy: DeliveryPolicy,
+    token: uuid.UUID,
+    item: Claimed,
+    error: str,
+) -> DeliveryState | None:
+    """A failed attempt: retried later with backoff, or dead at the maximum."""
     if item.attempts >= policy.max_attempts:
         log.warning("webhook dead-lettered", extra={"delivery": str(item.message_id)})
         return _settle(uows, token, item, DeliveryState.DEAD, error=error)

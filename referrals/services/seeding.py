@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from referrals.db.models import Unit
-from referrals.services import routing
+from referrals.services import routing, units
 from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
 
@@ -38,6 +38,8 @@ def apply(uow: UnitOfWork, ctx: Context, document: Mapping[str, Any]) -> Seeded:
     """``document`` is validated already (referrals/api/schemas/units.py, SeedDocument)."""
     created = 0
     for data in document["units"]:
+        # A seeded endpoint is sent to once enabled: the same rules as the admin API's.
+        units.check_webhook_url(ctx, data.get("webhook_url"))
         if uow.units.get(data["id"]) is None:
             uow.units.add(
                 Unit(

@@ -13,7 +13,7 @@ from referrals.services.context import Context
 from referrals.services.errors import Conflict, Forbidden, NotFound, Unprocessable
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import webhook_secret_context
-from referrals.webhooks import signing
+from referrals.webhooks import destinations, signing
 
 
 def represent(unit: Unit, ctx: Context, *, new_secret: str | None = None) -> dict[str, Any]:
@@ -103,8 +103,22 @@ def _routed_to(uow: UnitOfWork, unit_id: str) -> bool:
     return ruleset is not None and any(r.unit == unit_id for r in ruleset.rules)
 
 
+def check_webhook_url(ctx: Context, url: str | None) -> None:
+    """A URL the worker can send to (a real host, a port from 1 to 65535), and in
+    production none written as an internal address (the worker checks names at send time)."""
+    if not url:
+        return
+    malformed = destinations.url_problem(url)
+    if malformed is not None:
+        raise Unprocessable(f"the webhook endpoint {malformed}", field="webhook_url")
+    refused = ctx.destinations.input_problem(url)
+    if refused is not None:
+        raise Unprocessable(refused, field="webhook_url")
+
+
 def _fields(ctx: Context, body: Mapping[str, Any], current: Unit | None) -> dict[str, Any]:
     url = body.get("webhook_url")
+    check_webhook_url(ctx, url)
     if ctx.production and url and not url.startswith("https://"):
         # Payloads hold no personal data, but the signature and the receiver's trust in
         # it do not survive a network observer who can replay or block them.

@@ -638,8 +638,27 @@ def test_loading_a_key_of_another_type_is_refused(tmp_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
+    path.chmod(0o600)
     with pytest.raises(ValueError, match="Ed25519"):
         load_signing_key(path)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o620, 0o644])
+def test_a_signing_key_file_others_may_access_is_refused(tmp_path: Path, mode: int) -> None:
+    """Checked like the keyring: whoever reads this key can sign checkpoints."""
+    path = tmp_path / "audit-signing.pem"
+    create_signing_key_file(path)
+    path.chmod(mode)
+    with pytest.raises(ValueError, match="owner only") as info:
+        load_signing_key(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_read_only_signing_key_mount_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "audit-signing.pem"
+    key = create_signing_key_file(path)
+    path.chmod(0o400)
+    assert public_key_id(load_signing_key(path).public_key()) == public_key_id(key.public_key())
 
 
 def test_public_key_ids_are_stable_and_distinct() -> None:

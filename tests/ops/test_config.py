@@ -167,6 +167,14 @@ def test_development_creates_a_private_keyring_once(tmp_path: Path) -> None:
     assert keyring.read_text() == first
 
 
+def test_an_audit_signing_key_others_may_read_is_refused(tmp_path: Path) -> None:
+    settings = production(tmp_path)
+    assert settings.audit_signing_key_file is not None
+    settings.audit_signing_key_file.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"audit signing key.*chmod 600"):
+        create_app(settings)
+
+
 def test_production_without_an_audit_signing_key_says_which_variable(tmp_path: Path) -> None:
     settings = production(tmp_path).with_overrides(audit_signing_key_file=tmp_path / "absent.pem")
     with pytest.raises(ConfigError, match="REFERRALS_AUDIT_SIGNING_KEY_FILE"):
