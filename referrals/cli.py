@@ -160,8 +160,8 @@ def seed() -> None:
 @operator_options(reason_required=False)
 def seed_demo(actor: str | None, reason: str | None) -> None:
     """The demo units (ungdomsjouren, three district offices, central intake) and rules."""
-    pending = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "demo"))
-    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("demo"), *pending))
+    audited = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "demo"))
+    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("demo"), *audited))
 
 
 @seed.command("stockholm")
@@ -169,8 +169,8 @@ def seed_demo(actor: str | None, reason: str | None) -> None:
 def seed_stockholm(actor: str | None, reason: str | None) -> None:
     """Stockholm's 13 district social offices, ungdomsjouren, central intake, and rules
     routing each district to its office (webhook URLs made up and disabled)."""
-    pending = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "stockholm"))
-    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("stockholm"), *pending))
+    audited = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "stockholm"))
+    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("stockholm"), *audited))
 
 
 @seed.command("file")
@@ -178,12 +178,12 @@ def seed_stockholm(actor: str | None, reason: str | None) -> None:
 @operator_options(reason_required=True)
 def seed_file(path: Path, actor: str | None, reason: str) -> None:
     """An organisation's own units and rules, in the shape of referrals/seeds/*.json."""
-    pending = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "file"))
+    audited = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "file"))
     try:
         document = json.loads(path.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"{path} is not a JSON document: {exc}") from None
-    _report_seed(_apply_seed(_runtime(_app()), document, *pending))
+    _report_seed(_apply_seed(_runtime(_app()), document, *audited))
 
 
 def _apply_seed(

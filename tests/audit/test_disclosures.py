@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, delete, text
+from sqlalchemy.exc import DBAPIError
 
 from referrals.audit import sealing
 from referrals.db.models import AuditEventTarget
@@ -158,3 +159,29 @@ def test_the_web_pages_that_list_referrals_log_each_one(
     sign_in(reviewer, AUDITOR)
     page = page_text(reviewer.get(f"{APP}/audit/referrals/{referral_id}"))
     assert "<code>referral:list</code>" in page
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_event_targets SET referral_id = event_id",
+        "DELETE FROM audit_event_targets",
+        "TRUNCATE audit_event_targets",
+    ],
+)
+def test_the_names_are_append_only_on_postgresql(
+    client: FlaskClient,
+    actors: Actors,
+    db_connection: Connection,
+    statement: str,
+) -> None:
+    submitted(client, actors)
+    client.get(REFERRALS, headers=actors.norrmalm)
+    count = text("SELECT count(*) FROM audit_event_targets")
+    assert db_connection.execute(count).scalar_one() == 1
+    savepoint = db_connection.begin_nested()
+    with pytest.raises(DBAPIError, match="append-only"):
+        db_connection.execute(text(statement))
+    savepoint.rollback()
+    assert db_connection.execute(count).scalar_one() == 1
