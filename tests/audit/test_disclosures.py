@@ -23,7 +23,7 @@ from referrals.audit import sealing
 from referrals.db.models import AuditEventTarget
 from referrals.runtime import Runtime, audit_public_keys
 from tests.api.helpers import REFERRALS, Actors, bearer, create, personal_number
-from tests.web.helpers import APP, AUDITOR, MINE, sign_in
+from tests.web.helpers import APP, AUDITOR, MINE, NORRMALM, post, sign_in
 from tests.web.helpers import text as page_text
 
 NUMBER = personal_number(2011, 5, 17, "215")
@@ -185,3 +185,16 @@ def test_the_names_are_append_only_on_postgresql(
         db_connection.execute(text(statement))
     savepoint.rollback()
     assert db_connection.execute(count).scalar_one() == 1
+
+
+def test_the_web_search_logs_each_match(
+    client: FlaskClient, actors: Actors, auditor: dict[str, str]
+) -> None:
+    referral_id = submitted(client, actors)
+    web = client.application.test_client()
+    sign_in(web, NORRMALM)
+    found = post(web, f"{APP}/referrals/search", {"personal_number": NUMBER})
+    assert found.status_code == 200
+    assert entries(access_log(client, auditor, referral_id), "referral:search") == [
+        ("dev-caseworker@norrmalm", "allowed")
+    ]
