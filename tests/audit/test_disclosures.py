@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from referrals.audit import sealing
 from referrals.db.models import AuditEventTarget
 from referrals.runtime import Runtime, audit_public_keys
-from tests.api.helpers import REFERRALS, Actors, bearer, create, personal_number
+from tests.api.helpers import REFERRALS, Actors, act, bearer, create, personal_number
 from tests.web.helpers import APP, AUDITOR, MINE, NORRMALM, post, sign_in
 from tests.web.helpers import text as page_text
 
@@ -198,3 +198,15 @@ def test_the_web_search_logs_each_match(
     assert entries(access_log(client, auditor, referral_id), "referral:search") == [
         ("dev-caseworker@norrmalm", "allowed")
     ]
+
+
+def test_submitting_a_draft_names_its_possible_duplicates(
+    client: FlaskClient, actors: Actors, auditor: dict[str, str]
+) -> None:
+    earlier = submitted(client, actors)
+    draft = create(client, actors.worker, subject={"personal_number": NUMBER})
+    response = act(client, draft["id"], "submit", actors.worker)
+    assert response.status_code == 200, response.get_json()
+    assert [d["id"] for d in response.get_json()["possible_duplicates"]] == [earlier]
+    submits = entries(access_log(client, auditor, earlier), "referral:submit")
+    assert submits == [("dev-youth_worker@ungdomsjouren", "allowed")]
