@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.orm import Session
 
 from referrals.audit.actions import AuditAction, Outcome, outcome_of
@@ -26,6 +27,7 @@ class AuditUnavailable(Exception):
 
 
 TARGET_ID_LENGTH = 64
+TARGETS = cast(Table, AuditEventTarget.__table__)
 
 
 @dataclass
@@ -96,7 +98,9 @@ def record(
         },
     )
     if pending.disclosed and outcome is Outcome.ALLOWED:
+        # The table, not the mapped class: a plain Core executemany (one multi-row
+        # INSERT), without the ORM's bulk-insert bookkeeping per row.
         session.execute(
-            insert(AuditEventTarget),
+            insert(TARGETS),
             [{"event_id": event_id, "referral_id": r} for r in sorted(pending.disclosed)],
         )
