@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import click
 from flask import Flask
@@ -22,15 +22,18 @@ from referrals.api.schemas.units import SeedDocument
 from referrals.app import create_app, key_provider
 from referrals.audit import export as audit_export_rows
 from referrals.audit import freshness, sealing
+from referrals.audit.actions import AuditAction
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.audit.sealer import Sealer
 from referrals.auth import devissuer
+from referrals.auth.operator import Operator, check_reason, identify
 from referrals.auth.principal import Role
 from referrals.config import ConfigError, Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
 from referrals.domain.codes import EraseReason
 from referrals.domain.errors import DomainError
-from referrals.runtime import OPERATOR, Runtime, audit_public_keys
+from referrals.runtime import Runtime, audit_public_keys, operator_event
 from referrals.services import keyring_admin, seeding
 from referrals.services import referrals as referral_cases
 from referrals.services.errors import ServiceError
@@ -62,6 +65,46 @@ def _runtime(app: Flask) -> Runtime:
     return runtime
 
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+ACTOR_HELP = (
+    "Who acts, when the OS account is shared; recorded as claimed (unverified), "
+    "beside the OS account."
+)
+REASON_HELP = "Why, recorded in the audit trail: a code or ticket reference, never free text."
+
+
+def operator_options(*, reason_required: bool) -> Callable[[Command], Command]:
+    """--actor and --reason: every command that changes data or keys records who and why."""
+
+    def decorate(command: Command) -> Command:
+        command = click.option("--reason", required=reason_required, help=REASON_HELP)(command)
+        return click.option("--actor", default=None, help=ACTOR_HELP)(command)
+
+    return decorate
+
+
+def _operator(actor: str | None, reason: str | None) -> tuple[Operator, str | None]:
+    try:
+        return identify(actor), check_reason(reason)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _audited(
+    actor: str | None, action: AuditAction, reason: str | None, target: tuple[str, object] | None
+) -> tuple[Operator, PendingAudit]:
+    operator, checked = _operator(actor, reason)
+    pending = operator_event(operator, action, reason=checked)
+    if target is not None:
+        pending.target(*target)
+    return operator, pending
+
+
+def _unrecorded() -> click.ClickException:
+    return click.ClickException("the audit trail cannot record this command: nothing was changed")
+
+
 @click.group()
 def main() -> None:
     """referrals: case management for youth-at-risk referrals."""
@@ -74,23 +117,37 @@ def db() -> None:
 
 @db.command("harden")
 @click.option("--app-role", required=True, help="The database role the app connects as.")
-def db_harden(app_role: str) -> None:
+@operator_options(reason_required=True)
+def db_harden(app_role: str, actor: str | None, reason: str) -> None:
     """PostgreSQL: the app role may only INSERT and SELECT audit rows (run as the owner)."""
     runtime = _runtime(_app())
     url = runtime.settings.resolved_database_url(runtime.instance_path)
     if not url.startswith("postgresql"):
         raise click.ClickException("harden applies to PostgreSQL")
-    migrate.harden(url, app_role)
+    _, pending = _audited(actor, AuditAction.DB_HARDEN, reason, ("role", app_role))
+    # The event commits with the grants, in the owner's transaction: both or neither.
+    now = runtime.clock()
+    migrate.harden(url, app_role, before_commit=lambda c: record(c, pending, 200, now))
     click.echo(f"{app_role}: INSERT and SELECT only on the audit tables")
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+@operator_options(reason_required=False)
+def db_upgrade(actor: str | None, reason: str | None) -> None:
     """Create or migrate the schema to the newest revision."""
     runtime = _runtime(_app())
+    _, pending = _audited(actor, AuditAction.DB_UPGRADE, reason, ("schema", "head"))
     migrate.upgrade(
         runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
     )
+    # Recorded once the trail's own tables are there, which the first upgrade creates.
+    try:
+        with runtime.recorded(pending):
+            pass
+    except AuditUnavailable:
+        raise click.ClickException(
+            "the schema is upgraded, but the audit trail could not record it"
+        ) from None
     click.echo("database is at the newest revision")
 
 
@@ -100,40 +157,51 @@ def seed() -> None:
 
 
 @seed.command("demo")
-def seed_demo() -> None:
+@operator_options(reason_required=False)
+def seed_demo(actor: str | None, reason: str | None) -> None:
     """The demo units (ungdomsjouren, three district offices, central intake) and rules."""
-    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("demo")))
+    audited = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "demo"))
+    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("demo"), *audited))
 
 
 @seed.command("stockholm")
-def seed_stockholm() -> None:
+@operator_options(reason_required=False)
+def seed_stockholm(actor: str | None, reason: str | None) -> None:
     """Stockholm's 13 district social offices, ungdomsjouren, central intake, and rules
     routing each district to its office (webhook URLs made up and disabled)."""
-    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("stockholm")))
+    audited = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "stockholm"))
+    _report_seed(_apply_seed(_runtime(_app()), seeding.packaged("stockholm"), *audited))
 
 
 @seed.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def seed_file(path: Path) -> None:
+@operator_options(reason_required=True)
+def seed_file(path: Path, actor: str | None, reason: str) -> None:
     """An organisation's own units and rules, in the shape of referrals/seeds/*.json."""
+    audited = _audited(actor, AuditAction.SEED_APPLY, reason, ("seed", "file"))
     try:
         document = json.loads(path.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"{path} is not a JSON document: {exc}") from None
-    _report_seed(_apply_seed(_runtime(_app()), document))
+    _report_seed(_apply_seed(_runtime(_app()), document, *audited))
 
 
-def _apply_seed(runtime: Runtime, raw: object) -> seeding.Seeded:
+def _apply_seed(
+    runtime: Runtime, raw: object, operator: Operator, pending: PendingAudit
+) -> seeding.Seeded:
     try:
         document = SeedDocument().load(raw)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise click.ClickException(f"invalid seed document: {exc.messages}") from None
     try:
-        with runtime.unit_of_work() as uow:
-            return seeding.apply(uow, runtime.context(OPERATOR), document)
+        with runtime.unit_of_work(audit=pending) as uow:
+            return seeding.apply(uow, runtime.context(operator.principal), document)
     except (ServiceError, DomainError) as exc:
+        runtime.record_refusal(pending, exc.status if isinstance(exc, ServiceError) else 422)
         where = f" ({exc.field})" if exc.field else ""
         raise click.ClickException(f"{exc.message}{where}") from None
+    except AuditUnavailable:
+        raise _unrecorded() from None
 
 
 def _report_seed(seeded: seeding.Seeded) -> None:
@@ -230,17 +298,37 @@ def keys_status() -> None:
 
 
 @keys.command("rotate")
-def keys_rotate() -> None:
+@operator_options(reason_required=True)
+def keys_rotate(actor: str | None, reason: str) -> None:
     """Add a new KEK and make it current; then run `referrals keys rewrap`."""
-    new_id = _keyring_file(_runtime(_app())).rotate()
+    runtime = _runtime(_app())
+    keyring = _keyring_file(runtime)
+    # The target is the KEK that stops being current; `keys status` names the new one.
+    current = ("kek", runtime.vault.keyring.current)
+    _, pending = _audited(actor, AuditAction.KEYS_ROTATE, reason, current)
+    try:
+        with runtime.recorded(pending):
+            new_id = keyring.rotate()
+    except AuditUnavailable:
+        raise _unrecorded() from None
     click.echo(f"{new_id} is now current; run `referrals keys rewrap` to move data keys to it")
 
 
 @keys.command("rewrap")
 @click.option("--batch-size", default=500, show_default=True)
-def keys_rewrap(batch_size: int) -> None:
+@operator_options(reason_required=True)
+def keys_rewrap(batch_size: int, actor: str | None, reason: str) -> None:
     """Re-wrap every data key under the current KEK, in batches (resumable, idempotent)."""
     runtime = _runtime(_app())
+    current = ("kek", runtime.vault.keyring.current)
+    _, pending = _audited(actor, AuditAction.KEYS_REWRAP, reason, current)
+    # Recorded before the first batch: the batches commit one by one, and none may run
+    # unless the trail has taken the job.
+    try:
+        with runtime.recorded(pending):
+            pass
+    except AuditUnavailable:
+        raise _unrecorded() from None
     with runtime.unit_of_work() as uow:
         total = keyring_admin.pending_rewrap(uow, runtime.vault)
     unreadable: list[uuid.UUID] = []
@@ -272,31 +360,46 @@ def keys_rewrap(batch_size: int) -> None:
 
 @keys.command("retire")
 @click.argument("key_id")
-def keys_retire(key_id: str) -> None:
+@operator_options(reason_required=True)
+def keys_retire(key_id: str, actor: str | None, reason: str) -> None:
     """Remove a KEK from the keyring; refused while any referral still uses it."""
     runtime = _runtime(_app())
+    keyring = _keyring_file(runtime)
+    _, pending = _audited(actor, AuditAction.KEYS_RETIRE, reason, ("kek", key_id))
     with runtime.unit_of_work() as uow:
         in_use = keyring_admin.usage(uow).get(key_id, 0)
     if in_use:
+        runtime.record_refusal(pending, 409)
         raise click.ClickException(f"{key_id} still wraps {in_use} data keys: run rewrap first")
     try:
-        _keyring_file(runtime).retire(key_id)
+        with runtime.recorded(pending):
+            keyring.retire(key_id)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except AuditUnavailable:
+        raise _unrecorded() from None
     click.echo(f"{key_id} retired")
 
 
 @main.command()
 @click.argument("referral_id", type=click.UUID)
 @click.option("--reason", type=click.Choice([r.value for r in EraseReason]), required=True)
-def erase(referral_id: uuid.UUID, reason: str) -> None:
+@click.option("--actor", default=None, help=ACTOR_HELP)
+def erase(referral_id: uuid.UUID, reason: str, actor: str | None) -> None:
     """Crypto-shred a referral's personal data; its non-personal skeleton remains."""
     runtime = _runtime(_app())
+    target = ("referral", referral_id)
+    operator, pending = _audited(actor, AuditAction.REFERRAL_ERASE, reason, target)
     try:
-        with runtime.unit_of_work() as uow:
-            referral_cases.erase(uow, runtime.context(OPERATOR), referral_id, EraseReason(reason))
+        with runtime.unit_of_work(audit=pending) as uow:
+            referral_cases.erase(
+                uow, runtime.context(operator.principal), referral_id, EraseReason(reason)
+            )
     except ServiceError as exc:
+        runtime.record_refusal(pending, exc.status)
         raise click.ClickException(exc.message) from None
+    except AuditUnavailable:
+        raise _unrecorded() from None
     click.echo(f"referral {referral_id} erased")
 
 
@@ -464,7 +567,11 @@ def quickstart(host: str, port: int, ttl: int) -> None:
     migrate.upgrade(
         runtime.settings.resolved_database_url(runtime.instance_path), vault=runtime.vault
     )
-    _apply_seed(runtime, seeding.packaged("demo"))
+    _apply_seed(
+        runtime,
+        seeding.packaged("demo"),
+        *_audited(None, AuditAction.SEED_APPLY, "quickstart", ("seed", "demo")),
+    )
     # Production runs `referrals worker` as processes of their own; the demo delivers and
     # escalates from a thread.
     threading.Thread(target=Worker(runtime).run, args=(1.0,), daemon=True).start()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +11,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from referrals.audit import chain
+from referrals.audit.actions import AuditAction
 from referrals.audit.freshness import FreshnessLimits
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.audit.sealer import Sealer, SealerPolicy
 from referrals.auth.authenticate import Authenticator
+from referrals.auth.operator import Operator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
 from referrals.db.engine import Database
@@ -21,6 +24,7 @@ from referrals.domain.codes import BreakGlassReason
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.context import Context
 from referrals.services.delivery import DeliveryPolicy
+from referrals.services.errors import ServiceError
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Vault
 from referrals.webhooks.destinations import Destinations
@@ -58,6 +62,27 @@ class Runtime:
             pending.written = True
         except Exception as exc:
             raise AuditUnavailable("the refusal could not be recorded") from exc
+
+    @contextmanager
+    def recorded(self, pending: PendingAudit) -> Iterator[None]:
+        """An operator's change outside the database (the keyring file), audited.
+
+        The event is inserted first, so a trail that cannot take it stops the change
+        before it is made; the change is made; then the event commits.  A change that
+        fails is rolled back with its event and recorded as an error instead."""
+        with self.database.sessions() as session:
+            try:
+                record(session, pending, pending.success_status, self.clock())
+            except Exception as exc:
+                raise AuditUnavailable("the operator's event could not be recorded") from exc
+            try:
+                yield
+            except Exception as exc:
+                session.rollback()
+                self.record_refusal(pending, exc.status if isinstance(exc, ServiceError) else 500)
+                raise
+            session.commit()
+            pending.written = True
 
     def delivery_policy(self) -> DeliveryPolicy:
         s = self.settings
@@ -107,9 +132,23 @@ class Runtime:
         )
 
 
-# Command-line jobs act as this administrator; with the audit trail they will be recorded
-# under it, with the operator's reason.
+# In-process set-up (tests, benchmarks) acts as this administrator; the ``referrals``
+# command names the real operator instead (``referrals.auth.operator``).
 OPERATOR = Principal(issuer="urn:referrals:cli", subject="operator", roles=frozenset({Role.ADMIN}))
+
+
+def operator_event(
+    operator: Operator, action: AuditAction, *, reason: str | None = None
+) -> PendingAudit:
+    """The audit event of one command-line job, by ``operator``, for ``reason``."""
+    return PendingAudit(
+        action=action,
+        request_id=operator.request_id,
+        success_status=200,
+        actor=operator.principal,
+        actor_verified=operator.verified,
+        reason=reason,
+    )
 
 
 def audit_public_keys(runtime: Runtime) -> dict[str, Ed25519PublicKey]:

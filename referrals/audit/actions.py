@@ -45,6 +45,13 @@ class AuditAction(StrEnum):
     REFERRAL_COMPLETE = "referral:complete"
     REFERRAL_FAIL = "referral:fail"
     REFERRAL_MARK_ERROR = "referral:mark-error"
+    # Operators' command-line jobs (``referrals ...``).
+    KEYS_ROTATE = "keys:rotate"
+    KEYS_REWRAP = "keys:rewrap"
+    KEYS_RETIRE = "keys:retire"
+    SEED_APPLY = "seed:apply"
+    DB_HARDEN = "db:harden"
+    DB_UPGRADE = "db:upgrade"
 
 
 def for_transition(action: Action) -> AuditAction:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from referrals.audit import disclosures
 from referrals.audit.sealing import body
 from referrals.db.models import AuditEvent, AuditSeal
 
@@ -31,7 +32,13 @@ def stream(session: Session, since: datetime | None) -> Iterator[dict[str, Any]]
         .execution_options(yield_per=1000)
     )
     try:
-        for event, seq, chain_hash in rows:
-            yield {**body(event), "seq": seq, "hash": chain_hash.hex() if chain_hash else None}
+        for partition in rows.partitions():
+            named = disclosures.of_events(session, [event.id for event, _, _ in partition])
+            for event, seq, chain_hash in partition:
+                yield {
+                    **body(event, named.get(event.id, ())),
+                    "seq": seq,
+                    "hash": chain_hash.hex() if chain_hash else None,
+                }
     finally:
         rows.close()

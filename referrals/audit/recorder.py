@@ -9,15 +9,17 @@ personal value, a token or a search term.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.orm import Session
 
-from referrals.audit.actions import AuditAction, outcome_of
+from referrals.audit.actions import AuditAction, Outcome, outcome_of
 from referrals.auth.principal import ClaimedActor, Principal
-from referrals.db.models import AuditEvent
+from referrals.db.models import AuditEvent, AuditEventTarget
 
 
 class AuditUnavailable(Exception):
@@ -25,6 +27,7 @@ class AuditUnavailable(Exception):
 
 
 TARGET_ID_LENGTH = 64
+TARGETS = cast(Table, AuditEventTarget.__table__)
 
 
 @dataclass
@@ -40,6 +43,13 @@ class PendingAudit:
     target_id: str | None = None
     # Set when the access went outside the actor's normal scope (break the glass).
     purpose: str | None = None
+    # Referrals the response discloses besides ``target`` (a list's items, a search's
+    # matches, possible duplicates): each appears in that referral's access log.
+    disclosed: set[uuid.UUID] = field(default_factory=set)
+    # An operator's reason for a command-line change (a code or ticket reference).
+    reason: str | None = None
+    # False for an actor the service did not establish itself: an operator's --actor.
+    actor_verified: bool = True
     # Set once the event's transaction has committed, not merely flushed: a rolled-back
     # attempt (a lost race, a retried create) must not count as recorded.
     written: bool = field(default=False)
@@ -49,21 +59,30 @@ class PendingAudit:
         # long one is still recorded instead of failing the request closed.
         self.target_type, self.target_id = kind, str(identifier)[:TARGET_ID_LENGTH]
 
+    def disclose(self, referral_ids: Iterable[uuid.UUID]) -> None:
+        self.disclosed.update(referral_ids)
 
-def record(session: Session, pending: PendingAudit, http_status: int, now: datetime) -> None:
+
+def record(
+    session: Session | Connection, pending: PendingAudit, http_status: int, now: datetime
+) -> None:
     """Insert the event in ``session``'s transaction; a failure surfaces here.
 
     One Core INSERT, not an ORM object and a flush: every request pays for this line,
-    and the ORM's bookkeeping was most of its cost (tests/benchmarks/bench_audit.py)."""
+    and the ORM's bookkeeping was most of its cost (tests/benchmarks/bench_audit.py).
+    A response that disclosed several referrals adds one multi-row INSERT of their ids;
+    a refused or failed call disclosed nothing, so it names nothing."""
     actor = pending.actor
     claimed = pending.claimed
+    event_id = uuid.uuid4()
+    outcome = outcome_of(http_status)
     session.execute(
         insert(AuditEvent),
         {
-            "id": uuid.uuid4(),
+            "id": event_id,
             "recorded_at": now,
             "request_id": pending.request_id,
-            "actor_verified": actor is not None,
+            "actor_verified": actor is not None and pending.actor_verified,
             "actor_issuer": actor.issuer if actor else (claimed.issuer if claimed else None),
             "actor_subject": actor.subject if actor else (claimed.subject if claimed else None),
             "client_id": actor.client_id if actor else None,
@@ -72,8 +91,16 @@ def record(session: Session, pending: PendingAudit, http_status: int, now: datet
             "action": pending.action,
             "target_type": pending.target_type,
             "target_id": pending.target_id,
-            "outcome": outcome_of(http_status),
+            "outcome": outcome,
             "http_status": http_status,
             "purpose": pending.purpose,
+            "reason": pending.reason,
         },
     )
+    if pending.disclosed and outcome is Outcome.ALLOWED:
+        # The table, not the mapped class: a plain Core executemany (one multi-row
+        # INSERT), without the ORM's bulk-insert bookkeeping per row.
+        session.execute(
+            insert(TARGETS),
+            [{"event_id": event_id, "referral_id": r} for r in sorted(pending.disclosed)],
+        )

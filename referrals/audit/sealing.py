@@ -9,7 +9,8 @@ Sealing and checkpoints only INSERT, which is all the audit tables allow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from referrals.audit import chain
+from referrals.audit import chain, disclosures
 from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
 
 # Events sealed per round (and per transaction) at most.
@@ -27,9 +28,10 @@ DEFAULT_BATCH = 1000
 SEALER_LOCK = 0x726566657272616C
 
 
-def body(event: AuditEvent) -> dict[str, Any]:
-    """What is hashed of an event: every column, nothing derived."""
-    return {
+def body(event: AuditEvent, disclosed: Collection[uuid.UUID] = ()) -> dict[str, Any]:
+    """What is hashed of an event: every column and the referrals it disclosed
+    (``disclosures.of_events``), nothing derived."""
+    fields = {
         "id": event.id,
         "recorded_at": event.recorded_at,
         "request_id": event.request_id,
@@ -46,6 +48,13 @@ def body(event: AuditEvent) -> dict[str, Any]:
         "http_status": event.http_status,
         "purpose": event.purpose,
     }
+    # Added by revision 0007, and hashed only when present, so that the events sealed
+    # before it still verify; removing or adding either later changes the hash.
+    if event.reason is not None:
+        fields["reason"] = event.reason
+    if disclosed:
+        fields["disclosed"] = sorted(str(referral_id) for referral_id in disclosed)
+    return fields
 
 
 def seal_pending(
@@ -65,9 +74,10 @@ def seal_pending(
         .order_by(AuditEvent.recorded_at, AuditEvent.id)
         .limit(limit)
     ).all()
+    named = disclosures.of_events(session, [event.id for event in pending])
     for event in pending:
         seq += 1
-        sealed = chain.seal(previous, seq, body(event))
+        sealed = chain.seal(previous, seq, body(event, named.get(event.id, ())))
         session.add(AuditSeal(seq=seq, event_id=event.id, hash=sealed.hash, sealed_at=now))
         previous = sealed.hash
     session.commit()
@@ -214,11 +224,14 @@ def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
 
     def stream() -> Iterator[chain.SealedEvent]:
         nonlocal sealed
-        for seal, event in rows:
-            sealed += 1
-            if seal.seq in wanted:
-                heads[seal.seq] = seal.hash
-            yield chain.SealedEvent(seq=seal.seq, body=body(event), hash=seal.hash)
+        for partition in rows.partitions():
+            named = disclosures.of_events(session, [event.id for _, event in partition])
+            for seal, event in partition:
+                sealed += 1
+                if seal.seq in wanted:
+                    heads[seal.seq] = seal.hash
+                disclosed = named.get(event.id, ())
+                yield chain.SealedEvent(seq=seal.seq, body=body(event, disclosed), hash=seal.hash)
 
     try:
         finding = chain.verify_chain(stream())

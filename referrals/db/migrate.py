@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 
 def migrations_path() -> Path:
@@ -49,14 +50,20 @@ def rewrite_tables(database_url: str, tables: list[str]) -> None:
         engine.dispose()
 
 
-AUDIT_TABLES = ("audit_events", "audit_seals", "audit_checkpoints")
+AUDIT_TABLES = ("audit_events", "audit_event_targets", "audit_seals", "audit_checkpoints")
 
 
-def harden(database_url: str, app_role: str) -> None:
+def harden(
+    database_url: str,
+    app_role: str,
+    *,
+    before_commit: Callable[[Connection], None] | None = None,
+) -> None:
     """Revoke UPDATE, DELETE and TRUNCATE on the audit tables from the app's role.
 
     The append-only trigger (revision 0003) already refuses them for every role; this
-    takes the privilege away as well, so the trigger is a second wall, not the only one."""
+    takes the privilege away as well, so the trigger is a second wall, not the only one.
+    ``before_commit`` runs in the same transaction (the command's audit event)."""
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
@@ -64,5 +71,7 @@ def harden(database_url: str, app_role: str) -> None:
             for table in AUDIT_TABLES:
                 connection.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {role}"))
                 connection.execute(text(f"GRANT SELECT, INSERT ON {table} TO {role}"))
+            if before_commit is not None:
+                before_commit(connection)
     finally:
         engine.dispose()

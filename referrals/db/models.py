@@ -197,6 +197,21 @@ class AuditEvent(Base):
     http_status: Mapped[int]
     # Break-the-glass reason code when the access was outside the actor's normal scope.
     purpose: Mapped[str | None] = mapped_column(String(64), index=True)
+    # An operator's stated reason for a command-line change (a code or a ticket
+    # reference, never free text about a person); hashed only when set (revision 0007).
+    reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEventTarget(Base):
+    """A referral an event disclosed besides its own target: every item of a list, every
+    match of a search, every possible duplicate named on submit.  Written with its event
+    in the same transaction, hashed with it, insert-only like it."""
+
+    __tablename__ = "audit_event_targets"
+    __table_args__ = (Index("ix_audit_event_targets_referral", "referral_id"),)
+
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), primary_key=True)
+    referral_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
 
 
 class AuditSeal(Base):

@@ -7,14 +7,14 @@ audited like any other request (the filters themselves are not recorded).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, Row, and_, or_, select
 
-from referrals.audit import freshness, sealing
+from referrals.audit import disclosures, freshness, sealing
 from referrals.audit.freshness import FreshnessLimits
 from referrals.auth import policy
 from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
@@ -46,9 +46,7 @@ def search(
     if where.actor:
         query = query.where(AuditEvent.actor_subject == where.actor)
     if where.referral:
-        query = query.where(
-            AuditEvent.target_type == "referral", AuditEvent.target_id == str(where.referral)
-        )
+        query = query.where(concerning(where.referral))
     if where.action:
         query = query.where(AuditEvent.action == where.action)
     if where.outcome:
@@ -71,7 +69,7 @@ def search(
     rows = uow.session.execute(
         query.order_by(AuditEvent.recorded_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
     ).all()
-    items = [represent(event, seq) for event, seq in rows[:limit]]
+    items = represent_all(uow, rows[:limit])
     last = rows[limit - 1][0] if len(rows) > limit else None
     next_cursor = cursors.encode(last.recorded_at, last.id) if last else None
     uow.commit()
@@ -84,12 +82,21 @@ def access_log(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> dict[st
     rows = uow.session.execute(
         select(AuditEvent, AuditSeal.seq)
         .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
-        .where(AuditEvent.target_type == "referral", AuditEvent.target_id == str(referral_id))
+        .where(concerning(referral_id))
         .order_by(AuditEvent.recorded_at, AuditEvent.id)
     ).all()
     uow.audit_target("referral", referral_id)
+    items = represent_all(uow, rows)
     uow.commit()
-    return {"items": [represent(event, seq) for event, seq in rows]}
+    return {"items": items}
+
+
+def concerning(referral_id: uuid.UUID) -> ColumnElement[bool]:
+    """Events that targeted the referral, or disclosed it in a list, search or warning."""
+    return or_(
+        and_(AuditEvent.target_type == "referral", AuditEvent.target_id == str(referral_id)),
+        AuditEvent.id.in_(disclosures.naming(referral_id)),
+    )
 
 
 def verify(
@@ -146,9 +153,16 @@ def checkpoints(uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     }
 
 
-def represent(event: AuditEvent, seq: int | None) -> dict[str, Any]:
+def represent_all(uow: UnitOfWork, rows: Sequence[Row[AuditEvent, int]]) -> list[dict[str, Any]]:
+    named = disclosures.of_events(uow.session, [event.id for event, _ in rows])
+    return [represent(event, seq, named.get(event.id, ())) for event, seq in rows]
+
+
+def represent(
+    event: AuditEvent, seq: int | None, disclosed: Collection[uuid.UUID] = ()
+) -> dict[str, Any]:
     """The sealed body of the event (exactly what is hashed), with the actor grouped."""
-    fields = sealing.body(event)
+    fields = sealing.body(event, disclosed)
     actor = {name: fields.pop(f"actor_{name}") for name in ("verified", "issuer", "subject")}
     actor |= {name: fields.pop(name) for name in ("client_id", "roles", "unit")}
     return {**fields, "seq": seq, "actor": actor}

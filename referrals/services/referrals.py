@@ -84,6 +84,7 @@ def create(
     uow.audit_target("referral", row.id)
     # Before the commit: whatever this finds, the answer cannot fail after the change.
     duplicates = duplicates_of(uow, ctx, row, plain) if submit else None
+    uow.audit_disclosed(d["id"] for d in duplicates or ())
     uow.commit()
     view = records.represent(row, Side.SENDER, plain, now=ctx.now)
     if duplicates is not None:
@@ -123,6 +124,7 @@ def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
             continue
         if plain["personal_number"] == wanted:
             found.append(records.represent(row, side, plain, now=ctx.now))
+    uow.audit_disclosed(view["id"] for view in found)
     uow.commit()
     return found
 
@@ -193,6 +195,7 @@ def list_page(
     items = [_list_item(ctx, r) for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = cursors.encode(last.created_at, last.id) if last else None
+    uow.audit_disclosed(r.id for r in rows[:limit])
     uow.commit()
     return Page(items=items, next_cursor=next_cursor)
 
@@ -264,6 +267,7 @@ def perform(
     if action is Action.SUBMIT:
         _submit(uow, ctx, row, sealer, plain)
         duplicates = duplicates_of(uow, ctx, row, plain)
+        uow.audit_disclosed(d["id"] for d in duplicates)
     else:
         _apply(uow, ctx, row, sealer, transition, inputs)
     uow.commit()

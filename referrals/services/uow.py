@@ -6,7 +6,8 @@ first: the event and the change it records commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -88,6 +89,11 @@ class UnitOfWork:
         On SQLite the unit of work holds the write lock from its first statement; a read
         of the whole audit chain there would make every writer wait for it."""
         return read_only(self._sessions())
+
+    def audit_disclosed(self, referral_ids: Iterable[uuid.UUID]) -> None:
+        """Name every referral the answer will disclose, for their access logs."""
+        if self.audit is not None:
+            self.audit.disclose(referral_ids)
 
     def audit_target(self, kind: str, identifier: object) -> None:
         """Name what the request acted on once it is known (e.g. a new referral's id)."""

@@ -44,9 +44,11 @@ def test_export_writes_one_json_line_per_event_with_its_chain_position(tmp_path:
     result = runner.invoke(main, ["audit", "export", "--output", str(out)], env=env)
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [line["seq"] for line in lines] == [1, 2, 3, None]
-    assert [line["http_status"] for line in lines] == [200, 200, 200, 401]
-    assert all(len(line["hash"]) == 64 for line in lines[:3])
+    # The operator's `db upgrade` and `seed demo` are in the trail too, first.
+    assert [line["action"] for line in lines[:2]] == ["db:upgrade", "seed:apply"]
+    assert [line["seq"] for line in lines] == [1, 2, 3, 4, 5, None]
+    assert [line["http_status"] for line in lines] == [200, 200, 200, 200, 200, 401]
+    assert all(len(line["hash"]) == 64 for line in lines[:5])
     assert token not in out.read_text()
 
 

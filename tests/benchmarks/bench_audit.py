@@ -1,6 +1,11 @@
 """What the audit trail costs a read, measured on PostgreSQL in one process and one run.
 
-    .venv/bin/python -m tests.benchmarks.bench_audit
+    .venv/bin/python -m tests.benchmarks.bench_audit          # one referral: GET /referrals/{id}
+    .venv/bin/python -m tests.benchmarks.bench_audit list     # a list of 50: GET /referrals
+
+The list variant is where an event names many referrals (``audit_event_targets``: one
+extra multi-row INSERT per audited list), so it shows that cost beside the decryption of
+50 referrals that every list pays anyway.
 
 One app on a throw-away PostgreSQL database (``tests.support.databases.postgres_database``)
 serves both variants of ``GET /api/v1/referrals/{id}`` for the same referral, through the
@@ -46,6 +51,8 @@ from tests.support.databases import postgres_database
 
 ROUNDS = 40  # per variant, after one warm-up round each
 PER_ROUND = 50  # reads per round
+LISTED = 50  # referrals in the list variant (rounds and reads per round are fewer there)
+LIST_ROUNDS, LIST_PER_ROUND = 16, 10
 
 BODY = {
     "subject": {"name": "Benchmark Påhittadsson", "district": "sodermalm"},
@@ -80,16 +87,18 @@ VARIANTS = {"A": audited, "B": unaudited}
 LABELS = {"A": "audited read", "B": "unaudited read"}
 
 
-def one_round(client: FlaskClient, path: str, headers: dict[str, str]) -> tuple[float, float]:
+def one_round(
+    client: FlaskClient, path: str, headers: dict[str, str], per_round: int = PER_ROUND
+) -> tuple[float, float]:
     """(requests per wall-clock second, requests per process-CPU second) over one round."""
     gc.collect()
     start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(PER_ROUND):
+    for _ in range(per_round):
         response = client.get(path, headers=headers)
         if response.status_code != 200:
             raise SystemExit(f"read failed: {response.status_code} {response.get_data()!r}")
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return PER_ROUND / wall, PER_ROUND / cpu
+    return per_round / wall, per_round / cpu
 
 
 def events(runtime: Runtime) -> int:
@@ -97,17 +106,19 @@ def events(runtime: Runtime) -> int:
         return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
 
 
-def check_variants(client: FlaskClient, path: str, headers: dict[str, str], rt: Runtime) -> None:
+def check_variants(
+    client: FlaskClient, path: str, headers: dict[str, str], rt: Runtime, per_round: int
+) -> None:
     """Prove each variant is what it claims: one event per read in A, none in B."""
-    for name, expected in (("A", PER_ROUND), ("B", 0)):
+    for name, expected in (("A", per_round), ("B", 0)):
         before = events(rt)
         with VARIANTS[name]():
-            one_round(client, path, headers)
+            one_round(client, path, headers, per_round)
         if events(rt) - before != expected:
             raise SystemExit(f"variant check failed: {name} wrote {events(rt) - before} events")
 
 
-def measure(url: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
+def measure(url: str, listing: bool) -> tuple[dict[str, list[tuple[float, float]]], int]:
     """The timings of every round, and how many audit events the run wrote."""
     with tempfile.TemporaryDirectory(prefix="referrals-bench-") as directory:
         instance = Path(directory) / "instance"
@@ -122,20 +133,26 @@ def measure(url: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
             )
             headers = {"Authorization": f"Bearer {token}"}
             client = app.test_client()
-            created = client.post("/api/v1/referrals", json=BODY, headers=headers)
-            if created.status_code != 201:
-                raise SystemExit(f"create failed: {created.status_code} {created.get_data()!r}")
-            path = f"/api/v1/referrals/{created.get_json()['id']}"
+            for _ in range(LISTED if listing else 1):
+                created = client.post("/api/v1/referrals", json=BODY, headers=headers)
+                if created.status_code != 201:
+                    raise SystemExit(f"create failed: {created.status_code} {created.get_data()!r}")
+            if listing:
+                path = f"/api/v1/referrals?limit={LISTED}"
+                rounds, per_round = LIST_ROUNDS, LIST_PER_ROUND
+            else:
+                path = f"/api/v1/referrals/{created.get_json()['id']}"
+                rounds, per_round = ROUNDS, PER_ROUND
 
-            check_variants(client, path, headers, runtime)
+            check_variants(client, path, headers, runtime, per_round)
             for context in VARIANTS.values():  # warm-up: caches, the connection pool
                 with context():
-                    one_round(client, path, headers)
+                    one_round(client, path, headers, per_round)
             timings: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
-            for i in range(ROUNDS):
+            for i in range(rounds):
                 for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
                     with VARIANTS[name]():
-                        timings[name].append(one_round(client, path, headers))
+                        timings[name].append(one_round(client, path, headers, per_round))
             return timings, events(runtime)
         finally:
             runtime.database.dispose()
@@ -143,20 +160,30 @@ def measure(url: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
 
 def main() -> None:
     started = time.perf_counter()
+    listing = sys.argv[1:] == ["list"]
     try:
         with postgres_database() as url:
-            timings, written = measure(url)
+            timings, written = measure(url, listing)
     except pytest.skip.Exception as exc:
         raise SystemExit(f"no PostgreSQL: {exc}") from None
-    # The create, the variant check's A round, A's warm-up round and every A round.
-    expected = 1 + PER_ROUND * (2 + ROUNDS)
+    # The creates, the variant check's A round, A's warm-up round and every A round.
+    if listing:
+        expected = LISTED + LIST_PER_ROUND * (2 + LIST_ROUNDS)
+        rounds, per_round, what = (
+            LIST_ROUNDS,
+            LIST_PER_ROUND,
+            f"GET /api/v1/referrals?limit={LISTED}",
+        )
+    else:
+        expected = 1 + PER_ROUND * (2 + ROUNDS)
+        rounds, per_round, what = ROUNDS, PER_ROUND, "GET /api/v1/referrals/{id}"
     if written != expected:
         raise SystemExit(f"{written} audit events written, expected {expected}")
 
     say(f"audit benchmark: Python {sys.version.split()[0]}, PostgreSQL (throw-away database)")
     say(
-        f"{ROUNDS} interleaved rounds per variant x {PER_ROUND} reads"
-        " of GET /api/v1/referrals/{id}, Flask test client, one process"
+        f"{rounds} interleaved rounds per variant x {per_round} reads"
+        f" of {what}, Flask test client, one process"
     )
     say(f"audit events written in the run: {written} (one per audited request, none for B)")
     for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):

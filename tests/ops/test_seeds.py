@@ -41,6 +41,9 @@ DISTRICTS = (
     "sodermalm",
 )
 
+# An own seed file changes the routing: recorded in the audit trail with a reason.
+REASON = ("--reason", "test-seed")
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -178,7 +181,7 @@ def test_own_seed_file_adds_its_units_and_installs_its_rules_as_a_new_version(
     run(env, "db", "upgrade")
     run(env, "seed", "stockholm")
 
-    output = run(env, "seed", "file", write(tmp_path, own_document()))
+    output = run(env, "seed", "file", write(tmp_path, own_document()), *REASON)
 
     assert output.splitlines() == [
         "2 units created",
@@ -196,7 +199,7 @@ def test_own_seed_file_adds_its_units_and_installs_its_rules_as_a_new_version(
     # The new rule set replaces the old one whole: Norrmalm now goes to intake.
     assert seeded.route("norrmalm") == "intake"
 
-    again = run(env, "seed", "file", write(tmp_path, own_document()))
+    again = run(env, "seed", "file", write(tmp_path, own_document()), *REASON)
     assert again.splitlines() == ["0 units created", "routing rules unchanged"]
 
 
@@ -254,7 +257,7 @@ def test_an_invalid_seed_file_fails_clearly_and_changes_nothing(
     before = stored()
     document = broken(own_document()) if callable(broken) else broken
 
-    result = invoke(env, "seed", "file", write(tmp_path, document))
+    result = invoke(env, "seed", "file", write(tmp_path, document), *REASON)
 
     assert result.exit_code != 0, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -268,7 +271,7 @@ def test_an_invalid_seed_file_fails_clearly_and_changes_nothing(
 
 def test_a_seed_file_that_does_not_exist_is_refused(env: dict[str, str], tmp_path: Path) -> None:
     run(env, "db", "upgrade")
-    result = invoke(env, "seed", "file", str(tmp_path / "missing.json"))
+    result = invoke(env, "seed", "file", str(tmp_path / "missing.json"), *REASON)
     assert result.exit_code != 0
     assert "does not exist" in result.output
 

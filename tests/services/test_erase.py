@@ -37,7 +37,7 @@ from tests.api.helpers import (
     personal_number,
     referral_body,
 )
-from tests.services.test_key_rotation import Deployment, open_deployment, rewrap
+from tests.services.test_key_rotation import REASON, Deployment, open_deployment, rewrap
 
 SEALED = CASE_FIELDS
 # What the skeleton loses: every personal field of the view.
@@ -434,13 +434,13 @@ def test_erase_through_the_command_line(deployment: Deployment) -> None:
     assert deployment.rows(Referral)[uuid.UUID(kept)] == kept_raw
 
     # Rotation later on skips the erased referral; it still reads as a skeleton.
-    deployment.ok("keys", "rotate")
+    deployment.ok("keys", "rotate", *REASON)
     rewrap(deployment)
     assert deployment.ok("keys", "status").splitlines() == [
         "kek-1\tretained\t0 referrals\t0 webhook secrets",
         "kek-2\tcurrent\t1 referrals\t0 webhook secrets",
     ]
-    deployment.ok("keys", "retire", "kek-1")
+    deployment.ok("keys", "retire", "kek-1", *REASON)
     fresh = deployment.app().test_client()
     assert get(fresh, rid, actors.worker)["erased"] is True
     assert get(fresh, kept, actors.worker) == kept_before

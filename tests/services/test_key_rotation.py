@@ -43,6 +43,8 @@ from tests.support.databases import postgres_database
 REPO = Path(__file__).resolve().parents[2]
 REFERRALS = "/api/v1/referrals"
 SEALED = CASE_FIELDS
+# Key jobs are recorded in the audit trail with the operator's reason (a ticket reference).
+REASON = ("--reason", "test-rotation")
 # Settings the developer's shell might carry that would point the CLI somewhere else.
 _CLEARED = (
     "REFERRALS_DATABASE_URL",
@@ -295,7 +297,7 @@ REWRAP_DONE = "data keys and webhook secrets now sealed by kek-2; 0 left under o
 
 def rewrap(deployment: Deployment) -> str:
     """``keys rewrap``: the progress bar's label, then the summary line."""
-    output = deployment.ok("keys", "rewrap")
+    output = deployment.ok("keys", "rewrap", *REASON)
     assert output.splitlines() == ["rewrapping data keys", REWRAP_DONE], output
     return output
 
@@ -308,7 +310,7 @@ def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
     first = create_referrals(deployment, app.test_client(), range(20))
     assert status_lines(deployment) == ["kek-1\tcurrent\t20 referrals\t0 webhook secrets"]
 
-    rotated = deployment.ok("keys", "rotate")
+    rotated = deployment.ok("keys", "rotate", *REASON)
     assert "kek-2 is now current" in rotated
     second = create_referrals(deployment, deployment.app().test_client(), range(20, 30))
     made = first + second
@@ -321,7 +323,7 @@ def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
     # Retiring a KEK that still wraps data keys would make them unreadable: refused, and the
     # keyring file is left exactly as it was.
     keyring_before = deployment.keyring_file.read_bytes()
-    refused = deployment.refused("keys", "retire", "kek-1")
+    refused = deployment.refused("keys", "retire", "kek-1", *REASON)
     assert "kek-1 still wraps 20 data keys" in refused
     assert deployment.keyring_file.read_bytes() == keyring_before
 
@@ -360,7 +362,7 @@ def test_rotate_rewrap_retire_end_to_end(deployment: Deployment) -> None:
     rewrap(deployment)
     assert deployment.rows(Referral) == raw_after[Referral]
 
-    assert deployment.ok("keys", "retire", "kek-1").strip() == "kek-1 retired"
+    assert deployment.ok("keys", "retire", "kek-1", *REASON).strip() == "kek-1 retired"
     assert status_lines(deployment) == ["kek-2\tcurrent\t30 referrals\t0 webhook secrets"]
     assert '"kek-1"' not in deployment.keyring_file.read_text()
     assert oct(deployment.keyring_file.stat().st_mode & 0o777) == "0o600"
@@ -389,7 +391,7 @@ def rewrap(self, referral_id, wrapped):
     return original(self, referral_id, wrapped)
 Vault.rewrap = rewrap
 from referrals.cli import main
-main(["keys", "rewrap", "--batch-size", "5"])
+main(["keys", "rewrap", "--batch-size", "5", "--reason", "test"])
 """
 
 
@@ -397,7 +399,7 @@ def test_an_interrupted_rewrap_resumes_and_completes(deployment: Deployment) -> 
     made = create_referrals(deployment, deployment.app().test_client(), range(20))
     before = read_everything(deployment, made)
     raw_before = deployment.rows(Referral)
-    deployment.ok("keys", "rotate")
+    deployment.ok("keys", "rotate", *REASON)
 
     # Killed while re-wrapping the 3rd data key of the second batch of 5.
     killed = deployment.subprocess("-c", _KILLED_REWRAP, "8")
@@ -411,7 +413,9 @@ def test_an_interrupted_rewrap_resumes_and_completes(deployment: Deployment) -> 
     # Meanwhile the service reads everything, whichever KEK wraps it.
     assert read_everything(deployment, made) == before
 
-    resumed = deployment.subprocess("-m", "referrals.cli", "keys", "rewrap", "--batch-size", "5")
+    resumed = deployment.subprocess(
+        "-m", "referrals.cli", "keys", "rewrap", "--batch-size", "5", "--reason", "test"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.splitlines() == ["rewrapping data keys", REWRAP_DONE]
     assert deployment.usage() == {"kek-2": 20}
@@ -423,7 +427,7 @@ def test_an_interrupted_rewrap_resumes_and_completes(deployment: Deployment) -> 
         assert all(new[name] == old[name] for name in SEALED)
         assert new["personal_number_index"] == old["personal_number_index"]
 
-    assert deployment.ok("keys", "retire", "kek-1").strip() == "kek-1 retired"
+    assert deployment.ok("keys", "retire", "kek-1", *REASON).strip() == "kek-1 retired"
     after = read_everything(deployment, made)
     assert after == before
     for m in made:
@@ -436,7 +440,7 @@ def test_a_running_app_reads_rows_wrapped_by_a_kek_added_after_it_started(
     """The Vault loads the keyring at start-up and once more on meeting an unknown KEK id."""
     started_before = deployment.app()
     old = create_referrals(deployment, started_before.test_client(), range(3))
-    deployment.ok("keys", "rotate")
+    deployment.ok("keys", "rotate", *REASON)
     started_after = deployment.app()
     new = create_referrals(deployment, started_after.test_client(), range(3, 6))
     kek_of = {str(k): row["kek_id"] for k, row in deployment.rows(Referral).items()}
@@ -456,9 +460,9 @@ def test_a_running_app_never_wraps_new_data_keys_under_a_retired_kek(
     """The operator follows the procedure (rotate, rewrap, retire) while the service runs.
     Referrals the running service creates afterwards must stay readable after a restart."""
     running = deployment.app()  # loaded the keyring while kek-1 was current
-    deployment.ok("keys", "rotate")
+    deployment.ok("keys", "rotate", *REASON)
     rewrap(deployment)
-    assert deployment.ok("keys", "retire", "kek-1").strip() == "kek-1 retired"
+    assert deployment.ok("keys", "retire", "kek-1", *REASON).strip() == "kek-1 retired"
 
     made = create_referrals(deployment, running.test_client(), range(2))
 
@@ -484,10 +488,12 @@ def test_keys_init_never_overwrites_a_keyring(tmp_path: Path) -> None:
 
 def test_retire_refuses_the_current_kek_and_an_unknown_one(tmp_path: Path) -> None:
     with open_deployment("sqlite", tmp_path) as deployment:
-        deployment.ok("keys", "rotate")
+        deployment.ok("keys", "rotate", *REASON)
         original = deployment.keyring_file.read_bytes()
-        assert "current and cannot be retired" in deployment.refused("keys", "retire", "kek-2")
-        assert "not in the keyring" in deployment.refused("keys", "retire", "kek-7")
+        assert "current and cannot be retired" in deployment.refused(
+            "keys", "retire", "kek-2", *REASON
+        )
+        assert "not in the keyring" in deployment.refused("keys", "retire", "kek-7", *REASON)
         assert deployment.keyring_file.read_bytes() == original
         assert status_lines(deployment) == [
             "kek-1\tretained\t0 referrals\t0 webhook secrets",
@@ -509,14 +515,14 @@ def test_webhook_secrets_follow_the_kek_through_rotate_rewrap_retire(
     secret = issued.json["webhook_secret"]
     assert status_lines(deployment) == ["kek-1\tcurrent\t0 referrals\t1 webhook secrets"]
 
-    deployment.ok("keys", "rotate")
-    assert "kek-1 still wraps 1 data keys" in deployment.refused("keys", "retire", "kek-1")
-    deployment.ok("keys", "rewrap")
+    deployment.ok("keys", "rotate", *REASON)
+    assert "kek-1 still wraps 1 data keys" in deployment.refused("keys", "retire", "kek-1", *REASON)
+    deployment.ok("keys", "rewrap", *REASON)
     assert status_lines(deployment) == [
         "kek-1\tretained\t0 referrals\t0 webhook secrets",
         "kek-2\tcurrent\t0 referrals\t1 webhook secrets",
     ]
-    deployment.ok("keys", "retire", "kek-1")
+    deployment.ok("keys", "retire", "kek-1", *REASON)
 
     runtime = deployment.app().extensions["referrals"]
     with runtime.unit_of_work() as uow:

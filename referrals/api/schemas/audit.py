@@ -47,6 +47,19 @@ class AuditEventOut(StrictSchema):
     purpose = fields.String(
         allow_none=True, metadata={"description": "break-glass:<reason> for emergency access"}
     )
+    reason = fields.String(
+        metadata={
+            "description": "an operator's reason for a command-line change (code or ticket "
+            "reference); absent otherwise"
+        }
+    )
+    disclosed = fields.List(
+        fields.UUID(),
+        metadata={
+            "description": "referrals the response disclosed besides the target (list items, "
+            "search matches, possible duplicates); absent when none"
+        },
+    )
 
 
 class AuditEventPage(StrictSchema):
