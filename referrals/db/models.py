@@ -208,6 +208,9 @@ class AuditSeal(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), unique=True)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
     sealed_at: Mapped[timestamp]
+    # Set by the sealer when the event's recorded_at was not close to when it first saw
+    # it ("backdated", "future"); hashed with the event when set (revision 0006).
+    flag: Mapped[str | None] = mapped_column(String(16))
 
 
 class AuditCheckpoint(Base):

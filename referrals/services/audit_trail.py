@@ -95,8 +95,10 @@ def access_log(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> dict[st
 def verify(
     uow: UnitOfWork, ctx: Context, public_keys: Mapping[str, Any], limits: FreshnessLimits
 ) -> dict[str, Any]:
-    """Is the chain intact ("failed" names the first problem), and is it current ("behind":
-    events wait for their seal, or sealed ones for a checkpoint, longer than allowed)?"""
+    """Is the chain intact ("failed" names the first problem), are events in it flagged by
+    the sealer ("flagged": a recorded_at far from when it was first seen, to be reviewed),
+    and is it current ("behind": events wait for their seal, or sealed ones for a
+    checkpoint, longer than allowed)?"""
     _require_auditor(ctx)
     with uow.reading() as session:
         result = sealing.verify(session, public_keys)
@@ -104,13 +106,20 @@ def verify(
     uow.commit()
     finding = result.finding
     return {
-        "status": "failed" if finding is not None else "ok" if fresh.ok else "behind",
+        "status": "failed"
+        if finding is not None
+        else "flagged"
+        if result.flagged
+        else "ok"
+        if fresh.ok
+        else "behind",
         "finding": None
         if finding is None
         else {"seq": finding.seq, "problem": finding.problem, "detail": finding.detail},
         "sealed": result.sealed,
         "pending": result.pending,
         "checkpoints": result.checkpoints,
+        "flagged": [{"seq": f.seq, "flag": f.flag} for f in result.flagged],
         "freshness": describe(fresh, limits),
     }
 

@@ -84,18 +84,29 @@ class FreshnessOut(StrictSchema):
     )
 
 
+class FlaggedOut(StrictSchema):
+    seq = fields.Integer()
+    flag = fields.String(metadata={"enum": ["backdated", "future"]})
+
+
 class VerificationOut(StrictSchema):
     status = fields.String(
         metadata={
-            "enum": ["ok", "behind", "failed"],
-            "description": "failed: the chain is not intact (see finding); behind: intact, "
-            "but events wait for their seal or checkpoint longer than allowed (see freshness)",
+            "enum": ["ok", "behind", "flagged", "failed"],
+            "description": "failed: the chain is not intact (see finding); flagged: intact, "
+            "but the sealer flagged events whose recorded_at was not close to when it first "
+            "saw them (see flagged; review them); behind: intact, but events wait for their "
+            "seal or checkpoint longer than allowed (see freshness)",
         }
     )
     finding = fields.Nested(FindingOut, allow_none=True)
     sealed = fields.Integer()
     pending = fields.Integer()
     checkpoints = fields.Integer()
+    flagged = fields.List(
+        fields.Nested(FlaggedOut),
+        metadata={"description": "events sealed with a flag (a back-dated or future time)"},
+    )
     freshness = fields.Nested(FreshnessOut)
 
 
