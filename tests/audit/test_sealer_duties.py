@@ -8,10 +8,7 @@ first, the verifier reports it, and the second neither stalls signing nor passes
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -21,8 +18,9 @@ from sqlalchemy.exc import DBAPIError
 
 from referrals.audit import sealing
 from referrals.db.engine import Database
-from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
+from referrals.db.models import AuditCheckpoint, AuditSeal
 from referrals.runtime import Runtime, audit_public_keys
+from tests.support.audit_forgery import forge_back_dated_event
 from tests.support.clock import FakeClock
 
 PLANTED_SEQ = 2**31 - 1
@@ -43,31 +41,6 @@ def requests(client: FlaskClient, token: str, count: int) -> None:
 def seal(app: Flask, database: Database) -> int:
     with database.sessions() as session:
         return sealing.seal_pending(session, runtime_of(app).clock)
-
-
-def forge_back_dated_event(connection: Connection, clock: FakeClock) -> uuid.UUID:
-    """What the review did with the app role's credentials: any actor, verified, 30 days
-    in the past."""
-    event_id = uuid.uuid4()
-    connection.execute(insert(AuditEvent).values(**forged_event(event_id, clock)))
-    return event_id
-
-
-def forged_event(event_id: uuid.UUID, clock: FakeClock) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "recorded_at": clock() - timedelta(days=30),
-        "request_id": "forged",
-        "actor_verified": True,
-        "actor_issuer": "https://idp.example",
-        "actor_subject": "someone-else",
-        "roles": ["caseworker"],
-        "action": "referral:read",
-        "target_type": "referral",
-        "target_id": str(uuid.uuid4()),
-        "outcome": "allowed",
-        "http_status": 200,
-    }
 
 
 def test_a_back_dated_event_is_flagged_by_the_sealer_and_reported_by_verify(

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import Connection, select
 
+from referrals.audit import sealing
+from referrals.db.engine import Database
+from referrals.db.models import AuditSeal
+from tests.support.audit_forgery import forge_back_dated_event
 from tests.support.clock import FakeClock
 from tests.web.helpers import (
     APP,
@@ -71,3 +76,22 @@ def test_the_chain_page_says_when_sealing_is_behind(client: FlaskClient, clock: 
     page = text(client.get(f"{APP}/audit/"))
     assert "förseglingen ligger efter" in page
     assert "Kedjan har ändrats" not in page
+
+
+def test_the_chain_page_lists_events_the_sealer_flagged(
+    client: FlaskClient, database: Database, db_connection: Connection, clock: FakeClock
+) -> None:
+    sign_in(client, AUDITOR)
+    client.get(f"{APP}/audit/")
+    runtime = client.application.extensions["referrals"]
+    with database.sessions() as session:
+        sealing.seal_pending(session, runtime.clock)
+    forged = forge_back_dated_event(db_connection, clock)
+    with database.sessions() as session:
+        sealing.seal_pending(session, runtime.clock)
+    seq = db_connection.execute(
+        select(AuditSeal.seq).where(AuditSeal.event_id == forged)
+    ).scalar_one()
+    page = text(client.get(f"{APP}/audit/"))
+    assert "händelser behöver granskas" in page
+    assert f"händelse {seq}: bakåtdaterad" in page
