@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.exc import IntegrityError
 
 from referrals.audit.freshness import FreshnessLimits
 from referrals.audit.keys import AuditKeys
-from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record, record_unverified
 from referrals.audit.sealer import Sealer, SealerPolicy
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.principal import Principal, Role
@@ -71,14 +72,24 @@ class Runtime:
         """The event of a request that changed nothing, in a transaction of its own.
 
         The API's and the web pages' error paths both end here: a refused or failed call
-        is recorded the same way whichever front end it came through."""
-        try:
-            with self.database.sessions() as session:
-                record(session, pending, http_status, self.clock())
-                session.commit()
-            pending.written = True
-        except Exception as exc:
-            raise AuditUnavailable("the refusal could not be recorded") from exc
+        is recorded the same way whichever front end it came through.  A refusal of an
+        unverified (claimed) actor is counted per minute instead (``record_unverified``)."""
+        for attempt in range(2):
+            try:
+                with self.database.sessions() as session:
+                    if pending.actor is None:
+                        record_unverified(session, pending, http_status, self.clock())
+                    else:
+                        record(session, pending, http_status, self.clock())
+                    session.commit()
+                pending.written = True
+                return
+            except IntegrityError as exc:
+                # Two first refusals of one minute raced for its tally: the second counts.
+                if attempt or pending.actor is not None:
+                    raise AuditUnavailable("the refusal could not be recorded") from exc
+            except Exception as exc:
+                raise AuditUnavailable("the refusal could not be recorded") from exc
 
     def delivery_policy(self) -> DeliveryPolicy:
         s = self.settings

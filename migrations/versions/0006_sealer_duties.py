@@ -1,4 +1,5 @@
-"""Separate duties for the audit sealer: flags on seals, checkpoints only at sealed positions.
+"""Separate duties for the audit sealer: flags on seals, checkpoints only at sealed positions;
+refusals of unverified actors counted per minute.
 
 ``audit_seals.flag`` is written by the sealer when an event's ``recorded_at`` is not close
 to the moment the sealer first saw it (back-dated or future-dated); the flag is hashed with
@@ -23,6 +24,24 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("audit_seals", sa.Column("flag", sa.String(length=16), nullable=True))
+    op.create_table(
+        "audit_refusal_tallies",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claim_key", sa.String(length=64), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["event_id"],
+            ["audit_events.id"],
+            name=op.f("fk_audit_refusal_tallies_event_id_audit_events"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_refusal_tallies")),
+        sa.UniqueConstraint(
+            "window_start", "claim_key", name=op.f("uq_audit_refusal_tallies_window_start")
+        ),
+        sa.UniqueConstraint("event_id", name=op.f("uq_audit_refusal_tallies_event_id")),
+    )
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(
@@ -51,5 +70,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER audit_checkpoints_sealed_only ON audit_checkpoints")
         op.execute("DROP FUNCTION referrals_audit_checkpoint_sealed()")
+    op.drop_table("audit_refusal_tallies")
     with op.batch_alter_table("audit_seals") as batch:
         batch.drop_column("flag")

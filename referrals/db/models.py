@@ -226,6 +226,24 @@ class AuditCheckpoint(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class AuditRefusalTally(Base):
+    """How many requests one unverified claimed actor had refused, per action, status and
+    minute.  The first of them is a full audit event (``event_id``, in the hash chain);
+    the rest only count here, so a flood of refused tokens adds one row a minute, not one
+    a request.  The count is not hash-chained: it measures volume, and a refused request
+    changed and disclosed nothing."""
+
+    __tablename__ = "audit_refusal_tallies"
+    __table_args__ = (UniqueConstraint("window_start", "claim_key"),)
+
+    id: Mapped[uuid_pk]
+    window_start: Mapped[timestamp]
+    # SHA-256 of the claimed issuer, subject, action and status: a fixed-size key.
+    claim_key: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), unique=True)
+    count: Mapped[int]
+
+
 class BreakGlassGrant(Base):
     """Emergency read access of one actor to one referral outside their unit, until
     ``expires_at``; every use is audited with the reason and listed for review."""

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from referrals.audit import freshness, sealing
 from referrals.audit.freshness import FreshnessLimits
 from referrals.auth import policy
-from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
+from referrals.db.models import AuditCheckpoint, AuditEvent, AuditRefusalTally, AuditSeal
 from referrals.services import cursors
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden
@@ -34,17 +34,20 @@ class EventFilter:
     until: datetime | None = None
     # Only accesses outside the actor's normal scope: the mandatory review report.
     break_glass: bool = False
+    # With ``actor``: also what refused tokens claimed (by default, verified actors only,
+    # since a refused token names whoever it likes).
+    unverified: bool = False
 
 
 def search(
     uow: UnitOfWork, ctx: Context, where: EventFilter, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     _require_auditor(ctx)
-    query = select(AuditEvent, AuditSeal.seq).outerjoin(
-        AuditSeal, AuditSeal.event_id == AuditEvent.id
-    )
+    query = _events()
     if where.actor:
         query = query.where(AuditEvent.actor_subject == where.actor)
+        if not where.unverified:
+            query = query.where(AuditEvent.actor_verified.is_(True))
     if where.referral:
         query = query.where(
             AuditEvent.target_type == "referral", AuditEvent.target_id == str(where.referral)
@@ -71,7 +74,7 @@ def search(
     rows = uow.session.execute(
         query.order_by(AuditEvent.recorded_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
     ).all()
-    items = [represent(event, seq) for event, seq in rows[:limit]]
+    items = [represent(event, seq, repeated) for event, seq, repeated in rows[:limit]]
     last = rows[limit - 1][0] if len(rows) > limit else None
     next_cursor = cursors.encode(last.recorded_at, last.id) if last else None
     uow.commit()
@@ -82,14 +85,22 @@ def access_log(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> dict[st
     """Who accessed this referral, when, with what outcome: oldest first."""
     _require_auditor(ctx)
     rows = uow.session.execute(
-        select(AuditEvent, AuditSeal.seq)
-        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        _events()
         .where(AuditEvent.target_type == "referral", AuditEvent.target_id == str(referral_id))
         .order_by(AuditEvent.recorded_at, AuditEvent.id)
     ).all()
     uow.audit_target("referral", referral_id)
     uow.commit()
-    return {"items": [represent(event, seq) for event, seq in rows]}
+    return {"items": [represent(event, seq, repeated) for event, seq, repeated in rows]}
+
+
+def _events() -> Select[AuditEvent, int, int]:
+    """Events with their chain position and, for a counted refusal, how many it stands for."""
+    return (
+        select(AuditEvent, AuditSeal.seq, AuditRefusalTally.count)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .outerjoin(AuditRefusalTally, AuditRefusalTally.event_id == AuditEvent.id)
+    )
 
 
 def verify(
@@ -155,12 +166,13 @@ def checkpoints(uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     }
 
 
-def represent(event: AuditEvent, seq: int | None) -> dict[str, Any]:
-    """The sealed body of the event (exactly what is hashed), with the actor grouped."""
+def represent(event: AuditEvent, seq: int | None, repeated: int | None = None) -> dict[str, Any]:
+    """The sealed body of the event (exactly what is hashed), with the actor grouped, and
+    for an unverified refusal the number of refusals in its minute (this one included)."""
     fields = sealing.body(event)
     actor = {name: fields.pop(f"actor_{name}") for name in ("verified", "issuer", "subject")}
     actor |= {name: fields.pop(name) for name in ("client_id", "roles", "unit")}
-    return {**fields, "seq": seq, "actor": actor}
+    return {**fields, "seq": seq, "actor": actor, "repeated": repeated}
 
 
 def _require_auditor(ctx: Context) -> None:

@@ -18,6 +18,12 @@ class AuditEventArgs(StrictSchema):
     break_glass = fields.Boolean(
         metadata={"description": "only accesses outside the actor's scope (review report)"}
     )
+    unverified = fields.Boolean(
+        metadata={
+            "description": "with actor: also match what refused tokens claimed "
+            "(default: verified actors only)"
+        }
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -46,6 +52,13 @@ class AuditEventOut(StrictSchema):
     http_status = fields.Integer()
     purpose = fields.String(
         allow_none=True, metadata={"description": "break-glass:<reason> for emergency access"}
+    )
+    repeated = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "an unverified actor's refusals: how many of the same claim, "
+            "action and status this event stands for in its minute (itself included)"
+        },
     )
 
 
