@@ -8,8 +8,6 @@ request wrote a permanent row under an attacker-chosen name, as fast as it could
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,25 +15,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, func, select
 
 from referrals.db.models import AuditEvent
+from tests.support.audit_forgery import tampered
 from tests.support.clock import FakeClock
 
 API = "/api/v1"
 CASEWORKER = "dev-caseworker@norrmalm"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def tampered(token: str, **claims: Any) -> str:
-    """The token with its payload changed and its (now wrong) signature kept."""
-    header, payload, signature = token.split(".")
-    changed = {**json.loads(_unb64(payload)), **claims}
-    return ".".join([header, _b64(json.dumps(changed).encode()), signature])
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -35,3 +37,18 @@ def forged_event(event_id: uuid.UUID, clock: FakeClock) -> dict[str, Any]:
         "outcome": "allowed",
         "http_status": 200,
     }
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def tampered(token: str, **claims: Any) -> str:
+    """The token with its payload changed and its (now wrong) signature kept."""
+    header, payload, signature = token.split(".")
+    changed = {**json.loads(_unb64(payload)), **claims}
+    return ".".join([header, _b64(json.dumps(changed).encode()), signature])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, select
@@ -9,7 +11,7 @@ from sqlalchemy import Connection, select
 from referrals.audit import sealing
 from referrals.db.engine import Database
 from referrals.db.models import AuditSeal
-from tests.support.audit_forgery import forge_back_dated_event
+from tests.support.audit_forgery import forge_back_dated_event, tampered
 from tests.support.clock import FakeClock
 from tests.web.helpers import (
     APP,
@@ -95,3 +97,19 @@ def test_the_chain_page_lists_events_the_sealer_flagged(
     page = text(client.get(f"{APP}/audit/"))
     assert "händelser behöver granskas" in page
     assert f"händelse {seq}: bakåtdaterad" in page
+
+
+def test_the_search_page_finds_claimed_names_only_when_asked(
+    client: FlaskClient, dev_token: Callable[..., str]
+) -> None:
+    caseworker = dev_token("caseworker", "norrmalm")
+    forged = tampered(caseworker, unit="sodermalm")  # the claims survive, the signature not
+    for _ in range(3):
+        response = client.get("/api/v1/units", headers={"Authorization": f"Bearer {forged}"})
+        assert response.status_code == 401
+    sign_in(client, AUDITOR)
+    who = {"actor": "dev-caseworker@norrmalm"}
+    assert "inte verifierad" not in text(client.get(f"{APP}/audit/events", query_string=who))
+    page = text(client.get(f"{APP}/audit/events", query_string={**who, "unverified": "true"}))
+    assert "inte verifierad" in page
+    assert "3 gånger den minuten" in page
