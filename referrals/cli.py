@@ -352,6 +352,7 @@ def audit_seal(
     not the database's (a bug, a broken key)."""
     runtime = _runtime(_app())
     publisher = _publisher(publish) if publish else None
+    _signing_key(runtime)  # a missing key is one line here, not a traceback in the loop
     if not follow:
         sessions = runtime.sealer_database().sessions
         tolerance = timedelta(seconds=runtime.settings.audit_time_tolerance)
