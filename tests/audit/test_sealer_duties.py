@@ -8,7 +8,9 @@ first, the verifier reports it, and the second neither stalls signing nor passes
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -18,9 +20,9 @@ from sqlalchemy.exc import DBAPIError
 
 from referrals.audit import sealing
 from referrals.db.engine import Database
-from referrals.db.models import AuditCheckpoint, AuditSeal
+from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
 from referrals.runtime import Runtime, audit_public_keys
-from tests.support.audit_forgery import forge_back_dated_event
+from tests.support.audit_forgery import forge_back_dated_event, forged_event
 from tests.support.clock import FakeClock
 
 PLANTED_SEQ = 2**31 - 1
@@ -126,3 +128,28 @@ def test_a_checkpoint_planted_beyond_the_chain_does_not_stall_signing(
         finding = sealing.verify(session, audit_public_keys(runtime)).finding
     assert finding is not None
     assert finding.seq == PLANTED_SEQ
+
+
+def test_a_future_dated_event_is_flagged_and_does_not_make_later_ones_look_back_dated(
+    app: Flask,
+    client: FlaskClient,
+    database: Database,
+    db_connection: Connection,
+    dev_token: Callable[..., str],
+    clock: FakeClock,
+) -> None:
+    token = dev_token("auditor")
+    requests(client, token, 1)
+    seal(app, database)
+    future = uuid.uuid4()
+    forged = forged_event(future, clock) | {"recorded_at": clock() + timedelta(days=1)}
+    db_connection.execute(insert(AuditEvent).values(**forged))
+    seal(app, database)
+    requests(client, token, 1)  # an honest event after it
+    seal(app, database)
+    with database.sessions() as session:
+        flagged = sealing.verify(session, audit_public_keys(runtime_of(app))).flagged
+    future_seq = db_connection.execute(
+        select(AuditSeal.seq).where(AuditSeal.event_id == future)
+    ).scalar_one()
+    assert [(f.seq, f.flag) for f in flagged] == [(future_seq, "future")]
