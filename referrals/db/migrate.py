@@ -52,6 +52,8 @@ def rewrite_tables(database_url: str, tables: list[str]) -> None:
 AUDIT_TABLES = ("audit_events", "audit_seals", "audit_checkpoints")
 # Written by the sealer only: the chain positions and the signed checkpoints.
 SEALER_TABLES = ("audit_seals", "audit_checkpoints")
+# Refusals of unverified actors, counted per minute (revision 0006).
+TALLIES = "audit_refusal_tallies"
 
 
 def harden(database_url: str, app_role: str, *, sealer_role: str) -> None:
@@ -72,6 +74,9 @@ def harden(database_url: str, app_role: str, *, sealer_role: str) -> None:
                 connection.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {app}"))
                 connection.execute(text(f"GRANT SELECT ON {table} TO {app}"))
             connection.execute(text(f"GRANT INSERT ON audit_events TO {app}"))
+            # Refusal counts only grow: the app adds rows and counts, never removes them.
+            connection.execute(text(f"REVOKE DELETE, TRUNCATE ON {TALLIES} FROM {app}"))
+            connection.execute(text(f"GRANT SELECT, INSERT, UPDATE ON {TALLIES} TO {app}"))
             connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {sealer}"))
             connection.execute(text(f"GRANT SELECT ON audit_events TO {sealer}"))
             for table in SEALER_TABLES:

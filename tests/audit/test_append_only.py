@@ -28,15 +28,15 @@ TABLES = ("audit_events", "audit_seals", "audit_checkpoints")
 ORDER_BY = {"audit_events": "id", "audit_seals": "seq", "audit_checkpoints": "seq"}
 
 # Each statement must be refused by the append-only trigger.  TRUNCATE of audit_events
-# alone is refused earlier, by the foreign key from audit_seals; with CASCADE (or with
-# audit_seals in the same statement) it reaches the trigger.
+# alone is refused earlier, by the foreign keys from audit_seals and audit_refusal_tallies;
+# with CASCADE (or with those tables in the same statement) it reaches the trigger.
 REFUSED: list[tuple[str, str]] = [
     ("audit_events", "UPDATE audit_events SET outcome = 'allowed'"),
     ("audit_events", "UPDATE audit_events SET http_status = 200 WHERE id = :event_id"),
     ("audit_events", "DELETE FROM audit_events"),
     ("audit_events", "DELETE FROM audit_events WHERE id = :event_id"),
     ("audit_events", "TRUNCATE audit_events CASCADE"),
-    ("audit_events", "TRUNCATE audit_events, audit_seals"),
+    ("audit_events", "TRUNCATE audit_events, audit_seals, audit_refusal_tallies"),
     ("audit_seals", "UPDATE audit_seals SET hash = :forged"),
     ("audit_seals", "DELETE FROM audit_seals"),
     ("audit_seals", "TRUNCATE audit_seals"),
@@ -148,7 +148,9 @@ def test_a_role_with_every_privilege_is_refused_too(
     before = contents(db_connection)
     role = f"referrals_app_test_{secrets.token_hex(4)}"
     db_connection.exec_driver_sql(f"CREATE ROLE {role} NOLOGIN")
-    db_connection.exec_driver_sql(f"GRANT ALL ON {', '.join(TABLES)} TO {role}")
+    # With the table that references audit_events, so that CASCADE reaches the trigger.
+    granted = ", ".join((*TABLES, "audit_refusal_tallies"))
+    db_connection.exec_driver_sql(f"GRANT ALL ON {granted} TO {role}")
     db_connection.exec_driver_sql(f"SET LOCAL ROLE {role}")
     params = {"event_id": event_id, "forged": b"\x01" * 32}
 

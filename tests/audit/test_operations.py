@@ -178,6 +178,8 @@ def test_three_roles_the_app_cannot_seal_the_sealer_cannot_forge_and_verify_repo
             " VALUES (2147483647, :hash, now(), 'k', :signature)",
             {"hash": bytes(32), "signature": bytes(64)},
         )
+        # ... nor remove the count of refused requests ...
+        assert "permission denied" in refused(as_app, "DELETE FROM audit_refusal_tallies")
         # ... and the sealer role cannot write, change or remove events, nor read cases.
         target = {"id": uuid.uuid4(), "target": str(uuid.uuid4())}
         for statement in (
