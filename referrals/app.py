@@ -11,6 +11,7 @@ from flask import Flask
 
 from referrals import api, logs, web
 from referrals.audit import chain
+from referrals.audit.keys import AuditKeys, parse_public_keys
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
 from referrals.auth.keys import DiscoveredKeySource, StaticKeySource
@@ -58,7 +59,7 @@ def create_app(
             normal=timedelta(days=settings.deadline_normal_days),
         ),
         vault=build_vault(settings, instance_path),
-        audit_signing_key=load_audit_signing_key(settings, instance_path),
+        audit_keys=build_audit_keys(settings, instance_path),
         clock=clock,
     )
     api.init_app(app)
@@ -88,6 +89,23 @@ def build_vault(settings: Settings, instance_path: Path) -> Vault:
     if settings.is_production and vault.keyring.development:
         raise ConfigError("production refuses a development keyring")
     return vault
+
+
+def build_audit_keys(settings: Settings, instance_path: Path) -> AuditKeys:
+    """Pinned public keys when configured (the signing key then stays with the sealer);
+    otherwise the signing key file is loaded now, so a missing one is a startup error."""
+
+    def load() -> Ed25519PrivateKey:
+        return load_audit_signing_key(settings, instance_path)
+
+    try:
+        pinned = parse_public_keys(settings.audit_public_keys)
+    except ValueError as exc:
+        raise ConfigError(f"REFERRALS_AUDIT_PUBLIC_KEYS: {exc}") from None
+    keys = AuditKeys(load, pinned)
+    if not pinned:
+        keys.signing_key()
+    return keys
 
 
 def load_audit_signing_key(settings: Settings, instance_path: Path) -> Ed25519PrivateKey:

@@ -9,19 +9,22 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TypeVar
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from marshmallow import ValidationError
 
 from referrals.api.schemas.units import SeedDocument
 from referrals.app import create_app, key_provider
+from referrals.audit import chain, freshness, sealing
 from referrals.audit import export as audit_export_rows
-from referrals.audit import freshness, sealing
+from referrals.audit import keys as audit_keys
+from referrals.audit import publish as publish_checkpoint
 from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
 from referrals.audit.sealer import Sealer
@@ -31,6 +34,7 @@ from referrals.auth.principal import Role
 from referrals.config import ConfigError, Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
+from referrals.db.models import AuditCheckpoint
 from referrals.domain.codes import EraseReason
 from referrals.domain.errors import DomainError
 from referrals.runtime import Runtime, audit_public_keys, operator_event
@@ -54,9 +58,13 @@ DEMO_TOKENS: tuple[tuple[Role, str | None], ...] = (
 
 def _app() -> Flask:
     try:
-        return create_app()
+        app = create_app()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    # Close the pools when the command ends: a server-side connection left to the garbage
+    # collector is a warning (and a held slot) wherever the command runs in-process.
+    click.get_current_context().call_on_close(_runtime(app).dispose)
+    return app
 
 
 def _runtime(app: Flask) -> Runtime:
@@ -117,9 +125,17 @@ def db() -> None:
 
 @db.command("harden")
 @click.option("--app-role", required=True, help="The database role the app connects as.")
+@click.option(
+    "--sealer-role",
+    required=True,
+    help="The database role `referrals audit seal` connects as (REFERRALS_SEALER_DATABASE_URL).",
+)
 @operator_options(reason_required=True)
-def db_harden(app_role: str, actor: str | None, reason: str) -> None:
-    """PostgreSQL: the app role may only INSERT and SELECT audit rows (run as the owner)."""
+def db_harden(app_role: str, sealer_role: str, actor: str | None, reason: str) -> None:
+    """PostgreSQL: separate the audit duties (run as the migration owner).
+
+    The app role may INSERT and SELECT events and only read seals and checkpoints; the
+    sealer role may read events and INSERT seals and checkpoints, and nothing else."""
     runtime = _runtime(_app())
     url = runtime.settings.resolved_database_url(runtime.instance_path)
     if not url.startswith("postgresql"):
@@ -127,8 +143,17 @@ def db_harden(app_role: str, actor: str | None, reason: str) -> None:
     _, pending = _audited(actor, AuditAction.DB_HARDEN, reason, ("role", app_role))
     # The event commits with the grants, in the owner's transaction: both or neither.
     now = runtime.clock()
-    migrate.harden(url, app_role, before_commit=lambda c: record(c, pending, 200, now))
-    click.echo(f"{app_role}: INSERT and SELECT only on the audit tables")
+    try:
+        migrate.harden(
+            url,
+            app_role,
+            sealer_role=sealer_role,
+            before_commit=lambda c: record(c, pending, 200, now),
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{app_role}: INSERT and SELECT of audit events, SELECT of seals and checkpoints")
+    click.echo(f"{sealer_role}: SELECT of audit events, INSERT and SELECT of seals and checkpoints")
 
 
 @db.command("upgrade")
@@ -419,20 +444,37 @@ def audit() -> None:
     default=None,
     help="Seconds an unsigned event waits for its checkpoint at most [settings].",
 )
-def audit_seal(follow: bool, interval: float | None, checkpoint_every: float | None) -> None:
+@click.option(
+    "--publish",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write each signed checkpoint here as JSON, for an external witness.",
+)
+def audit_seal(
+    follow: bool, interval: float | None, checkpoint_every: float | None, publish: Path | None
+) -> None:
     """Give committed audit events their places in the chain (and sign checkpoints).
 
-    With --follow, a failed round is logged and retried after a backoff; the process exits
-    non-zero only on a fault that is not the database's (a bug, a broken key)."""
+    Connects as REFERRALS_SEALER_DATABASE_URL when set.  With --follow, a failed round is
+    logged and retried after a backoff; the process exits non-zero only on a fault that is
+    not the database's (a bug, a broken key)."""
     runtime = _runtime(_app())
+    publisher = _publisher(publish) if publish else None
+    _signing_key(runtime)  # a missing key is one line here, not a traceback in the loop
     if not follow:
-        with runtime.database.sessions() as session:
-            sealed = sealing.seal_pending(session, runtime.clock)
-        with runtime.database.sessions() as session:
-            sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
+        sessions = runtime.sealer_database().sessions
+        tolerance = timedelta(seconds=runtime.settings.audit_time_tolerance)
+        with sessions() as session:
+            sealed = sealing.seal_pending(session, runtime.clock, tolerance=tolerance)
+        with sessions() as session:
+            row = sealing.checkpoint(session, _signing_key(runtime), runtime.clock)
+        if row is not None and publisher is not None:
+            publisher(row)
         click.echo(f"{sealed} events sealed")
         return
-    sealer = runtime.sealer(interval=interval, checkpoint_interval=checkpoint_every)
+    sealer = runtime.sealer(
+        interval=interval, checkpoint_interval=checkpoint_every, publish=publisher
+    )
     _stop_on_signals(sealer.stop)
     try:
         sealer.run()
@@ -441,6 +483,13 @@ def audit_seal(follow: bool, interval: float | None, checkpoint_every: float | N
         raise click.ClickException(
             f"the audit sealer stopped on {type(exc).__name__}; see the log"
         ) from None
+
+
+def _publisher(directory: Path) -> Callable[[AuditCheckpoint], None]:
+    def write(row: AuditCheckpoint) -> None:
+        publish_checkpoint.write(directory, row)
+
+    return write
 
 
 def _seal_forever(sealer: Sealer) -> None:
@@ -483,9 +532,23 @@ def audit_export(since: datetime | None, fmt: str, output: IO[str]) -> None:
 def audit_checkpoint() -> None:
     """Sign the chain head now."""
     runtime = _runtime(_app())
-    with runtime.database.sessions() as session:
-        row = sealing.checkpoint(session, runtime.audit_signing_key, runtime.clock)
+    with runtime.sealer_database().sessions() as session:
+        row = sealing.checkpoint(session, _signing_key(runtime), runtime.clock)
     click.echo(f"checkpoint at seq {row.seq}" if row else "no new events since the last checkpoint")
+
+
+@audit.command("public-key")
+def audit_public_key() -> None:
+    """Print the signing key's public key, for REFERRALS_AUDIT_PUBLIC_KEYS and witnesses."""
+    public = _signing_key(_runtime(_app())).public_key()
+    click.echo(f"{chain.public_key_id(public)}\t{audit_keys.encode_public_key(public)}")
+
+
+def _signing_key(runtime: Runtime) -> Ed25519PrivateKey:
+    try:
+        return runtime.audit_signing_key
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @audit.command("verify")
@@ -504,6 +567,12 @@ def audit_verify() -> None:
     if result.finding is not None:
         finding = result.finding
         raise click.ClickException(f"{finding.problem} at seq {finding.seq}: {finding.detail}")
+    if result.flagged:
+        listed = ", ".join(f"seq {f.seq} ({f.flag})" for f in result.flagged)
+        raise click.ClickException(
+            f"the chain is intact, but the sealer flagged {len(result.flagged)} events whose "
+            f"recorded_at was not close to when it first saw them: {listed}; review them"
+        )
     if not fresh.ok:
         raise click.ClickException(
             freshness.explain(fresh, limits) + "; is `referrals audit seal --follow` running?"

@@ -53,8 +53,19 @@ class Settings:
     # development) or the same JSON in an environment variable (a mounted secret).
     keyring_file: Path | None = None
     keyring: str | None = field(default=None, repr=False)
-    # Ed25519 key that signs audit checkpoints; separate from every data key.
+    # Ed25519 key that signs audit checkpoints; separate from every data key.  Only the
+    # sealer (``referrals audit seal``) reads it; API processes verify with the pinned
+    # public keys below (unset: derived from this file, as development does).
     audit_signing_key_file: Path | None = None
+    # Raw Ed25519 public keys (base64), comma-separated: the keys checkpoints may be
+    # signed with.  Pin them in production so API processes never hold the signing key.
+    audit_public_keys: tuple[str, ...] = ()
+    # The sealer's own database role (PostgreSQL: the only one that may INSERT seals and
+    # checkpoints, see ``db harden --sealer-role``).  Unset: the app's database URL.
+    sealer_database_url: str | None = field(default=None, repr=False)
+    # Seconds an event's recorded_at may lie before the newest sealed event, or after the
+    # sealer's clock, before the sealer flags it (back-dated or future-dated).
+    audit_time_tolerance: float = 300.0
     log_level: str = "INFO"
     # Decision deadlines (acute is always the same calendar day in Stockholm).
     deadline_urgent_days: int = 3
@@ -166,6 +177,8 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(f"{key} must be development or production") from None
         case "instance_path" | "keyring_file" | "audit_signing_key_file":
             return Path(raw)
+        case "audit_public_keys":
+            return tuple(k.strip() for k in raw.split(",") if k.strip())
         case "oidc_algorithms":
             algorithms = tuple(a.strip() for a in raw.split(",") if a.strip())
             unsafe = {a for a in algorithms if a == "none" or a.startswith("HS")}
@@ -206,6 +219,7 @@ def _parse(name: str, raw: str) -> Any:
             | "audit_seal_interval"
             | "audit_checkpoint_interval"
             | "audit_seal_lag"
+            | "audit_time_tolerance"
         ):
             seconds = _seconds(raw, maximum=86400)
             if seconds is None:
@@ -234,6 +248,7 @@ def _parse(name: str, raw: str) -> Any:
         case _:
             nullable = {
                 "database_url",
+                "sealer_database_url",
                 "oidc_issuer",
                 "keyring",
                 "web_client_id",

@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.exc import IntegrityError
 
-from referrals.audit import chain
 from referrals.audit.actions import AuditAction
 from referrals.audit.freshness import FreshnessLimits
-from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.audit.keys import AuditKeys
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record, record_unverified
 from referrals.audit.sealer import Sealer, SealerPolicy
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.operator import Operator
 from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
-from referrals.db.engine import Database
+from referrals.db.engine import Database, connect
+from referrals.db.models import AuditCheckpoint
 from referrals.domain.codes import BreakGlassReason
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.context import Context
@@ -44,8 +46,29 @@ class Runtime:
     authenticator: Authenticator
     deadlines: DeadlinePolicy
     vault: Vault
-    audit_signing_key: Ed25519PrivateKey
+    audit_keys: AuditKeys
     clock: Clock = utc_now
+    # The sealer's own connection (REFERRALS_SEALER_DATABASE_URL), made when first needed:
+    # API processes never open it.
+    _sealer_database: Database | None = None
+
+    @property
+    def audit_signing_key(self) -> Ed25519PrivateKey:
+        """Only the sealer and the checkpoint command ask for it."""
+        return self.audit_keys.signing_key()
+
+    def sealer_database(self) -> Database:
+        """The database as the sealer's role sees it; the app's own without a sealer URL."""
+        if self.settings.sealer_database_url is None:
+            return self.database
+        if self._sealer_database is None:
+            self._sealer_database = connect(self.settings.sealer_database_url)
+        return self._sealer_database
+
+    def dispose(self) -> None:
+        self.database.dispose()
+        if self._sealer_database is not None:
+            self._sealer_database.dispose()
 
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
         return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
@@ -54,14 +77,24 @@ class Runtime:
         """The event of a request that changed nothing, in a transaction of its own.
 
         The API's and the web pages' error paths both end here: a refused or failed call
-        is recorded the same way whichever front end it came through."""
-        try:
-            with self.database.sessions() as session:
-                record(session, pending, http_status, self.clock())
-                session.commit()
-            pending.written = True
-        except Exception as exc:
-            raise AuditUnavailable("the refusal could not be recorded") from exc
+        is recorded the same way whichever front end it came through.  A refusal of an
+        unverified (claimed) actor is counted per minute instead (``record_unverified``)."""
+        for attempt in range(2):
+            try:
+                with self.database.sessions() as session:
+                    if pending.actor is None:
+                        record_unverified(session, pending, http_status, self.clock())
+                    else:
+                        record(session, pending, http_status, self.clock())
+                    session.commit()
+                pending.written = True
+                return
+            except IntegrityError as exc:
+                # Two first refusals of one minute raced for its tally: the second counts.
+                if attempt or pending.actor is not None:
+                    raise AuditUnavailable("the refusal could not be recorded") from exc
+            except Exception as exc:
+                raise AuditUnavailable("the refusal could not be recorded") from exc
 
     @contextmanager
     def recorded(self, pending: PendingAudit) -> Iterator[None]:
@@ -102,7 +135,11 @@ class Runtime:
         return Destinations(restricted=s.is_production, allowed=s.webhook_allowed_networks)
 
     def sealer(
-        self, *, interval: float | None = None, checkpoint_interval: float | None = None
+        self,
+        *,
+        interval: float | None = None,
+        checkpoint_interval: float | None = None,
+        publish: Callable[[AuditCheckpoint], None] | None = None,
     ) -> Sealer:
         """The audit sealer by the settings; the CLI's options may override two of them."""
         s = self.settings
@@ -110,8 +147,15 @@ class Runtime:
             interval=interval or s.audit_seal_interval,
             checkpoint_events=s.audit_checkpoint_events,
             checkpoint_interval=checkpoint_interval or s.audit_checkpoint_interval,
+            time_tolerance=timedelta(seconds=s.audit_time_tolerance),
         )
-        return Sealer(self.database.sessions, self.clock, self.audit_signing_key, policy)
+        return Sealer(
+            self.sealer_database().sessions,
+            self.clock,
+            self.audit_signing_key,
+            policy,
+            publish=publish,
+        )
 
     def freshness_limits(self) -> FreshnessLimits:
         s = self.settings
@@ -152,6 +196,5 @@ def operator_event(
 
 
 def audit_public_keys(runtime: Runtime) -> dict[str, Ed25519PublicKey]:
-    """The keys checkpoints may be signed with (today: the one configured key)."""
-    public = runtime.audit_signing_key.public_key()
-    return {chain.public_key_id(public): public}
+    """The keys checkpoints may be signed with: the pinned ones, or the signing key's."""
+    return runtime.audit_keys.public_keys()

@@ -7,8 +7,7 @@ change.  Both are hashed with their event only when present, so events sealed be
 revision still verify.  The new table is append-only like the other audit tables.
 
 Revision ID: 0007
-Revises: 0005 (0006, the sealer's duties, is written on another branch; whoever merges the
-two sets ``down_revision`` here to "0006")
+Revises: 0006
 """
 
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,18 +8,20 @@ personal value, a token or a search term.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, CursorResult, Table, insert, update
 from sqlalchemy.orm import Session
 
 from referrals.audit.actions import AuditAction, Outcome, outcome_of
 from referrals.auth.principal import ClaimedActor, Principal
-from referrals.db.models import AuditEvent, AuditEventTarget
+from referrals.db.models import AuditEvent, AuditEventTarget, AuditRefusalTally
 
 
 class AuditUnavailable(Exception):
@@ -65,7 +67,7 @@ class PendingAudit:
 
 def record(
     session: Session | Connection, pending: PendingAudit, http_status: int, now: datetime
-) -> None:
+) -> uuid.UUID:
     """Insert the event in ``session``'s transaction; a failure surfaces here.
 
     One Core INSERT, not an ORM object and a flush: every request pays for this line,
@@ -104,3 +106,49 @@ def record(
             insert(TARGETS),
             [{"event_id": event_id, "referral_id": r} for r in sorted(pending.disclosed)],
         )
+    return event_id
+
+
+def record_unverified(
+    session: Session, pending: PendingAudit, http_status: int, now: datetime
+) -> None:
+    """A refusal whose actor is only claimed: counted, one full event per minute.
+
+    The first refusal of a claimed actor, action and status in a minute is recorded as an
+    event like any other (hash-chained); the ones after it add one to that minute's tally.
+    Either way one write in the caller's transaction, so a refusal that cannot be counted
+    still fails the request.  Raises ``IntegrityError`` when two first refusals race; the
+    caller retries and the second one counts."""
+    window = now.replace(second=0, microsecond=0)
+    key = claim_key(pending, http_status)
+    counted = session.execute(
+        update(AuditRefusalTally)
+        .where(AuditRefusalTally.window_start == window, AuditRefusalTally.claim_key == key)
+        .values(count=AuditRefusalTally.count + 1)
+    )
+    if isinstance(counted, CursorResult) and counted.rowcount:
+        return
+    event_id = record(session, pending, http_status, now)
+    session.execute(
+        insert(AuditRefusalTally),
+        {
+            "id": uuid.uuid4(),
+            "window_start": window,
+            "claim_key": key,
+            "event_id": event_id,
+            "count": 1,
+        },
+    )
+
+
+def claim_key(pending: PendingAudit, http_status: int) -> str:
+    """Who the refused token claimed to be, for what: hashed to a fixed size, since the
+    claims are the client's and may be long."""
+    claimed = pending.claimed
+    parts = [
+        claimed.issuer if claimed else None,
+        claimed.subject if claimed else None,
+        str(pending.action),
+        http_status,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()

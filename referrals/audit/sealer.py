@@ -15,13 +15,14 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from referrals.audit import sealing
+from referrals.db.models import AuditCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class SealerPolicy:
     # ... or once the oldest unsigned one has waited this many seconds.
     checkpoint_interval: float = 60.0
     backoff_cap: float = BACKOFF_CAP
+    # How far from first sight an event's recorded_at may be before it is flagged.
+    time_tolerance: timedelta = sealing.DEFAULT_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -56,24 +59,31 @@ class Sealer:
         policy: SealerPolicy,
         *,
         jitter: Callable[[], float] = random.random,
+        publish: Callable[[AuditCheckpoint], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._key = signing_key
         self.policy = policy
         self._jitter = jitter
+        # Called with each checkpoint signed, after it committed (``--publish DIR``).
+        self._publish = publish
         self._stop = threading.Event()
         # Failed rounds since start, for tests and operators; the log has each one.
         self.failures = 0
 
     def run_round(self) -> Round:
         with self._sessions() as session:
-            sealed = sealing.seal_pending(session, self._clock)
+            sealed = sealing.seal_pending(
+                session, self._clock, tolerance=self.policy.time_tolerance
+            )
         signed = None
         with self._sessions() as session:
             if self._checkpoint_due(sealing.unsigned(session)):
                 row = sealing.checkpoint(session, self._key, self._clock)
                 signed = row.seq if row else None
+                if row is not None and self._publish is not None:
+                    self._publish(row)
         return Round(sealed, signed)
 
     def run(self) -> None:

@@ -5,6 +5,13 @@ committed events their places in order, under a PostgreSQL advisory lock, so any
 of app instances and sealer processes produce exactly one chain.  (On SQLite, a second
 sealer's insert of the same sequence number fails and it simply tries again later.)
 Sealing and checkpoints only INSERT, which is all the audit tables allow.
+
+Whoever may INSERT events (the application's role) can INSERT one with any time and actor.
+The sealer cannot tell who wrote a row, but it can tell when a row claims a time the chain
+has already passed: an event whose ``recorded_at`` lies further than the tolerance before
+the newest sealed (unflagged) event, or after the sealer's clock, is sealed with a flag.
+The flag is hashed with the event, so it cannot be removed without breaking the chain,
+and the verifier lists every flagged event.
 """
 
 from __future__ import annotations
@@ -24,6 +31,15 @@ from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
 
 # Events sealed per round (and per transaction) at most.
 DEFAULT_BATCH = 1000
+# How far an event's recorded_at may lie before the newest sealed event (a commit that
+# waited for a lock) or after the sealer's clock before it is flagged.  The same window
+# the freshness check allows for late commits.
+DEFAULT_TOLERANCE = timedelta(minutes=5)
+# The key under which a flag joins the hashed body (absent when unflagged, so every
+# event sealed before revision 0006 verifies unchanged).
+FLAG_FIELD = "sealer_flag"
+BACKDATED = "backdated"
+FUTURE = "future"
 # pg_advisory_xact_lock key: "referral" in ASCII, so it reads as ours in pg_locks.
 SEALER_LOCK = 0x726566657272616C
 
@@ -57,8 +73,35 @@ def body(event: AuditEvent, disclosed: Collection[uuid.UUID] = ()) -> dict[str, 
     return fields
 
 
+def hashed(
+    event: AuditEvent, flag: str | None, disclosed: Collection[uuid.UUID] = ()
+) -> dict[str, Any]:
+    """The body as sealed: the event's columns and disclosures, and the sealer's flag when
+    there is one."""
+    fields = body(event, disclosed)
+    if flag is not None:
+        fields[FLAG_FIELD] = flag
+    return fields
+
+
+def flag_for(
+    recorded_at: datetime, reference: datetime | None, now: datetime, tolerance: timedelta
+) -> str | None:
+    """Is this time close to when the sealer first sees the event?  ``reference`` is the
+    recorded_at of the newest unflagged sealed event: an honest event committed after the
+    sealer last looked cannot be much older than that, however long the sealer was away."""
+    if recorded_at > now + tolerance:
+        return FUTURE
+    if reference is not None and recorded_at < reference - tolerance:
+        return BACKDATED
+    return None
+
+
 def seal_pending(
-    session: Session, clock: Callable[[], datetime], limit: int = DEFAULT_BATCH
+    session: Session,
+    clock: Callable[[], datetime],
+    limit: int = DEFAULT_BATCH,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> int:
     """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many."""
     _lock(session)
@@ -67,6 +110,13 @@ def seal_pending(
         select(AuditSeal.seq, AuditSeal.hash).order_by(AuditSeal.seq.desc()).limit(1)
     ).first()
     seq, previous = (last.seq, last.hash) if last else (0, chain.GENESIS)
+    reference = session.scalar(
+        select(AuditEvent.recorded_at)
+        .join(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.flag.is_(None))
+        .order_by(AuditSeal.seq.desc())
+        .limit(1)
+    )
     pending = session.scalars(
         select(AuditEvent)
         .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
@@ -77,9 +127,14 @@ def seal_pending(
     named = disclosures.of_events(session, [event.id for event in pending])
     for event in pending:
         seq += 1
-        sealed = chain.seal(previous, seq, body(event, named.get(event.id, ())))
-        session.add(AuditSeal(seq=seq, event_id=event.id, hash=sealed.hash, sealed_at=now))
+        flag = flag_for(event.recorded_at, reference, now, tolerance)
+        sealed = chain.seal(previous, seq, hashed(event, flag, named.get(event.id, ())))
+        session.add(
+            AuditSeal(seq=seq, event_id=event.id, hash=sealed.hash, sealed_at=now, flag=flag)
+        )
         previous = sealed.hash
+        if flag is None:  # a flagged time must not move the reference
+            reference = max(reference or event.recorded_at, event.recorded_at)
     session.commit()
     return len(pending)
 
@@ -93,10 +148,19 @@ def checkpoint(
     head = session.execute(
         select(AuditSeal.seq, AuditSeal.hash).order_by(AuditSeal.seq.desc()).limit(1)
     ).first()
+    if head is None:
+        session.rollback()
+        return None
+    # Only checkpoints of positions the chain has: one planted beyond the head (possible
+    # where no trigger refuses it, as on SQLite) must not stop every later checkpoint.
+    # The verifier reports it.
     latest = session.scalars(
-        select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.seq <= head.seq)
+        .order_by(AuditCheckpoint.seq.desc())
+        .limit(1)
     ).first()
-    if head is None or (latest is not None and latest.seq >= head.seq):
+    if latest is not None and latest.seq >= head.seq:
         session.rollback()
         return None
     signed = chain.sign_checkpoint(
@@ -152,6 +216,7 @@ def unsigned(session: Session) -> Unsigned:
     head = session.scalar(select(func.max(AuditSeal.seq))) or 0
     latest = session.execute(
         select(AuditCheckpoint.seq, AuditCheckpoint.created_at)
+        .where(AuditCheckpoint.seq <= head)  # as in checkpoint(): none beyond the chain
         .order_by(AuditCheckpoint.seq.desc())
         .limit(1)
     ).first()
@@ -194,11 +259,21 @@ def _lock(session: Session) -> None:
 
 
 @dataclass(frozen=True)
+class Flagged:
+    """An event the sealer flagged: its time was not close to when it was first seen."""
+
+    seq: int
+    flag: str
+
+
+@dataclass(frozen=True)
 class Verification:
     finding: chain.Finding | None
     sealed: int
     pending: int
     checkpoints: int
+    # Intact but suspect: to be reviewed (an event INSERTed with a made-up time).
+    flagged: tuple[Flagged, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -213,6 +288,7 @@ def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
     ]
     wanted = {c.seq for c in checkpoints}
     heads: dict[int, bytes] = {}
+    flagged: list[Flagged] = []
     sealed = 0
 
     rows = session.execute(
@@ -230,8 +306,10 @@ def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
                 sealed += 1
                 if seal.seq in wanted:
                     heads[seal.seq] = seal.hash
-                disclosed = named.get(event.id, ())
-                yield chain.SealedEvent(seq=seal.seq, body=body(event, disclosed), hash=seal.hash)
+                if seal.flag is not None:
+                    flagged.append(Flagged(seal.seq, seal.flag))
+                sealed_body = hashed(event, seal.flag, named.get(event.id, ()))
+                yield chain.SealedEvent(seq=seal.seq, body=sealed_body, hash=seal.hash)
 
     try:
         finding = chain.verify_chain(stream())
@@ -245,4 +323,4 @@ def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
         .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
         .where(AuditSeal.seq.is_(None))
     )
-    return Verification(finding, sealed, int(pending or 0), len(checkpoints))
+    return Verification(finding, sealed, int(pending or 0), len(checkpoints), tuple(flagged))

@@ -51,26 +51,50 @@ def rewrite_tables(database_url: str, tables: list[str]) -> None:
 
 
 AUDIT_TABLES = ("audit_events", "audit_event_targets", "audit_seals", "audit_checkpoints")
+# Written by the application: the events and the referrals each one disclosed.
+EVENT_TABLES = ("audit_events", "audit_event_targets")
+# Written by the sealer only: the chain positions and the signed checkpoints.
+SEALER_TABLES = ("audit_seals", "audit_checkpoints")
+# Refusals of unverified actors, counted per minute (revision 0006).
+TALLIES = "audit_refusal_tallies"
 
 
 def harden(
     database_url: str,
     app_role: str,
     *,
-    before_commit: Callable[[Connection], None] | None = None,
+    sealer_role: str,
+    before_commit: Callable[[Connection], object] | None = None,
 ) -> None:
-    """Revoke UPDATE, DELETE and TRUNCATE on the audit tables from the app's role.
+    """Separate the duties on the audit tables (run as the migration owner).
 
-    The append-only trigger (revision 0003) already refuses them for every role; this
-    takes the privilege away as well, so the trigger is a second wall, not the only one.
-    ``before_commit`` runs in the same transaction (the command's audit event)."""
+    The app role may INSERT and SELECT events (and the referrals they disclosed) and only
+    read seals and checkpoints; the sealer role may read events and INSERT seals and
+    checkpoints, and nothing else in the database.  The append-only trigger (revision 0003)
+    refuses UPDATE, DELETE and TRUNCATE for every role; taking the privileges away as well
+    makes it a second wall.  ``before_commit`` runs in the same transaction (the command's
+    audit event)."""
+    if app_role == sealer_role:
+        raise ValueError("the sealer needs a role of its own, not the app's")
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            role = connection.dialect.identifier_preparer.quote(app_role)
+            quote = connection.dialect.identifier_preparer.quote
+            app, sealer = quote(app_role), quote(sealer_role)
             for table in AUDIT_TABLES:
-                connection.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {role}"))
-                connection.execute(text(f"GRANT SELECT, INSERT ON {table} TO {role}"))
+                connection.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {app}"))
+                connection.execute(text(f"GRANT SELECT ON {table} TO {app}"))
+            # Refusal counts only grow: the app adds rows and counts, never removes them.
+            connection.execute(text(f"REVOKE DELETE, TRUNCATE ON {TALLIES} FROM {app}"))
+            connection.execute(text(f"GRANT SELECT, INSERT, UPDATE ON {TALLIES} TO {app}"))
+            connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {sealer}"))
+            for table in EVENT_TABLES:
+                connection.execute(text(f"GRANT INSERT ON {table} TO {app}"))
+                # The sealer hashes an event with the referrals it disclosed.
+                connection.execute(text(f"GRANT SELECT ON {table} TO {sealer}"))
+            for table in SEALER_TABLES:
+                connection.execute(text(f"REVOKE INSERT ON {table} FROM {app}"))
+                connection.execute(text(f"GRANT SELECT, INSERT ON {table} TO {sealer}"))
             if before_commit is not None:
                 before_commit(connection)
     finally:

@@ -223,6 +223,9 @@ class AuditSeal(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), unique=True)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
     sealed_at: Mapped[timestamp]
+    # Set by the sealer when the event's recorded_at was not close to when it first saw
+    # it ("backdated", "future"); hashed with the event when set (revision 0006).
+    flag: Mapped[str | None] = mapped_column(String(16))
 
 
 class AuditCheckpoint(Base):
@@ -236,6 +239,24 @@ class AuditCheckpoint(Base):
     previous: Mapped[bytes | None] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditRefusalTally(Base):
+    """How many requests one unverified claimed actor had refused, per action, status and
+    minute.  The first of them is a full audit event (``event_id``, in the hash chain);
+    the rest only count here, so a flood of refused tokens adds one row a minute, not one
+    a request.  The count is not hash-chained: it measures volume, and a refused request
+    changed and disclosed nothing."""
+
+    __tablename__ = "audit_refusal_tallies"
+    __table_args__ = (UniqueConstraint("window_start", "claim_key"),)
+
+    id: Mapped[uuid_pk]
+    window_start: Mapped[timestamp]
+    # SHA-256 of the claimed issuer, subject, action and status: a fixed-size key.
+    claim_key: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), unique=True)
+    count: Mapped[int]
 
 
 class BreakGlassGrant(Base):

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, or_, select
 
 from referrals.audit import disclosures, freshness, sealing
 from referrals.audit.freshness import FreshnessLimits
 from referrals.auth import policy
-from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
+from referrals.db.models import AuditCheckpoint, AuditEvent, AuditRefusalTally, AuditSeal
 from referrals.services import cursors
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden
@@ -34,17 +34,20 @@ class EventFilter:
     until: datetime | None = None
     # Only accesses outside the actor's normal scope: the mandatory review report.
     break_glass: bool = False
+    # With ``actor``: also what refused tokens claimed (by default, verified actors only,
+    # since a refused token names whoever it likes).
+    unverified: bool = False
 
 
 def search(
     uow: UnitOfWork, ctx: Context, where: EventFilter, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     _require_auditor(ctx)
-    query = select(AuditEvent, AuditSeal.seq).outerjoin(
-        AuditSeal, AuditSeal.event_id == AuditEvent.id
-    )
+    query = _events()
     if where.actor:
         query = query.where(AuditEvent.actor_subject == where.actor)
+        if not where.unverified:
+            query = query.where(AuditEvent.actor_verified.is_(True))
     if where.referral:
         query = query.where(concerning(where.referral))
     if where.action:
@@ -80,10 +83,7 @@ def access_log(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> dict[st
     """Who accessed this referral, when, with what outcome: oldest first."""
     _require_auditor(ctx)
     rows = uow.session.execute(
-        select(AuditEvent, AuditSeal.seq)
-        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
-        .where(concerning(referral_id))
-        .order_by(AuditEvent.recorded_at, AuditEvent.id)
+        _events().where(concerning(referral_id)).order_by(AuditEvent.recorded_at, AuditEvent.id)
     ).all()
     uow.audit_target("referral", referral_id)
     items = represent_all(uow, rows)
@@ -99,11 +99,22 @@ def concerning(referral_id: uuid.UUID) -> ColumnElement[bool]:
     )
 
 
+def _events() -> Select[AuditEvent, int, int]:
+    """Events with their chain position and, for a counted refusal, how many it stands for."""
+    return (
+        select(AuditEvent, AuditSeal.seq, AuditRefusalTally.count)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .outerjoin(AuditRefusalTally, AuditRefusalTally.event_id == AuditEvent.id)
+    )
+
+
 def verify(
     uow: UnitOfWork, ctx: Context, public_keys: Mapping[str, Any], limits: FreshnessLimits
 ) -> dict[str, Any]:
-    """Is the chain intact ("failed" names the first problem), and is it current ("behind":
-    events wait for their seal, or sealed ones for a checkpoint, longer than allowed)?"""
+    """Is the chain intact ("failed" names the first problem), are events in it flagged by
+    the sealer ("flagged": a recorded_at far from when it was first seen, to be reviewed),
+    and is it current ("behind": events wait for their seal, or sealed ones for a
+    checkpoint, longer than allowed)?"""
     _require_auditor(ctx)
     with uow.reading() as session:
         result = sealing.verify(session, public_keys)
@@ -111,13 +122,20 @@ def verify(
     uow.commit()
     finding = result.finding
     return {
-        "status": "failed" if finding is not None else "ok" if fresh.ok else "behind",
+        "status": "failed"
+        if finding is not None
+        else "flagged"
+        if result.flagged
+        else "ok"
+        if fresh.ok
+        else "behind",
         "finding": None
         if finding is None
         else {"seq": finding.seq, "problem": finding.problem, "detail": finding.detail},
         "sealed": result.sealed,
         "pending": result.pending,
         "checkpoints": result.checkpoints,
+        "flagged": [{"seq": f.seq, "flag": f.flag} for f in result.flagged],
         "freshness": describe(fresh, limits),
     }
 
@@ -153,19 +171,27 @@ def checkpoints(uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     }
 
 
-def represent_all(uow: UnitOfWork, rows: Sequence[Row[AuditEvent, int]]) -> list[dict[str, Any]]:
-    named = disclosures.of_events(uow.session, [event.id for event, _ in rows])
-    return [represent(event, seq, named.get(event.id, ())) for event, seq in rows]
+def represent_all(
+    uow: UnitOfWork, rows: Sequence[Row[AuditEvent, int, int]]
+) -> list[dict[str, Any]]:
+    named = disclosures.of_events(uow.session, [event.id for event, *_ in rows])
+    return [
+        represent(event, seq, repeated, named.get(event.id, ())) for event, seq, repeated in rows
+    ]
 
 
 def represent(
-    event: AuditEvent, seq: int | None, disclosed: Collection[uuid.UUID] = ()
+    event: AuditEvent,
+    seq: int | None,
+    repeated: int | None = None,
+    disclosed: Collection[uuid.UUID] = (),
 ) -> dict[str, Any]:
-    """The sealed body of the event (exactly what is hashed), with the actor grouped."""
+    """The sealed body of the event (exactly what is hashed), with the actor grouped, and
+    for an unverified refusal the number of refusals in its minute (this one included)."""
     fields = sealing.body(event, disclosed)
     actor = {name: fields.pop(f"actor_{name}") for name in ("verified", "issuer", "subject")}
     actor |= {name: fields.pop(name) for name in ("client_id", "roles", "unit")}
-    return {**fields, "seq": seq, "actor": actor}
+    return {**fields, "seq": seq, "actor": actor, "repeated": repeated}
 
 
 def _require_auditor(ctx: Context) -> None:

@@ -97,7 +97,7 @@ def _filters(
 ) -> tuple[audit_trail.EventFilter, dict[str, list[str]], dict[str, str]]:
     """The API's filters from the search form; dates are whole days in Stockholm."""
     values = {k: [args.get(k, "").strip()] for k in ("actor", "referral", "action", "outcome")}
-    values |= {k: [args.get(k, "").strip()] for k in ("since", "until")}
+    values |= {k: [args.get(k, "").strip()] for k in ("since", "until", "unverified")}
     errors: dict[str, str] = {}
     referral = None
     if values["referral"][0]:
@@ -120,6 +120,7 @@ def _filters(
         outcome=outcome,
         since=since,
         until=until + timedelta(days=1) if until else None,
+        unverified=values["unverified"][0] == "true",
     )
     return where, values, errors
 

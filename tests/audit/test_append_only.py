@@ -28,17 +28,20 @@ TABLES = ("audit_events", "audit_seals", "audit_checkpoints")
 ORDER_BY = {"audit_events": "id", "audit_seals": "seq", "audit_checkpoints": "seq"}
 
 # Each statement must be refused by the append-only trigger.  TRUNCATE of audit_events
-# alone is refused earlier, by the foreign key from audit_seals; with CASCADE (or with
-# audit_seals in the same statement) it reaches the trigger.
+# alone is refused earlier, by the foreign keys from audit_seals and audit_refusal_tallies;
+# with CASCADE (or with those tables in the same statement) it reaches the trigger.
 REFUSED: list[tuple[str, str]] = [
     ("audit_events", "UPDATE audit_events SET outcome = 'allowed'"),
     ("audit_events", "UPDATE audit_events SET http_status = 200 WHERE id = :event_id"),
     ("audit_events", "DELETE FROM audit_events"),
     ("audit_events", "DELETE FROM audit_events WHERE id = :event_id"),
     ("audit_events", "TRUNCATE audit_events CASCADE"),
-    # With every table that refers to it in the same statement (revision 0007 added
-    # audit_event_targets), it reaches the trigger.
-    ("audit_events", "TRUNCATE audit_events, audit_seals, audit_event_targets"),
+    # With every table that refers to it in the same statement (audit_event_targets and
+    # audit_refusal_tallies), it reaches the trigger.
+    (
+        "audit_events",
+        "TRUNCATE audit_events, audit_seals, audit_event_targets, audit_refusal_tallies",
+    ),
     ("audit_seals", "UPDATE audit_seals SET hash = :forged"),
     ("audit_seals", "DELETE FROM audit_seals"),
     ("audit_seals", "TRUNCATE audit_seals"),
@@ -150,8 +153,9 @@ def test_a_role_with_every_privilege_is_refused_too(
     before = contents(db_connection)
     role = f"referrals_app_test_{secrets.token_hex(4)}"
     db_connection.exec_driver_sql(f"CREATE ROLE {role} NOLOGIN")
-    granted = (*TABLES, "audit_event_targets")  # its own refusals: test_disclosures.py
-    db_connection.exec_driver_sql(f"GRANT ALL ON {', '.join(granted)} TO {role}")
+    # With the tables that reference audit_events, so that CASCADE reaches the trigger.
+    granted = ", ".join((*TABLES, "audit_event_targets", "audit_refusal_tallies"))
+    db_connection.exec_driver_sql(f"GRANT ALL ON {granted} TO {role}")
     db_connection.exec_driver_sql(f"SET LOCAL ROLE {role}")
     params = {"event_id": event_id, "forged": b"\x01" * 32}
 

@@ -868,6 +868,8 @@ def test_when_the_refusal_cannot_be_recorded_either_the_answer_is_503(
     before = case_state(database, rid)
     monkeypatch.setattr("referrals.services.uow.record", failing_record)
     monkeypatch.setattr("referrals.runtime.record", failing_record)
+    # A refusal of an unverified (claimed) actor is counted through its own function.
+    monkeypatch.setattr("referrals.runtime.record_unverified", failing_record)
     count = audit_count(db_connection)
 
     attempts = [

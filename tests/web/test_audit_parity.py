@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from referrals.db.engine import Database
 from referrals.db.models import AuditEvent
 from tests.api.helpers import REFERRALS, bearer
+from tests.support.clock import FakeClock
 from tests.web.helpers import (
     APP,
     NEW,
@@ -96,12 +97,15 @@ def test_a_refused_page_is_audited_like_the_refused_api_call(
 
 
 def test_an_anonymous_visit_to_a_case_page_is_audited_like_a_call_without_a_token(
-    client: FlaskClient, database: Database
+    client: FlaskClient, database: Database, clock: FakeClock
 ) -> None:
     sign_in(client)
     referral = created_id(post(client, NEW, referral_form()))
     stranger = client.application.test_client()
     page = _new_events(database, lambda: stranger.get(f"{APP}/referrals/{referral}"))
+    # A minute later: within one minute the second anonymous refusal would only be
+    # counted on the first one's event (SECURITY.md, refused tokens).
+    clock.advance(minutes=1)
     api = _new_events(database, lambda: stranger.get(f"{REFERRALS}/{referral}"))
     assert page == api
     assert [(e[0], e[3], e[4]) for e in page] == [("referral:read", "denied", 401)]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import Connection, select
 
+from referrals.audit import sealing
+from referrals.db.engine import Database
+from referrals.db.models import AuditSeal
+from tests.support.audit_forgery import forge_back_dated_event, tampered
 from tests.support.clock import FakeClock
 from tests.web.helpers import (
     APP,
@@ -71,3 +78,38 @@ def test_the_chain_page_says_when_sealing_is_behind(client: FlaskClient, clock: 
     page = text(client.get(f"{APP}/audit/"))
     assert "förseglingen ligger efter" in page
     assert "Kedjan har ändrats" not in page
+
+
+def test_the_chain_page_lists_events_the_sealer_flagged(
+    client: FlaskClient, database: Database, db_connection: Connection, clock: FakeClock
+) -> None:
+    sign_in(client, AUDITOR)
+    client.get(f"{APP}/audit/")
+    runtime = client.application.extensions["referrals"]
+    with database.sessions() as session:
+        sealing.seal_pending(session, runtime.clock)
+    forged = forge_back_dated_event(db_connection, clock)
+    with database.sessions() as session:
+        sealing.seal_pending(session, runtime.clock)
+    seq = db_connection.execute(
+        select(AuditSeal.seq).where(AuditSeal.event_id == forged)
+    ).scalar_one()
+    page = text(client.get(f"{APP}/audit/"))
+    assert "händelser behöver granskas" in page
+    assert f"händelse {seq}: bakåtdaterad" in page
+
+
+def test_the_search_page_finds_claimed_names_only_when_asked(
+    client: FlaskClient, dev_token: Callable[..., str]
+) -> None:
+    caseworker = dev_token("caseworker", "norrmalm")
+    forged = tampered(caseworker, unit="sodermalm")  # the claims survive, the signature not
+    for _ in range(3):
+        response = client.get("/api/v1/units", headers={"Authorization": f"Bearer {forged}"})
+        assert response.status_code == 401
+    sign_in(client, AUDITOR)
+    who = {"actor": "dev-caseworker@norrmalm"}
+    assert "inte verifierad" not in text(client.get(f"{APP}/audit/events", query_string=who))
+    page = text(client.get(f"{APP}/audit/events", query_string={**who, "unverified": "true"}))
+    assert "inte verifierad" in page
+    assert "3 gånger den minuten" in page

@@ -18,6 +18,12 @@ class AuditEventArgs(StrictSchema):
     break_glass = fields.Boolean(
         metadata={"description": "only accesses outside the actor's scope (review report)"}
     )
+    unverified = fields.Boolean(
+        metadata={
+            "description": "with actor: also match what refused tokens claimed "
+            "(default: verified actors only)"
+        }
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.String(validate=validate.Length(max=200))
 
@@ -60,6 +66,13 @@ class AuditEventOut(StrictSchema):
             "search matches, possible duplicates); absent when none"
         },
     )
+    repeated = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "an unverified actor's refusals: how many of the same claim, "
+            "action and status this event stands for in its minute (itself included)"
+        },
+    )
 
 
 class AuditEventPage(StrictSchema):
@@ -97,18 +110,29 @@ class FreshnessOut(StrictSchema):
     )
 
 
+class FlaggedOut(StrictSchema):
+    seq = fields.Integer()
+    flag = fields.String(metadata={"enum": ["backdated", "future"]})
+
+
 class VerificationOut(StrictSchema):
     status = fields.String(
         metadata={
-            "enum": ["ok", "behind", "failed"],
-            "description": "failed: the chain is not intact (see finding); behind: intact, "
-            "but events wait for their seal or checkpoint longer than allowed (see freshness)",
+            "enum": ["ok", "behind", "flagged", "failed"],
+            "description": "failed: the chain is not intact (see finding); flagged: intact, "
+            "but the sealer flagged events whose recorded_at was not close to when it first "
+            "saw them (see flagged; review them); behind: intact, but events wait for their "
+            "seal or checkpoint longer than allowed (see freshness)",
         }
     )
     finding = fields.Nested(FindingOut, allow_none=True)
     sealed = fields.Integer()
     pending = fields.Integer()
     checkpoints = fields.Integer()
+    flagged = fields.List(
+        fields.Nested(FlaggedOut),
+        metadata={"description": "events sealed with a flag (a back-dated or future time)"},
+    )
     freshness = fields.Nested(FreshnessOut)
 
 
