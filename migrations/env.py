@@ -1,8 +1,10 @@
 """Alembic environment.  The database URL comes from ``referrals db upgrade`` (the
 app's settings) or, for a bare ``alembic`` call, from REFERRALS_DATABASE_URL."""
 
+from typing import Any
+
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Engine, engine_from_config, event, pool
 
 from referrals.db.models import Base
 
@@ -31,8 +33,24 @@ def run_migrations_online() -> None:
         prefix="sqlalchemy.",
         poolclass=pool.NullPool,
     )
+    if engine.dialect.name == "sqlite":
+        _transactional_ddl(engine)
     with engine.connect() as connection:
         _run(connection)
+
+
+def _transactional_ddl(engine: Engine) -> None:
+    """pysqlite runs DDL outside any transaction, so a migration run that fails half-way
+    (a downgrade reaching an irreversible revision) would leave the steps before it done.
+    SQLAlchemy's recipe: let SQLite itself see BEGIN, so the whole run rolls back."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _run(connection: object) -> None:

@@ -62,7 +62,8 @@ def test_seal_publishes_checkpoints_that_a_witness_verifies_with_the_public_key_
     public = keys.parse_public_keys([encoded])[key_id]
 
     latest = json.loads((published / "latest.json").read_text())
-    assert (published / "checkpoint-0000000001.json").read_text() == (
+    assert latest["seq"] == 2  # the operator's `db upgrade`, then the refused request
+    assert (published / "checkpoint-0000000002.json").read_text() == (
         published / "latest.json"
     ).read_text()
     checkpoint = publish.load(published / "latest.json")

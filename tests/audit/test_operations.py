@@ -136,7 +136,9 @@ def test_three_roles_the_app_cannot_seal_the_sealer_cannot_forge_and_verify_repo
         "REFERRALS_DATABASE_URL": owner_url,
     }
     hardened = runner.invoke(
-        main, ["db", "harden", "--app-role", app_role, "--sealer-role", sealer_role], env=env
+        main,
+        ["db", "harden", "--app-role", app_role, "--sealer-role", sealer_role, "--reason", "T-1"],
+        env=env,
     )
     assert hardened.exit_code == 0, hardened.output
     env |= {

@@ -184,16 +184,19 @@ def test_a_change_the_trail_cannot_record_is_not_made(tmp_path: Path) -> None:
 def test_db_harden_is_recorded_with_the_grants(tmp_path: Path) -> None:
     with postgres_database() as url:
         role = f"referrals_app_{secrets.token_hex(4)}"
+        sealer = f"referrals_sealer_{secrets.token_hex(4)}"
         owner = create_engine(url, isolation_level="AUTOCOMMIT")
         with owner.connect() as connection:
-            connection.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+            for name in (role, sealer):
+                connection.execute(text(f'CREATE ROLE "{name}" LOGIN'))
         try:
             deployment = Deployment(tmp_path / "instance", url)
             env = {k: v for k, v in deployment.env.items() if v is not None}
             assert invoke(env, "db", "upgrade").exit_code == 0
-            missing = invoke(env, "db", "harden", "--app-role", role)
+            roles = ("--app-role", role, "--sealer-role", sealer)
+            missing = invoke(env, "db", "harden", *roles)
             assert missing.exit_code == 2
-            done = invoke(env, "db", "harden", "--app-role", role, "--reason", TICKET)
+            done = invoke(env, "db", "harden", *roles, "--reason", TICKET)
             assert done.exit_code == 0, done.output
             with owner.connect() as connection:
                 rows = connection.execute(
@@ -204,6 +207,7 @@ def test_db_harden_is_recorded_with_the_grants(tmp_path: Path) -> None:
             assert [tuple(r) for r in rows] == [("db:harden", role, TICKET)]
         finally:
             with owner.connect() as connection:
-                connection.execute(text(f'DROP OWNED BY "{role}"'))
-                connection.execute(text(f'DROP ROLE "{role}"'))
+                for name in (role, sealer):
+                    connection.execute(text(f'DROP OWNED BY "{name}"'))
+                    connection.execute(text(f'DROP ROLE "{name}"'))
             owner.dispose()
