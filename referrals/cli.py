@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,7 +26,7 @@ from referrals.audit import freshness, sealing
 from referrals.audit.sealer import Sealer
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
-from referrals.config import ConfigError, Settings
+from referrals.config import ConfigError, Environment, Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
 from referrals.domain.codes import EraseReason
@@ -49,9 +50,21 @@ DEMO_TOKENS: tuple[tuple[Role, str | None], ...] = (
 )
 
 
-def _app() -> Flask:
+def _app(*, development_unless_set: bool = False) -> Flask:
+    """The app by the environment.  ``development_unless_set``: commands that only make
+    sense locally (quickstart, writing the spec) ask for development themselves."""
     try:
-        return create_app()
+        return create_app(_settings(development_unless_set=development_unless_set))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _settings(*, development_unless_set: bool = False) -> Settings:
+    environ: dict[str, str] = dict(os.environ)
+    if development_unless_set and not environ.get("REFERRALS_ENV", "").strip():
+        environ["REFERRALS_ENV"] = Environment.DEVELOPMENT.value
+    try:
+        return Settings.from_env(environ)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -201,7 +214,7 @@ def _keyring_file(runtime: Runtime) -> KeyringFile:
 @keys.command("init")
 def keys_init() -> None:
     """Create the keyring file (development; production keyrings are mounted secrets)."""
-    settings = Settings.from_env()
+    settings = _settings()
     path = settings.resolved_keyring_file(_instance_path(settings))
     try:
         KeyringFile(path).create(development=not settings.is_production)
@@ -424,7 +437,7 @@ def openapi() -> None:
 def openapi_write(output: Path) -> None:
     """Write the spec the code generates to openapi/openapi.json."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_spec(_app()))
+    output.write_text(render_spec(_app(development_unless_set=True)))
     click.echo(f"wrote {output}")
 
 
@@ -456,8 +469,8 @@ def serve(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True)
 @click.option("--ttl", default=8 * 3600, show_default=True, help="Token lifetime in seconds.")
 def quickstart(host: str, port: int, ttl: int) -> None:
-    """Migrate, seed the demo units, print a token per role, and serve."""
-    app = _app()
+    """Migrate, seed the demo units, print a token per role, and serve (development)."""
+    app = _app(development_unless_set=True)
     runtime = _runtime(app)
     if runtime.settings.is_production:
         raise click.ClickException("quickstart is for development only")

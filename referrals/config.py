@@ -24,8 +24,16 @@ class ConfigError(Exception):
     """The configuration is unusable; the message is one line, safe to print."""
 
 
+ENV_UNSET = (
+    "REFERRALS_ENV is not set: set REFERRALS_ENV=production to serve, "
+    "or REFERRALS_ENV=development to try it out (referrals quickstart does)"
+)
+
+
 @dataclass(frozen=True)
 class Settings:
+    # The default of code that builds Settings itself (tests, tools); a process reads
+    # ``from_env``, which refuses to guess when REFERRALS_ENV is unset.
     env: Environment = Environment.DEVELOPMENT
     # Where the SQLite file and the development signing key live.  None means
     # Flask's instance folder.
@@ -130,7 +138,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of a real process.  ``REFERRALS_ENV`` must say which kind it is:
+        an unset variable is a deployment that forgot it, and must not get development's
+        shortcuts (its token issuer and generated keys)."""
         environ = os.environ if environ is None else environ
+        if not environ.get("REFERRALS_ENV", "").strip():
+            raise ConfigError(ENV_UNSET)
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"REFERRALS_{f.name.upper()}"
