@@ -48,6 +48,9 @@ class Settings:
     oidc_unit_claim: str = "unit"
     # Keycloak and some others send typ "JWT" rather than RFC 9068's "at+jwt".
     oidc_accept_jwt_typ: bool = False
+    # Login assurance: the ``acr`` values each role accepts (REFERRALS_OIDC_REQUIRED_ACR
+    # "caseworker=urn:a urn:b,youth_worker=urn:c").  Empty: no role demands one.
+    oidc_required_acr: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Clock skew tolerated on exp/nbf/iat, in seconds.  Small on purpose.
     oidc_leeway: int = 30
     oidc_jwks_ttl: int = 300
@@ -160,6 +163,9 @@ class Settings:
         return replace(self, **overrides)
 
 
+# The role names a setting may name (referrals.auth.principal.Role).
+ROLE_NAMES = ("youth_worker", "caseworker", "auditor", "admin")
+ROLES_HINT = ", ".join(ROLE_NAMES)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -181,6 +187,8 @@ def _parse(name: str, raw: str) -> Any:
             if not algorithms or unsafe:
                 raise ConfigError(f"{key} must list asymmetric algorithms such as RS256,ES256")
             return algorithms
+        case "oidc_required_acr":
+            return _required_acr(key, raw)
         case "oidc_accept_jwt_typ" | "dev_tokens":
             if raw.lower() not in _BOOLEANS:
                 raise ConfigError(f"{key} must be true or false")
@@ -240,6 +248,20 @@ def _parse(name: str, raw: str) -> Any:
                 "web_resource",
             }
             return raw or None if name in nullable else raw
+
+
+def _required_acr(key: str, raw: str) -> dict[str, tuple[str, ...]]:
+    """``role=acr acr,role=acr``: each named role, with the acr values it accepts."""
+    required: dict[str, tuple[str, ...]] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        role, _, values = part.partition("=")
+        acr = tuple(v for v in values.split() if v)
+        if role.strip() not in ROLE_NAMES or not acr or role.strip() in required:
+            raise ConfigError(f"{key} must read role=acr [acr ...],... with roles of {ROLES_HINT}")
+        required[role.strip()] = acr
+    return required
 
 
 def _seconds(raw: str, *, maximum: float) -> float | None:
