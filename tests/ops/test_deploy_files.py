@@ -55,3 +55,17 @@ def test_the_deploy_readme_does_not_say_https_is_unenforced(tmp_path: Path) -> N
     plain = production(tmp_path).with_overrides(oidc_issuer="http://idp.example.org/realms/x")
     with pytest.raises(ConfigError, match="https"):
         create_app(plain)
+
+
+def test_the_realm_export_maps_eid_assurance_to_the_acr_claim() -> None:
+    """deploy/README.md's Keycloak mapping for REFERRALS_OIDC_REQUIRED_ACR is in the file."""
+    realm = json.loads(REALM.read_text())
+    loa3 = "http://id.elegnamnden.se/loa/1.0/loa3"
+    assert json.loads(realm["attributes"]["acr.loa.map"]) == {loa3: "3"}
+    acr = next(s for s in realm["clientScopes"] if s["name"] == "acr")
+    [mapper] = acr["protocolMappers"]
+    assert mapper["protocolMapper"] == "oidc-acr-mapper"
+    assert mapper["config"]["access.token.claim"] == "true"
+    web = next(c for c in realm["clients"] if c["clientId"] == "referrals-web")
+    assert "acr" in web["defaultClientScopes"]
+    assert json.loads(web["attributes"]["acr.loa.map"]) == {loa3: "3"}
