@@ -43,6 +43,7 @@ ACR = "tests/auth/test_login_assurance.py"
 WEB = "tests/web/test_audit_parity.py"
 WEB_PAGES = "tests/web/test_referral_pages.py"
 WEB_AUDITOR = "tests/web/test_auditor_pages.py"
+ROLES = "tests/auth/test_role_beats_scope.py"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ MUTATIONS = (
         POLICY,
         "return bool(principal.roles & CASE_ROLES) and principal.unit is not None",
         "return principal.unit is not None",
-        (MATRIX, GLASS),
+        (ROLES, MATRIX),
     ),
     Mutation(
         "open-referral-youth-worker",
@@ -78,7 +79,7 @@ MUTATIONS = (
         POLICY,
         "return principal.has_role(Role.YOUTH_WORKER) and principal.unit is not None",
         "return principal.unit is not None",
-        (MATRIX,),
+        (ROLES, MATRIX),
     ),
     Mutation(
         "manage-units-admin",
@@ -87,7 +88,7 @@ MUTATIONS = (
         "def may_manage_units(principal: Principal) -> bool:\n"
         "    return principal.has_role(Role.ADMIN)",
         "def may_manage_units(principal: Principal) -> bool:\n    return True",
-        (MATRIX,),
+        (ROLES, MATRIX),
     ),
     Mutation(
         "manage-routing-admin",

@@ -109,6 +109,14 @@ def default_clients() -> list[dict[str, Any]]:
             rw,
             {"roles": ["caseworker"], "unit": "norrmalm", "acr": LOA2},
         ),
+        # A role paired with what it must not be enough for (the mutation check's cases):
+        # an auditor with a unit, a caseworker of a referring unit, and a caseworker whose
+        # client was (wrongly) granted the admin scope.
+        _client(
+            "unit-auditor", "referrals:read audit:read", {"roles": ["auditor"], "unit": "norrmalm"}
+        ),
+        _client("ungdomsjouren-caseworker", rw, {"roles": ["caseworker"], "unit": "ungdomsjouren"}),
+        _client("admin-scoped-caseworker", "admin", {"roles": ["caseworker"], "unit": "norrmalm"}),
         # Roles nested the way Keycloak puts them in its default tokens.
         _client(
             "keycloak-style",
