@@ -52,3 +52,10 @@ def test_the_admin_scope_without_the_admin_role_changes_no_unit(
     )
     assert changed.status_code in (403, 428)
     assert idp_client.get("/api/v1/units/norrmalm", headers=caseworker).json["name"] != "Kapad"
+
+
+def test_the_audit_scope_without_the_auditor_role_reads_no_trail(
+    idp_client: FlaskClient, oidc_provider: TestIdP
+) -> None:
+    caseworker = bearer(oidc_provider.token("audit-scoped-caseworker"))
+    assert idp_client.get("/api/v1/audit/events", headers=caseworker).status_code == 403

@@ -114,7 +114,7 @@ MUTATIONS = (
         POLICY,
         "return principal.has_role(Role.AUDITOR)",
         "return bool(principal.roles)",
-        (MATRIX, RECORDING),
+        (ROLES, MATRIX, RECORDING),
     ),
     Mutation(
         "list-units-known-role",

@@ -117,6 +117,9 @@ def default_clients() -> list[dict[str, Any]]:
         ),
         _client("ungdomsjouren-caseworker", rw, {"roles": ["caseworker"], "unit": "ungdomsjouren"}),
         _client("admin-scoped-caseworker", "admin", {"roles": ["caseworker"], "unit": "norrmalm"}),
+        _client(
+            "audit-scoped-caseworker", "audit:read", {"roles": ["caseworker"], "unit": "norrmalm"}
+        ),
         # Roles nested the way Keycloak puts them in its default tokens.
         _client(
             "keycloak-style",
