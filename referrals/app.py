@@ -15,6 +15,7 @@ from referrals.audit.keys import AuditKeys, parse_public_keys
 from referrals.auth.authenticate import Authenticator
 from referrals.auth.devissuer import DEV_ALGORITHM, DEV_ISSUER, load_or_create_key, public_key_set
 from referrals.auth.keys import DiscoveredKeySource, StaticKeySource
+from referrals.auth.principal import Role
 from referrals.auth.tokens import AccessTokenValidator, TrustedIssuer
 from referrals.config import ConfigError, Settings
 from referrals.crypto.keyring import KeyProvider, KeyringEnv, KeyringFile
@@ -155,4 +156,5 @@ def build_authenticator(settings: Settings, instance_path: Path) -> Authenticato
         validator,
         roles_claim=settings.oidc_roles_claim,
         unit_claim=settings.oidc_unit_claim,
+        required_acr={Role(r): v for r, v in settings.oidc_required_acr.items()},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -31,7 +32,7 @@ from referrals.audit.sealer import Sealer
 from referrals.auth import devissuer
 from referrals.auth.operator import Operator, check_reason, identify
 from referrals.auth.principal import Role
-from referrals.config import ConfigError, Settings
+from referrals.config import ConfigError, Environment, Settings
 from referrals.crypto.keyring import KeyringFile
 from referrals.db import migrate
 from referrals.db.models import AuditCheckpoint
@@ -56,15 +57,27 @@ DEMO_TOKENS: tuple[tuple[Role, str | None], ...] = (
 )
 
 
-def _app() -> Flask:
+def _app(*, development_unless_set: bool = False) -> Flask:
+    """The app by the environment.  ``development_unless_set``: commands that only make
+    sense locally (quickstart, writing the spec) ask for development themselves."""
     try:
-        app = create_app()
+        app = create_app(_settings(development_unless_set=development_unless_set))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     # Close the pools when the command ends: a server-side connection left to the garbage
     # collector is a warning (and a held slot) wherever the command runs in-process.
     click.get_current_context().call_on_close(_runtime(app).dispose)
     return app
+
+
+def _settings(*, development_unless_set: bool = False) -> Settings:
+    environ: dict[str, str] = dict(os.environ)
+    if development_unless_set and not environ.get("REFERRALS_ENV", "").strip():
+        environ["REFERRALS_ENV"] = Environment.DEVELOPMENT.value
+    try:
+        return Settings.from_env(environ)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _runtime(app: Flask) -> Runtime:
@@ -294,7 +307,7 @@ def _keyring_file(runtime: Runtime) -> KeyringFile:
 @keys.command("init")
 def keys_init() -> None:
     """Create the keyring file (development; production keyrings are mounted secrets)."""
-    settings = Settings.from_env()
+    settings = _settings()
     path = settings.resolved_keyring_file(_instance_path(settings))
     try:
         KeyringFile(path).create(development=not settings.is_production)
@@ -596,7 +609,7 @@ def openapi() -> None:
 def openapi_write(output: Path) -> None:
     """Write the spec the code generates to openapi/openapi.json."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_spec(_app()))
+    output.write_text(render_spec(_app(development_unless_set=True)))
     click.echo(f"wrote {output}")
 
 
@@ -628,8 +641,8 @@ def serve(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True)
 @click.option("--ttl", default=8 * 3600, show_default=True, help="Token lifetime in seconds.")
 def quickstart(host: str, port: int, ttl: int) -> None:
-    """Migrate, seed the demo units, print a token per role, and serve."""
-    app = _app()
+    """Migrate, seed the demo units, print a token per role, and serve (development)."""
+    app = _app(development_unless_set=True)
     runtime = _runtime(app)
     if runtime.settings.is_production:
         raise click.ClickException("quickstart is for development only")

@@ -25,8 +25,16 @@ class ConfigError(Exception):
     """The configuration is unusable; the message is one line, safe to print."""
 
 
+ENV_UNSET = (
+    "REFERRALS_ENV is not set: set REFERRALS_ENV=production to serve, "
+    "or REFERRALS_ENV=development to try it out (referrals quickstart does)"
+)
+
+
 @dataclass(frozen=True)
 class Settings:
+    # The default of code that builds Settings itself (tests, tools); a process reads
+    # ``from_env``, which refuses to guess when REFERRALS_ENV is unset.
     env: Environment = Environment.DEVELOPMENT
     # Where the SQLite file and the development signing key live.  None means
     # Flask's instance folder.
@@ -41,6 +49,9 @@ class Settings:
     oidc_unit_claim: str = "unit"
     # Keycloak and some others send typ "JWT" rather than RFC 9068's "at+jwt".
     oidc_accept_jwt_typ: bool = False
+    # Login assurance: the ``acr`` values each role accepts (REFERRALS_OIDC_REQUIRED_ACR
+    # "caseworker=urn:a urn:b,youth_worker=urn:c").  Empty: no role demands one.
+    oidc_required_acr: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Clock skew tolerated on exp/nbf/iat, in seconds.  Small on purpose.
     oidc_leeway: int = 30
     oidc_jwks_ttl: int = 300
@@ -145,7 +156,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of a real process.  ``REFERRALS_ENV`` must say which kind it is:
+        an unset variable is a deployment that forgot it, and must not get development's
+        shortcuts (its token issuer and generated keys)."""
         environ = os.environ if environ is None else environ
+        if not environ.get("REFERRALS_ENV", "").strip():
+            raise ConfigError(ENV_UNSET)
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"REFERRALS_{f.name.upper()}"
@@ -162,6 +178,9 @@ class Settings:
         return replace(self, **overrides)
 
 
+# The role names a setting may name (referrals.auth.principal.Role).
+ROLE_NAMES = ("youth_worker", "caseworker", "auditor", "admin")
+ROLES_HINT = ", ".join(ROLE_NAMES)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -185,6 +204,8 @@ def _parse(name: str, raw: str) -> Any:
             if not algorithms or unsafe:
                 raise ConfigError(f"{key} must list asymmetric algorithms such as RS256,ES256")
             return algorithms
+        case "oidc_required_acr":
+            return _required_acr(key, raw)
         case "oidc_accept_jwt_typ" | "dev_tokens":
             if raw.lower() not in _BOOLEANS:
                 raise ConfigError(f"{key} must be true or false")
@@ -257,6 +278,20 @@ def _parse(name: str, raw: str) -> Any:
                 "web_resource",
             }
             return raw or None if name in nullable else raw
+
+
+def _required_acr(key: str, raw: str) -> dict[str, tuple[str, ...]]:
+    """``role=acr acr,role=acr``: each named role, with the acr values it accepts."""
+    required: dict[str, tuple[str, ...]] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        role, _, values = part.partition("=")
+        acr = tuple(v for v in values.split() if v)
+        if role.strip() not in ROLE_NAMES or not acr or role.strip() in required:
+            raise ConfigError(f"{key} must read role=acr [acr ...],... with roles of {ROLES_HINT}")
+        required[role.strip()] = acr
+    return required
 
 
 def _seconds(raw: str, *, maximum: float) -> float | None:

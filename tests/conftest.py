@@ -11,6 +11,7 @@ real and tests stay isolated.  Tests that need truly concurrent transactions use
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,12 @@ from tests.support.witness import LogCollector, Witness, audit_row_text
 pytest_plugins = ["tests.support.idp_fixtures"]
 
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test suite asks for development, as README's quick start does: every CLI run
+    and subprocess below inherits it.  Tests of an unset REFERRALS_ENV remove it."""
+    os.environ["REFERRALS_ENV"] = "development"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,7 +13,7 @@ from referrals.api.inputs import check_headers, readable
 from referrals.api.problems import status_for
 from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable, PendingAudit
-from referrals.auth.authenticate import ScopeMissing
+from referrals.auth.authenticate import ScopeMissing, StepUpRequired
 from referrals.auth.principal import ClaimedActor, Scope
 from referrals.auth.tokens import claimed_actor
 from referrals.domain.codes import BreakGlassReason
@@ -76,7 +76,7 @@ def authenticated(
                     raise UnsupportedMediaType("request bodies must be application/json")
                 result = view(*args, **kwargs)
             except Exception as exc:
-                if isinstance(exc, ScopeMissing):
+                if isinstance(exc, ScopeMissing | StepUpRequired):
                     pending.actor = exc.principal
                 if not pending.written:
                     if pending.actor is None:

@@ -21,6 +21,7 @@ from referrals.auth.authenticate import (
     AuthenticationFailed,
     IdentityProviderUnavailable,
     ScopeMissing,
+    StepUpRequired,
 )
 from referrals.crypto.aead import DecryptionError
 from referrals.domain.errors import (
@@ -72,6 +73,20 @@ def _authentication_failed(exc: AuthenticationFailed) -> Response:
             "WWW-Authenticate": 'Bearer error="invalid_token"'
             if exc.credentials_sent
             else 'Bearer realm="referrals"'
+        },
+    )
+
+
+def _step_up_required(exc: StepUpRequired) -> Response:
+    # RFC 9470 §3: the client sends the person back to sign in with one of these.
+    return problem(
+        401,
+        code="insufficient-user-authentication",
+        detail="Sign in again with a stronger method (see acr_values).",
+        headers={
+            "WWW-Authenticate": 'Bearer error="insufficient_user_authentication", '
+            f'error_description="A different authentication level is required", '
+            f'acr_values="{" ".join(exc.acr_values)}"'
         },
     )
 
@@ -203,6 +218,7 @@ def _flatten(messages: Any, path: str = "") -> Iterator[dict[str, str]]:
 def init_app(app: Flask) -> None:
     app.register_error_handler(AuthenticationFailed, _authentication_failed)
     app.register_error_handler(ScopeMissing, _scope_missing)
+    app.register_error_handler(StepUpRequired, _step_up_required)
     app.register_error_handler(IdentityProviderUnavailable, _idp_unavailable)
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(DecryptionError, _integrity_failure)

@@ -15,7 +15,7 @@ from werkzeug.datastructures import Headers
 
 from referrals.auth.claims import principal_from_claims
 from referrals.auth.keys import KeysUnavailable
-from referrals.auth.principal import Principal
+from referrals.auth.principal import Principal, Role
 from referrals.auth.tokens import AccessTokenValidator, RejectedToken
 
 # Far above any real access token, far below anything that costs memory to parse.
@@ -32,6 +32,17 @@ class AuthenticationFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.credentials_sent = credentials_sent
+
+
+class StepUpRequired(AuthenticationFailed):
+    """401 with RFC 9470's challenge: a valid token, but the person signed in with an
+    assurance (``acr``) their role does not accept.  Carries the verified principal, so
+    the refusal is audited under the real actor, and the ``acr`` values that would do."""
+
+    def __init__(self, principal: Principal, acr_values: Collection[str]) -> None:
+        super().__init__("insufficient user authentication")
+        self.principal = principal
+        self.acr_values = tuple(sorted(acr_values))
 
 
 class ScopeMissing(Exception):
@@ -55,12 +66,18 @@ class _Request:
 
 class Authenticator:
     def __init__(
-        self, validator: AccessTokenValidator, *, roles_claim: str, unit_claim: str
+        self,
+        validator: AccessTokenValidator,
+        *,
+        roles_claim: str,
+        unit_claim: str,
+        required_acr: Mapping[Role, Collection[str]] | None = None,
     ) -> None:
         self._protector = ResourceProtector()
         self._protector.register_token_validator(validator)
         self._roles_claim = roles_claim
         self._unit_claim = unit_claim
+        self._required_acr = {role: frozenset(v) for role, v in (required_acr or {}).items()}
 
     def authenticate(
         self,
@@ -97,7 +114,19 @@ class Authenticator:
         # Any one of ``scopes`` suffices (an empty list: any valid token).
         if scopes and not any(scope in principal.scopes for scope in scopes):
             raise ScopeMissing(principal)
+        accepted = self._accepted_acr(principal)
+        if accepted is not None and token.get("acr") not in accepted:
+            raise StepUpRequired(principal, accepted)
         return principal
+
+    def _accepted_acr(self, principal: Principal) -> frozenset[str] | None:
+        """The ``acr`` values every one of the caller's roles accepts; None: no demand.
+
+        A token holding two roles must satisfy both (the stricter wins)."""
+        demands = [self._required_acr[r] for r in principal.roles if r in self._required_acr]
+        if not demands:
+            return None
+        return frozenset.intersection(*demands)
 
     def authenticate_token(self, access_token: str, scopes: Collection[str]) -> Principal:
         """The same checks for a token held server-side (the web front end's session)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from referrals.auth.principal import Principal, Role
-from referrals.domain.codes import NoteVisibility, Side, Status
+from referrals.domain.codes import NoteVisibility, Side, Status, UnitKind
 
 
 class ReferralScope(Protocol):
@@ -45,11 +45,19 @@ def may_manage_routing(principal: Principal) -> bool:
     return principal.has_role(Role.ADMIN)
 
 
-def may_break_glass(principal: Principal, referral: ReferralScope) -> bool:
-    """A caseworker may open a submitted referral of another unit in an emergency."""
+def may_break_glass(
+    principal: Principal, referral: ReferralScope, caller_unit_kind: str | None
+) -> bool:
+    """A caseworker of a registered receiving unit may open a submitted referral of
+    another unit in an emergency.
+
+    ``caller_unit_kind`` is the registered kind of the caller's unit (None: not
+    registered): a token may name any unit, and only the unit directory says which
+    units are social services.  A draft is never opened: it has not left its author."""
     return (
         principal.has_role(Role.CASEWORKER)
         and principal.unit is not None
+        and caller_unit_kind == UnitKind.RECEIVER
         and referral.status != Status.DRAFT
     )
 

@@ -54,7 +54,8 @@ def referring_unit(uow: UnitOfWork, ctx: Context) -> Unit:
 
 
 def _through_broken_glass(uow: UnitOfWork, ctx: Context, row: Referral) -> Side | None:
-    if not policy.may_break_glass(ctx.principal, row):
+    unit = uow.units.get(ctx.principal.unit) if ctx.principal.unit else None
+    if not policy.may_break_glass(ctx.principal, row, unit.kind if unit else None):
         return None
     grant = uow.referrals.active_grant(ctx.principal.actor, row.id, ctx.now)
     if grant is None and ctx.break_glass is not None:

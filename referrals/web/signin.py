@@ -101,9 +101,15 @@ def start() -> BaseResponse:
     if client is None:
         abort(404)
     session["next"] = safe_next(request.args.get("next"))
+    settings = runtime().settings
     extra = {}
-    if runtime().settings.web_resource:
-        extra["resource"] = runtime().settings.web_resource
+    if settings.web_resource:
+        extra["resource"] = settings.web_resource
+    if settings.oidc_required_acr:
+        # Ask for an assurance the API accepts up front (OIDC Core §3.1.2.1), so a
+        # caseworker is not signed in only to be refused; the API still checks the token.
+        acr = {value for values in settings.oidc_required_acr.values() for value in values}
+        extra["acr_values"] = " ".join(sorted(acr))
     response: BaseResponse = client.authorize_redirect(
         url_for("web.signin.callback", _external=True), ui_locales=i18n.language(), **extra
     )

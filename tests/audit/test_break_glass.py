@@ -35,12 +35,51 @@ def referral(client: FlaskClient, dev_token: Callable[..., str]) -> str:
     assert created.status_code == 201
     norrmalm = bearer(dev_token("caseworker", "norrmalm"))
     for text_, visibility in (("Norrmalm only", "internal"), ("For both", "shared")):
-        client.post(
+        note = client.post(
             f"/api/v1/referrals/{created.json['id']}/notes",
             json={"text": text_, "visibility": visibility},
             headers=norrmalm,
         )
+        # Without both notes the internal-note check below would pass vacuously.
+        assert note.status_code == 201, note.json
     return str(created.json["id"])
+
+
+@pytest.fixture
+def draft(client: FlaskClient, dev_token: Callable[..., str]) -> str:
+    worker = bearer(dev_token("youth_worker", "ungdomsjouren"))
+    created = client.post(
+        "/api/v1/referrals",
+        json={
+            "subject": {"name": "Utkast Exempelsson", "district": "norrmalm"},
+            "categories": ["violence"],
+            "priority": "acute",
+            "legal_basis": "duty_to_report",
+        },
+        headers=worker,
+    )
+    assert created.status_code == 201
+    assert created.json["status"] == "draft"
+    return str(created.json["id"])
+
+
+def grants(db_connection: Connection, referral: str) -> int:
+    count = db_connection.execute(
+        text("SELECT count(*) FROM break_glass_grants WHERE referral_id = :id"),
+        {"id": referral},
+    ).scalar_one()
+    return int(count)
+
+
+def refusals(db_connection: Connection, referral: str) -> list[tuple[str, str, str | None]]:
+    rows = db_connection.execute(
+        text(
+            "SELECT action, outcome, purpose FROM audit_events "
+            "WHERE target_id = :id AND action = 'referral:read' ORDER BY recorded_at"
+        ),
+        {"id": referral},
+    ).all()
+    return [(r.action, r.outcome, r.purpose) for r in rows]
 
 
 def test_without_a_reason_a_referral_of_another_unit_stays_hidden(
@@ -134,3 +173,46 @@ def test_the_review_report_lists_break_glass_accesses_for_auditors(
     assert [(e["action"], e["actor"]["unit"], e["purpose"]) for e in report.json["items"]] == [
         ("referral:read", "sodermalm", "break-glass:risk_to_life")
     ]
+
+
+@pytest.mark.parametrize(
+    ("unit", "status"),
+    [
+        ("ungdomsjouren", 404),  # a referring unit: its caseworkers are no receivers
+        ("ingenstans", 404),  # a unit nobody registered
+        (None, 403),  # no unit at all
+    ],
+)
+def test_only_caseworkers_of_registered_receiving_units_break_the_glass(
+    client: FlaskClient,
+    dev_token: Callable[..., str],
+    referral: str,
+    db_connection: Connection,
+    unit: str | None,
+    status: int,
+) -> None:
+    caseworker = bearer(dev_token("caseworker", unit))
+    response = client.get(f"/api/v1/referrals/{referral}", headers={**caseworker, **REASON})
+    assert response.status_code == status
+    assert "Glas" not in response.get_data(as_text=True)
+    assert grants(db_connection, referral) == 0
+    if status == 404:  # within scope of the audit's target: the refusal names the referral
+        assert refusals(db_connection, referral) == [("referral:read", "denied", None)]
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("unit", ["sodermalm", "norrmalm"])
+def test_the_glass_never_opens_a_draft(
+    client: FlaskClient,
+    dev_token: Callable[..., str],
+    draft: str,
+    db_connection: Connection,
+    unit: str,
+) -> None:
+    """Not for another receiving unit, nor for the one the draft would go to."""
+    caseworker = bearer(dev_token("caseworker", unit))
+    response = client.get(f"/api/v1/referrals/{draft}", headers={**caseworker, **REASON})
+    assert response.status_code == 404
+    assert "Utkast" not in response.get_data(as_text=True)
+    assert grants(db_connection, draft) == 0
+    assert refusals(db_connection, draft) == [("referral:read", "denied", None)]

@@ -25,7 +25,7 @@ from tests.support.databases import postgres_database
 
 def test_export_writes_one_json_line_per_event_with_its_chain_position(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
-    env = {"REFERRALS_INSTANCE_PATH": str(instance)}
+    env = {"REFERRALS_ENV": "development", "REFERRALS_INSTANCE_PATH": str(instance)}
     runner = CliRunner()
     assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
     assert runner.invoke(main, ["seed", "demo"], env=env).exit_code == 0

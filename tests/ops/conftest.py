@@ -14,4 +14,4 @@ def instance(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def env(instance: Path) -> dict[str, str]:
-    return {"REFERRALS_INSTANCE_PATH": str(instance)}
+    return {"REFERRALS_ENV": "development", "REFERRALS_INSTANCE_PATH": str(instance)}

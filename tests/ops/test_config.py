@@ -27,8 +27,8 @@ def production(instance_path: Path) -> Settings:
     )
 
 
-def test_defaults_are_the_embedded_development_setup() -> None:
-    settings = Settings.from_env({})
+def test_development_when_asked_for_is_the_embedded_setup() -> None:
+    settings = Settings.from_env({"REFERRALS_ENV": "development"})
     assert settings.env is Environment.DEVELOPMENT
     assert settings.dev_tokens is True
     assert settings.oidc_algorithms == ("RS256", "ES256")
@@ -86,7 +86,7 @@ def test_every_documented_variable_is_read() -> None:
 )
 def test_unusable_values_are_refused_with_the_variable_named(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
-        Settings.from_env({variable: value})
+        Settings.from_env({"REFERRALS_ENV": "development", variable: value})
 
 
 @pytest.mark.parametrize(
@@ -111,6 +111,7 @@ def test_production_refuses_development_settings(
 def test_sealer_settings_are_read() -> None:
     settings = Settings.from_env(
         {
+            "REFERRALS_ENV": "development",
             "REFERRALS_AUDIT_SEAL_INTERVAL": "0.5",
             "REFERRALS_AUDIT_CHECKPOINT_EVENTS": "200",
             "REFERRALS_AUDIT_CHECKPOINT_INTERVAL": "15",
@@ -126,7 +127,8 @@ def test_sealer_settings_are_read() -> None:
 
 
 def test_log_level_is_case_insensitive() -> None:
-    assert Settings.from_env({"REFERRALS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    environ = {"REFERRALS_ENV": "development", "REFERRALS_LOG_LEVEL": "debug"}
+    assert Settings.from_env(environ).log_level == "DEBUG"
 
 
 def test_production_with_real_settings_starts_without_a_development_key(tmp_path: Path) -> None:

@@ -69,7 +69,12 @@ def _cli(env: dict[str, str], *args: str) -> None:
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[Server]:
     instance = tmp_path / "instance"
-    env = {**os.environ, "REFERRALS_INSTANCE_PATH": str(instance), "WEB_CONCURRENCY": "1"}
+    env = {
+        **os.environ,
+        "REFERRALS_ENV": "development",
+        "REFERRALS_INSTANCE_PATH": str(instance),
+        "WEB_CONCURRENCY": "1",
+    }
     env.pop("REFERRALS_DATABASE_URL", None)
     _cli(env, "db", "upgrade")
     _cli(env, "seed", "demo")

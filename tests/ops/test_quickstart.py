@@ -35,6 +35,8 @@ def quickstart(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = _free_port()
     env = {**os.environ, "REFERRALS_INSTANCE_PATH": str(tmp_path / "instance")}
     env.pop("REFERRALS_DATABASE_URL", None)
+    # README's first command, in a shell that set nothing: quickstart asks for development.
+    env.pop("REFERRALS_ENV", None)
     log = tmp_path / "quickstart.log"
     with log.open("w") as sink:
         process = subprocess.Popen(

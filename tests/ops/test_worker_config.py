@@ -44,6 +44,7 @@ SECONDS = (
 def test_worker_and_deadline_variables_are_read() -> None:
     settings = Settings.from_env(
         {
+            "REFERRALS_ENV": "development",
             "REFERRALS_WEBHOOK_TIMEOUT": "2.5",
             "REFERRALS_WEBHOOK_MAX_ATTEMPTS": "4",
             "REFERRALS_WEBHOOK_BACKOFF_BASE": "10",
@@ -70,7 +71,7 @@ def test_worker_and_deadline_variables_are_read() -> None:
 
 
 def test_worker_and_deadline_defaults() -> None:
-    settings = Settings.from_env({})
+    settings = Settings.from_env({"REFERRALS_ENV": "development"})
 
     assert settings.webhook_timeout == 5.0
     assert settings.webhook_max_attempts == 8
@@ -88,7 +89,7 @@ def test_integer_settings_refuse_anything_but_a_positive_whole_number(
     variable: str, value: str
 ) -> None:
     with pytest.raises(ConfigError, match=variable) as refused:
-        Settings.from_env({variable: value})
+        Settings.from_env({"REFERRALS_ENV": "development", variable: value})
     assert "\n" not in str(refused.value)
 
 
@@ -96,14 +97,16 @@ def test_integer_settings_refuse_anything_but_a_positive_whole_number(
 @pytest.mark.parametrize("variable", SECONDS)
 def test_second_settings_refuse_anything_but_a_positive_number(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable) as refused:
-        Settings.from_env({variable: value})
+        Settings.from_env({"REFERRALS_ENV": "development", variable: value})
     assert "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("variable", SECONDS)
 def test_second_settings_accept_fractions(variable: str) -> None:
     name = variable.removeprefix("REFERRALS_").lower()
-    assert getattr(Settings.from_env({variable: "1.5"}), name) == 1.5
+    assert (
+        getattr(Settings.from_env({"REFERRALS_ENV": "development", variable: "1.5"}), name) == 1.5
+    )
 
 
 # --- the delivery policy -----------------------------------------------------------------------
@@ -140,7 +143,9 @@ def test_retry_delay_is_capped_however_many_attempts_were_allowed() -> None:
     1025th attempt (about 256 days of retries at the default 6 h cap).  The delay must
     stay at the cap there too: 2 ** 1024 does not fit a float, and an OverflowError in
     the worker after a failed POST would leave the message claimed and stop the loop."""
-    generous = Settings.from_env({"REFERRALS_WEBHOOK_MAX_ATTEMPTS": "5000"})
+    generous = Settings.from_env(
+        {"REFERRALS_ENV": "development", "REFERRALS_WEBHOOK_MAX_ATTEMPTS": "5000"}
+    )
     assert generous.webhook_max_attempts == 5000
     for attempts in (1024, 1025, 5000):
         assert policy(1.0).retry_delay(attempts) == timedelta(hours=6), attempts
@@ -173,6 +178,7 @@ def test_the_claim_renewed_for_one_send_outlasts_the_attempt_but_not_the_lease()
 def test_runtime_builds_its_delivery_policy_from_the_settings(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
+            "REFERRALS_ENV": "development",
             "REFERRALS_INSTANCE_PATH": str(tmp_path),
             "REFERRALS_WEBHOOK_TIMEOUT": "2",
             "REFERRALS_WEBHOOK_MAX_ATTEMPTS": "3",

@@ -69,6 +69,7 @@ class Deployment:
     @property
     def env(self) -> dict[str, str | None]:
         env: dict[str, str | None] = dict.fromkeys(_CLEARED)
+        env["REFERRALS_ENV"] = "development"
         env["REFERRALS_INSTANCE_PATH"] = str(self.instance)
         if self.database_url:
             env["REFERRALS_DATABASE_URL"] = self.database_url

@@ -69,6 +69,11 @@ def generate_keys(rsa_kid: str = "rsa-1", ec_kid: str = "ec-1") -> KeySet:
     )
 
 
+# Swedish eID framework (Digg) levels of assurance, as a SITHS or BankID IdP sends them.
+LOA3 = "http://id.elegnamnden.se/loa/1.0/loa3"
+LOA2 = "http://id.elegnamnden.se/loa/1.0/loa2"
+
+
 def _client(client_id: str, scope: str, claims: dict[str, Any]) -> dict[str, Any]:
     return {
         "client_id": client_id,
@@ -91,6 +96,29 @@ def default_clients() -> list[dict[str, Any]]:
             "readonly-worker",
             "referrals:read",
             {"roles": ["youth_worker"], "unit": "ungdomsjouren"},
+        ),
+        # Login assurance (acr): a caseworker signed in with Swedish eID at LoA 3, and one
+        # at a weaker level; the other clients' tokens carry no acr at all.
+        _client(
+            "norrmalm-eid",
+            rw,
+            {"roles": ["caseworker"], "unit": "norrmalm", "acr": LOA3},
+        ),
+        _client(
+            "norrmalm-loa2",
+            rw,
+            {"roles": ["caseworker"], "unit": "norrmalm", "acr": LOA2},
+        ),
+        # A role paired with what it must not be enough for (the mutation check's cases):
+        # an auditor with a unit, a caseworker of a referring unit, and a caseworker whose
+        # client was (wrongly) granted the admin scope.
+        _client(
+            "unit-auditor", "referrals:read audit:read", {"roles": ["auditor"], "unit": "norrmalm"}
+        ),
+        _client("ungdomsjouren-caseworker", rw, {"roles": ["caseworker"], "unit": "ungdomsjouren"}),
+        _client("admin-scoped-caseworker", "admin", {"roles": ["caseworker"], "unit": "norrmalm"}),
+        _client(
+            "audit-scoped-caseworker", "audit:read", {"roles": ["caseworker"], "unit": "norrmalm"}
         ),
         # Roles nested the way Keycloak puts them in its default tokens.
         _client(

@@ -41,6 +41,17 @@ def _start(client: FlaskClient) -> dict[str, list[str]]:
     return parse_qs(urlsplit(response.headers["Location"]).query)
 
 
+def test_sign_in_asks_for_the_required_acr_when_configured(
+    oidc_app: Flask, database: Database, clock: FakeClock, instance_path: Path
+) -> None:
+    assert "acr_values" not in _start(oidc_app.test_client())  # off by default
+    settings = oidc_app.extensions["referrals"].settings.with_overrides(
+        oidc_required_acr={"caseworker": ("urn:b",), "youth_worker": ("urn:a", "urn:b")}
+    )
+    strict = create_app(settings, database=database, clock=clock)
+    assert _start(strict.test_client())["acr_values"] == ["urn:a urn:b"]
+
+
 def test_sign_in_asks_for_a_code_with_pkce_state_and_nonce(
     oidc_app: Flask, oidc_provider: TestIdP
 ) -> None:

@@ -16,6 +16,7 @@ SECRET = "s" * 48
 def test_web_settings_are_read_from_the_environment() -> None:
     settings = Settings.from_env(
         {
+            "REFERRALS_ENV": "development",
             "REFERRALS_WEB_CLIENT_ID": "referrals-web",
             "REFERRALS_WEB_CLIENT_SECRET": "test-secret",
             "REFERRALS_WEB_SCOPE": "openid referrals:read",
@@ -34,7 +35,7 @@ def test_web_settings_are_read_from_the_environment() -> None:
 
 def test_session_times_must_be_whole_seconds() -> None:
     with pytest.raises(ConfigError, match="REFERRALS_WEB_SESSION_IDLE"):
-        Settings.from_env({"REFERRALS_WEB_SESSION_IDLE": "15m"})
+        Settings.from_env({"REFERRALS_ENV": "development", "REFERRALS_WEB_SESSION_IDLE": "15m"})
 
 
 def test_production_pages_need_a_secret_key(tmp_path: Path) -> None:
