@@ -216,3 +216,27 @@ def test_the_glass_never_opens_a_draft(
     assert "Utkast" not in response.get_data(as_text=True)
     assert grants(db_connection, draft) == 0
     assert refusals(db_connection, draft) == [("referral:read", "denied", None)]
+
+
+@pytest.mark.parametrize("unit", ["norrmalm", "sodermalm"])
+def test_a_youth_worker_of_a_receiving_unit_never_breaks_the_glass(
+    client: FlaskClient,
+    dev_token: Callable[..., str],
+    referral: str,
+    db_connection: Connection,
+    unit: str,
+) -> None:
+    """The unit is a registered receiver and the referral is submitted: only the role
+    stands between this token and the glass, and the role is not a caseworker's."""
+    worker = bearer(dev_token("youth_worker", unit))
+    response = client.get(f"/api/v1/referrals/{referral}", headers={**worker, **REASON})
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert "Glas" not in response.get_data(as_text=True)
+    assert grants(db_connection, referral) == 0
+    assert refusals(db_connection, referral) == [("referral:read", "denied", None)]
+    # Nor does a later call without the reason find a window left open.
+    assert client.get(f"/api/v1/referrals/{referral}", headers=worker).status_code == 404
+    notes = client.get(f"/api/v1/referrals/{referral}/notes", headers=worker)
+    assert notes.status_code == 404
+    assert "Norrmalm only" not in notes.get_data(as_text=True)

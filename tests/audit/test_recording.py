@@ -856,6 +856,51 @@ def test_a_read_whose_event_cannot_be_written_returns_no_case_data(
     assert case_state(database, rid) == before
 
 
+def allowed_count(connection: Connection) -> int:
+    query = select(func.count()).select_from(AUDIT).where(AUDIT.c.outcome == "allowed")
+    return connection.execute(query).scalar_one()
+
+
+def test_an_answer_without_its_audit_event_fails_closed(
+    client: FlaskClient,
+    db_connection: Connection,
+    callers: Callers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A use case that answers without committing (so without writing its event) is a
+    bug the decorator catches: 503, and not the answer.  Simulated by running the real
+    read with a commit that does nothing, so the view has the case data in hand."""
+    from referrals.services import referrals as service
+    from referrals.services import units as unit_service
+
+    rid, _ = requested_canary_referral(client, callers)
+    real_get = service.get
+    handed_over: list[object] = []
+
+    def get_without_commit(uow: Any, ctx: Any, referral_id: uuid.UUID) -> Any:
+        monkeypatch.setattr(uow, "commit", lambda: None)
+        view = real_get(uow, ctx, referral_id)
+        handed_over.append(view)
+        return view
+
+    def units_without_commit(uow: Any, ctx: Any) -> list[dict[str, Any]]:
+        return [unit_service.represent(u, ctx) for u in uow.units.all()]
+
+    monkeypatch.setattr(service, "get", get_without_commit)
+    monkeypatch.setattr(unit_service, "list_all", units_without_commit)
+    allowed = allowed_count(db_connection)
+
+    read = client.get(f"{API}/referrals/{rid}", headers=callers("cw_own"))
+    assert handed_over, "the view never ran: the test would prove nothing"
+    assert_audit_unavailable(read)
+
+    listed = client.get(f"{API}/units", headers=callers("cw_own"))
+    assert_audit_unavailable(listed)
+    assert "norrmalm" not in listed.get_data(as_text=True)
+    # Nothing in the trail claims these answers were given.
+    assert allowed_count(db_connection) == allowed
+
+
 def test_when_the_refusal_cannot_be_recorded_either_the_answer_is_503(
     client: FlaskClient,
     database: Database,

@@ -242,3 +242,19 @@ def test_caseworker_of_an_unknown_unit_sees_an_empty_inbox_and_404(
     assert inbox.json["items"] == []
     response = idp_client.get(f"{INBOX}/{rid}", headers=headers)
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("roles", [["janitor"], []], ids=["unknown-role", "no-role"])
+def test_the_unit_directory_needs_a_known_role(
+    idp_client: FlaskClient, oidc_provider: TestIdP, roles: list[str]
+) -> None:
+    """A valid token with the scopes but no role the service knows reads no unit list."""
+    headers = bearer(forge(oidc_provider, roles=roles))
+    for path in ("/api/v1/units", "/api/v1/units/norrmalm"):
+        response = idp_client.get(path, headers=headers)
+        assert response.status_code == 403, response.get_data(as_text=True)[:500]
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert "norrmalm" not in response.get_data(as_text=True)
+    # The same token with a known role does read it: the refusal above is the role.
+    known = bearer(forge(oidc_provider))
+    assert idp_client.get("/api/v1/units", headers=known).status_code == 200

@@ -158,3 +158,48 @@ def test_my_referrals_is_audited_like_the_api_listing(
     api = _new_events(database, lambda: client.get(REFERRALS, headers=worker))
     assert page == api
     assert [(e[0], e[3]) for e in page] == [("referral:list", "allowed")]
+
+
+def _actors(database: Database, action: Callable[[], object]) -> list[Row]:
+    """Who the events an action writes name, and what each says happened."""
+    before = _all_ids(database)
+    action()
+    with database.sessions() as session:
+        rows = session.scalars(select(AuditEvent)).all()
+    return [
+        (
+            e.action,
+            e.outcome,
+            e.http_status,
+            e.actor_verified,
+            e.actor_issuer,
+            e.actor_subject,
+            tuple(e.roles),
+            e.unit,
+        )
+        for e in rows
+        if e.id not in before
+    ]
+
+
+def _all_ids(database: Database) -> set[Any]:
+    with database.sessions() as session:
+        return set(session.scalars(select(AuditEvent.id)).all())
+
+
+def test_a_page_refused_for_scope_is_audited_under_the_signed_in_actor(
+    client: FlaskClient, database: Database
+) -> None:
+    """A youth worker's session has no audit scope: the auditor's search page answers
+    403 and the trail names the verified youth worker, as the API does for a 403."""
+    sign_in(client)
+    listed = _actors(database, lambda: client.get(f"{APP}/referrals"))
+    assert [row[:3] for row in listed] == [("referral:list", "allowed", 200)]
+    actor = listed[0][3:]
+    assert actor[0] is True
+    assert actor[2]  # a subject
+
+    refused: list[Any] = []
+    events = _actors(database, lambda: refused.append(client.get(f"{APP}/audit/events")))
+    assert refused[0].status_code == 403
+    assert events == [("audit:search", "denied", 403, *actor)]
