@@ -9,7 +9,7 @@ the receiving unit (``referral.overdue``) and to the sending unit (``referral.un
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -390,3 +390,46 @@ def test_a_refused_action_writes_no_outbox_row(
     assert_problem(act(client, rid, "decline", actors.norrmalm, {}), 422, VALIDATION)
 
     assert outbox(app) == before
+
+
+def test_a_unit_on_both_sides_reads_only_its_own_sides_internal_notes(
+    client: FlaskClient, actors: Actors, dev_token: Callable[..., str]
+) -> None:
+    """An admin may re-register a referring unit as a receiving one, and a referral it
+    sent may then be redirected to it: one unit on both sides.  Its caseworkers (the
+    receiving side) still do not read the internal notes its youth workers wrote as the
+    sender, nor the other way round; shared notes reach both."""
+    rid = create(client, actors.worker, submit=True)["id"]
+    for text_, visibility in (("Sändarens interna", "internal"), ("Till båda", "shared")):
+        note = client.post(
+            f"{REFERRALS}/{rid}/notes",
+            json={"text": text_, "visibility": visibility},
+            headers=actors.worker,
+        )
+        assert note.status_code == 201, note.get_json()
+    admin = {"Authorization": f"Bearer {dev_token('admin')}"}
+    changed = client.put(
+        f"/api/v1/units/{REFERRER}",
+        json={"name": "Ungdomsjouren", "kind": "receiver", "districts": []},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.get_json()
+    moved = act(client, rid, "redirect", actors.norrmalm, {**REDIRECT, "unit": REFERRER})
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json()["receiving_unit"] == REFERRER
+
+    receiver = actors.caseworker(REFERRER)
+    written = client.post(
+        f"{REFERRALS}/{rid}/notes",
+        json={"text": "Mottagarens interna", "visibility": "internal"},
+        headers=receiver,
+    )
+    assert written.status_code == 201, written.get_json()
+
+    def texts(headers: dict[str, str]) -> list[str]:
+        response = client.get(f"{REFERRALS}/{rid}/notes", headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return sorted(n["text"] for n in response.get_json()["items"])
+
+    assert texts(receiver) == ["Mottagarens interna", "Till båda"]
+    assert texts(actors.worker) == ["Sändarens interna", "Till båda"]

@@ -1,13 +1,13 @@
-"""The policy's rules that the service's own data never puts to the test.
+"""The policy's rules for situations the use cases rarely or never produce.
 
-Two rules of referrals/auth/policy.py guard situations the use cases do not produce
-today: a draft that already names a receiving unit (routing sets the unit only when the
-draft is submitted) and a note whose author and reader share a unit but not a side (a
-referral is sent from a referring unit to a receiving one, and a unit has one kind).
-Through the API both are unreachable, so the mutation check's mutants of them survive
-every HTTP test; the rules are there so that a later change (a redirect back to draft,
-a unit serving as both kinds, a row written by an older version) cannot open either
-door.  The policy is a set of pure functions: state the rules against it directly.
+A draft never names a receiving unit through the API (routing sets the unit in the same
+step that submits it, and nothing leads back to draft): the receiver's draft rule is
+unreachable over HTTP, so its mutant survives every HTTP test.  A note whose reader and
+author share a unit but not a side needs one unit on both sides of a referral, which
+only an admin's re-registration of a unit's kind produces (an HTTP test of that is in
+tests/api/test_redirect_and_deadlines.py).  The rules are there so a later change (a
+way back to draft, a row written by an older version) cannot open either door; the
+policy is a set of pure functions, so state them against it directly.
 """
 
 from __future__ import annotations

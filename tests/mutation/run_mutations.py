@@ -45,6 +45,7 @@ WEB_PAGES = "tests/web/test_referral_pages.py"
 WEB_AUDITOR = "tests/web/test_auditor_pages.py"
 ROLES = "tests/auth/test_role_beats_scope.py"
 POLICY_RULES = "tests/auth/test_policy_invariants.py"
+REDIRECT_TESTS = "tests/api/test_redirect_and_deadlines.py"
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,11 @@ MUTATIONS = (
         "return reader_side is author_side and reader_unit is not None "
         "and reader_unit == author_unit",
         "return reader_unit is not None and reader_unit == author_unit",
-        # Only differs when the reader's unit wrote the note from the other side: one unit
-        # on both sides of a referral.  A unit has one kind, but an admin may change it,
-        # so that is reachable (a referrer re-registered as a receiver and the referral
-        # redirected to it); the policy test states the rule on the pure function.
-        (POLICY_RULES, MATRIX, SCOPE, GLASS, LIFECYCLE),
+        # Not equivalent, though it differs only when one unit is on both sides of a
+        # referral: a unit has one kind, but an admin may re-register a referring unit as
+        # a receiving one and the referral be redirected to it (the redirect test); the
+        # policy test states the rule on the pure function too.
+        (REDIRECT_TESTS, POLICY_RULES, MATRIX, SCOPE, GLASS, LIFECYCLE),
     ),
     Mutation(
         "internal-notes-own-unit",
@@ -200,7 +201,7 @@ MUTATIONS = (
         "return reader_side is author_side and reader_unit is not None "
         "and reader_unit == author_unit",
         "return reader_side is author_side",
-        (GLASS, SCOPE, "tests/api/test_redirect_and_deadlines.py"),
+        (GLASS, SCOPE, REDIRECT_TESTS),
     ),
     Mutation(
         "edit-sender-only",
