@@ -279,7 +279,7 @@ MUTATIONS = (
         "actor-verified-flag",
         "an event says whether its actor was verified",
         RECORDER,
-        '"actor_verified": actor is not None,',
+        '"actor_verified": actor is not None and pending.actor_verified,',
         '"actor_verified": True,',
         (RECORDING, TOKENS),
     ),
