@@ -186,7 +186,11 @@ def test_two_instances_two_sealers_eight_clients_one_chain(tmp_path: Path) -> No
     instance = tmp_path / "instance"
     with postgres_database() as url, ExitStack() as stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REFERRALS_")}
-        env |= {"REFERRALS_INSTANCE_PATH": str(instance), "REFERRALS_DATABASE_URL": url}
+        env |= {
+            "REFERRALS_ENV": "development",
+            "REFERRALS_INSTANCE_PATH": str(instance),
+            "REFERRALS_DATABASE_URL": url,
+        }
         engine = create_engine(url)
         stack.callback(engine.dispose)
 

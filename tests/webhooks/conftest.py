@@ -182,7 +182,11 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     logs.mkdir()
     with empty_postgres_database() as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REFERRALS_", "PG"))}
-        env |= {"REFERRALS_INSTANCE_PATH": str(instance), "REFERRALS_DATABASE_URL": url}
+        env |= {
+            "REFERRALS_ENV": "development",
+            "REFERRALS_INSTANCE_PATH": str(instance),
+            "REFERRALS_DATABASE_URL": url,
+        }
         assert "newest revision" in run_cli(env, "db", "upgrade")
         assert "5 units created" in run_cli(env, "seed", "demo")
         app = create_app(Settings(instance_path=instance, database_url=url))

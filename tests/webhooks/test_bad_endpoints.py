@@ -98,7 +98,11 @@ def test_a_seed_file_with_an_impossible_port_is_refused(tmp_path: Path) -> None:
     upgrade = subprocess.run([*cli, "db", "upgrade"], env=env, capture_output=True, timeout=120)
     assert upgrade.returncode == 0, upgrade.stderr
     done = subprocess.run(
-        [*cli, "seed", "file", str(path)], env=env, capture_output=True, text=True, timeout=120
+        [*cli, "seed", "file", str(path), "--reason", "CHG-1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode != 0, done.stdout
     assert "webhook_url" in done.stderr
