@@ -29,6 +29,9 @@ ROLE_SCOPES: dict[Role, tuple[Scope, ...]] = {
     Role.CASEWORKER: (Scope.REFERRALS_READ, Scope.REFERRALS_WRITE),
     Role.AUDITOR: (Scope.AUDIT_READ,),
     Role.ADMIN: (Scope.ADMIN,),
+    Role.UNIT_LEAD: (Scope.REFERRALS_READ, Scope.REFERRALS_WRITE),
+    Role.PRIVACY_OFFICER: (Scope.PRIVACY,),
+    Role.ANALYST: (Scope.STATISTICS_READ,),
 }
 
 

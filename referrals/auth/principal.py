@@ -11,6 +11,10 @@ class Role(StrEnum):
     CASEWORKER = "caseworker"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    # Added with the privacy lifecycle: see DESIGN.md §1 for what each may do.
+    UNIT_LEAD = "unit_lead"
+    PRIVACY_OFFICER = "privacy_officer"
+    ANALYST = "analyst"
 
 
 class Scope(StrEnum):
@@ -20,6 +24,8 @@ class Scope(StrEnum):
     REFERRALS_WRITE = "referrals:write"
     AUDIT_READ = "audit:read"
     ADMIN = "admin"
+    PRIVACY = "privacy"
+    STATISTICS_READ = "statistics:read"
 
 
 @dataclass(frozen=True)
