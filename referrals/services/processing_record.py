@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import DeclarativeBase
 
-from referrals.db.models import Base
+from referrals.db.base import Base
 from referrals.domain.codes import LegalBasis
 from referrals.domain.retention import RetentionPolicy
 from referrals.services.uow import UnitOfWork
