@@ -882,6 +882,27 @@ def check_allowed(
         assert after.notes == before.notes + 1
         assert (body["text"], body["author_side"]) == (NOTE_TEXT, SIDE_OF[caller])
         assert body["author_unit"] == CALLERS[caller][1]
+    elif (method, path) == ("PUT", LEGAL_HOLD):
+        assert key is not None
+        (new,) = set(after.holds) - set(before.holds)
+        assert after.holds == {**before.holds, new: (key, "complaint", False)}
+        assert (body["referral_id"], body["status"], body["reason_code"]) == (
+            rid, "completed", "complaint",
+        )  # fmt: skip
+        assert after.referrals == before.referrals, "a hold changes no referral"
+    elif (method, path) == ("DELETE", LEGAL_HOLD):
+        assert key is not None
+        assert response.get_data() == b""
+        (held,) = [k for k, (r, _c, released) in before.holds.items() if r == key and not released]
+        assert after.holds == {**before.holds, held: (key, "complaint", True)}
+        assert after.referrals == before.referrals
+    elif (method, path) == ("GET", RETENTION):
+        assert body["days"] == 30
+        assert {"due", "held", "periods", "due_count", "held_count"} <= set(body)
+        text = json.dumps(body, ensure_ascii=False)  # identifiers and codes, no case content
+        assert SUBJECT_NAME not in text
+        assert NARRATIVE not in text
+        assert PERSONAL_NUMBER not in text
     elif path.startswith(REFERRAL + "/"):
         action = path.rsplit("/", 1)[1]
         status, unit = ACTION_RESULTS[action]
@@ -905,27 +926,6 @@ def check_allowed(
         }
     elif path.startswith(ROUTING_RULES) or path == PREVIEW:
         check_routing(method, path, rid, response, before, after)
-    elif (method, path) == ("PUT", LEGAL_HOLD):
-        assert key is not None
-        (new,) = set(after.holds) - set(before.holds)
-        assert after.holds == {**before.holds, new: (key, "complaint", False)}
-        assert (body["referral_id"], body["status"], body["reason_code"]) == (
-            rid, "completed", "complaint",
-        )  # fmt: skip
-        assert after.referrals == before.referrals, "a hold changes no referral"
-    elif (method, path) == ("DELETE", LEGAL_HOLD):
-        assert key is not None
-        assert response.get_data() == b""
-        (held,) = [k for k, (r, _c, released) in before.holds.items() if r == key and not released]
-        assert after.holds == {**before.holds, held: (key, "complaint", True)}
-        assert after.referrals == before.referrals
-    elif (method, path) == ("GET", RETENTION):
-        assert body["days"] == 30
-        assert {"due", "held", "periods", "due_count", "held_count"} <= set(body)
-        text = json.dumps(body, ensure_ascii=False)  # identifiers and codes, no case content
-        assert SUBJECT_NAME not in text
-        assert NARRATIVE not in text
-        assert PERSONAL_NUMBER not in text
     elif (method, path) == ("GET", DELIVERIES):
         dead = {k for k, (_e, _u, state, _a) in before.outbox.items() if state == "dead"}
         assert {uuid.UUID(item["id"]) for item in body["items"]} == dead
