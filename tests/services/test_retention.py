@@ -15,14 +15,22 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, create_engine, select
 
-from referrals.db.models import AuditEvent, LegalHold, Note, Referral, TimelineEvent
+from referrals.db.models import (
+    AuditEvent,
+    AuditEventTarget,
+    LegalHold,
+    Note,
+    Referral,
+    TimelineEvent,
+)
 from referrals.domain.codes import EraseReason
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import referrals as referral_cases
@@ -39,6 +47,7 @@ from tests.crypto.canary import (
     read_back,
     scan_database,
 )
+from tests.services.test_key_rotation import Deployment, open_deployment
 from tests.support.clock import FakeClock
 
 PRIVACY = "/api/v1/privacy/retention"
@@ -344,3 +353,47 @@ def test_the_worker_erases_in_batches(
     assert job.run_round().erased == 0
     views = [client.get(f"/api/v1/referrals/{d}", headers=actors.worker).get_json() for d in drafts]
     assert [v["erased"] for v in views] == [True, True, True]
+
+
+# --- the command line, against a real instance -------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    with open_deployment(request.param, tmp_path) as deployment:
+        yield deployment
+
+
+def test_retention_report_on_the_command_line(deployment: Deployment) -> None:
+    deployment.ok("seed", "demo")
+    client = deployment.app().test_client()
+    worker = deployment.token("youth_worker", "ungdomsjouren")
+    draft = create(client, worker, **referral_body())["id"]
+    held = create(client, worker, **referral_body())["id"]
+    placed = hold(client, held, deployment.token("privacy_officer"), "audit_review")
+    assert placed.status_code == 200, placed.get_json()
+
+    lines = deployment.ok("retention", "report", "--days", "31").splitlines()
+    assert lines[0] == "due within 31 days: 1"
+    assert lines[1].startswith(f"{draft}\tdraft\tdue\t")
+    assert lines[2] == "on legal hold: 1"
+    assert lines[3].startswith(f"{held}\tdraft\taudit_review\t")
+    assert deployment.ok("retention", "report", "--days", "29").splitlines()[0] == (
+        "due within 29 days: 0"
+    )
+    as_json = json.loads(deployment.ok("retention", "report", "--days", "31", "--json"))
+    assert [d["referral_id"] for d in as_json["due"]] == [draft]
+    assert "Exempelsson" not in json.dumps(as_json)
+    assert "Invalid value" in deployment.refused("retention", "report", "--days", "-1")
+
+    events = [e for e in deployment.rows(AuditEvent).values() if e["action"] == "privacy:retention"]
+    assert len(events) == 3
+    assert {(e["actor_issuer"], e["outcome"]) for e in events} == {("urn:referrals:cli", "allowed")}
+    engine = create_engine(deployment.url)
+    try:
+        with engine.connect() as connection:
+            targets = connection.execute(select(AuditEventTarget.referral_id)).scalars().all()
+    finally:
+        engine.dispose()
+    disclosed = {str(t) for t in targets}
+    assert {draft, held} <= disclosed
