@@ -397,3 +397,28 @@ def test_retention_report_on_the_command_line(deployment: Deployment) -> None:
         engine.dispose()
     disclosed = {str(t) for t in targets}
     assert {draft, held} <= disclosed
+
+
+def test_a_hold_placed_after_the_worker_chose_its_candidates_still_stops_the_erasure(
+    app: Flask, client: FlaskClient, actors: Actors, officer: dict[str, str], clock: FakeClock
+) -> None:
+    rid = create(client, actors.worker, **referral_body())["id"]
+    clock.advance(days=31)
+    runtime: Runtime = app.extensions["referrals"]
+    placed: list[int] = []
+
+    def units_of_work(audit: Any) -> Any:
+        # The candidates have been read (that look carries no audit event); before the
+        # erasure's own transaction begins, an officer holds the referral.
+        if audit is not None and not placed:
+            placed.append(hold(client, rid, officer).status_code)
+        return runtime.unit_of_work(audit=audit)
+
+    erased = retention.erase_expired(
+        units_of_work, runtime.context, runtime.clock, runtime.retention_policy(), 10
+    )
+
+    assert (placed, erased) == ([200], 0)
+    view = client.get(f"/api/v1/referrals/{rid}", headers=actors.worker).get_json()
+    assert view["erased"] is False
+    assert view["narrative"]
