@@ -385,6 +385,12 @@ def test_retention_report_on_the_command_line(deployment: Deployment) -> None:
     assert [d["referral_id"] for d in as_json["due"]] == [draft]
     assert "Exempelsson" not in json.dumps(as_json)
     assert "Invalid value" in deployment.refused("retention", "report", "--days", "-1")
+    # The operator's erase is refused while the hold stands, and recorded as refused.
+    assert "legal hold" in deployment.refused("erase", held, "--reason", "legal_order")
+    refusals = [e for e in deployment.rows(AuditEvent).values() if e["action"] == "referral:erase"]
+    assert [(e["target_id"], e["http_status"], e["outcome"]) for e in refusals] == [
+        (held, 409, "error")
+    ]
 
     events = [e for e in deployment.rows(AuditEvent).values() if e["action"] == "privacy:retention"]
     assert len(events) == 3
