@@ -96,6 +96,20 @@ class Settings:
     # Delivered and skipped webhooks are deleted after this many days (dead ones stay
     # until an admin replays them).
     outbox_retention_days: int = 30
+    # Retention (gallring) of closed referrals, in days after the referral reached its
+    # final status (drafts: after their last change).  Defaults only: an organisation sets
+    # these from its own gallringsbeslut (README: Retention and legal holds says why each).
+    retention_rejected_days: int = 365
+    retention_cancelled_days: int = 365
+    retention_entered_in_error_days: int = 90
+    retention_completed_days: int = 730
+    retention_failed_days: int = 730
+    retention_draft_days: int = 30
+    # The worker erases at most this many expired referrals per round ...
+    retention_batch_size: int = 50
+    # ... and looks for them at most once per this many seconds (at once again while a
+    # full batch says there is a backlog).
+    retention_interval: float = 300.0
     # The audit sealer (``referrals audit seal --follow``, or the quickstart's thread):
     # seconds between rounds when idle, and a signed checkpoint after this many new sealed
     # events or this many seconds after the first unsigned one, whichever comes first.
@@ -226,10 +240,23 @@ def _parse(name: str, raw: str) -> Any:
             | "webhook_max_attempts"
             | "worker_batch_size"
             | "outbox_retention_days"
+            | "retention_batch_size"
             | "audit_checkpoint_events"
         ):
             if not raw.isdigit() or int(raw) < 1:
                 raise ConfigError(f"{key} must be a whole number of at least 1")
+            return int(raw)
+        case (
+            "retention_rejected_days"
+            | "retention_cancelled_days"
+            | "retention_entered_in_error_days"
+            | "retention_completed_days"
+            | "retention_failed_days"
+            | "retention_draft_days"
+        ):
+            # At most 100 years: a mistyped extra digit should not keep data for ever.
+            if not raw.isdigit() or not 1 <= int(raw) <= 36500:
+                raise ConfigError(f"{key} must be a whole number of days from 1 to 36500")
             return int(raw)
         case (
             "webhook_timeout"
@@ -241,6 +268,7 @@ def _parse(name: str, raw: str) -> Any:
             | "audit_checkpoint_interval"
             | "audit_seal_lag"
             | "audit_time_tolerance"
+            | "retention_interval"
         ):
             seconds = _seconds(raw, maximum=86400)
             if seconds is None:

@@ -22,8 +22,9 @@ from referrals.auth.principal import Principal, Role
 from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.db.models import AuditCheckpoint
-from referrals.domain.codes import BreakGlassReason
+from referrals.domain.codes import BreakGlassReason, Status
 from referrals.domain.deadlines import DeadlinePolicy
+from referrals.domain.retention import RetentionPolicy
 from referrals.services.context import Context
 from referrals.services.delivery import DeliveryPolicy
 from referrals.services.errors import ServiceError
@@ -127,6 +128,19 @@ class Runtime:
             batch_size=s.worker_batch_size,
             lease=s.worker_lease,
             coarse_errors=s.is_production,
+        )
+
+    def retention_policy(self) -> RetentionPolicy:
+        s = self.settings
+        return RetentionPolicy(
+            {
+                Status.REJECTED: s.retention_rejected_days,
+                Status.CANCELLED: s.retention_cancelled_days,
+                Status.ENTERED_IN_ERROR: s.retention_entered_in_error_days,
+                Status.COMPLETED: s.retention_completed_days,
+                Status.FAILED: s.retention_failed_days,
+                Status.DRAFT: s.retention_draft_days,
+            }
         )
 
     def webhook_destinations(self) -> Destinations:

@@ -1,4 +1,5 @@
-"""``referrals worker``: escalate overdue referrals and deliver webhooks, round after round.
+"""``referrals worker``: escalate overdue referrals, deliver webhooks and erase referrals
+whose retention period has ended, round after round.
 
 Run as many worker processes as needed: claims keep them from sending the same message
 twice in normal operation, and leases make a crashed worker's messages come back.
@@ -9,10 +10,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import datetime, timedelta
 from types import FrameType
 
 from referrals.runtime import Runtime
-from referrals.services import outbox
+from referrals.services import outbox, retention
 from referrals.services.delivery import Round, deliver_round
 from referrals.services.escalation import escalate_overdue
 from referrals.webhooks.sender import WebhookSender
@@ -26,6 +28,9 @@ class Worker:
         self.policy = runtime.delivery_policy()
         self.sender = WebhookSender(self.policy.timeout, runtime.webhook_destinations())
         self._stop = threading.Event()
+        self.retention = runtime.retention_policy()
+        # When the next look for expired referrals is due (None: at once).
+        self._retention_at: datetime | None = None
 
     def run_round(self) -> Round:
         rt = self.runtime
@@ -35,9 +40,27 @@ class Worker:
         )
         result.escalated = escalated
         result.pruned = outbox.prune(rt.unit_of_work, rt.clock, rt.settings.outbox_retention_days)
-        if escalated or result.claimed or result.pruned:
+        result.erased = self._retention_round()
+        if escalated or result.claimed or result.pruned or result.erased:
             log.info("worker round", extra=vars(result))
         return result
+
+    def _retention_round(self) -> int:
+        """Erase expired referrals, a batch at a time, at most once per interval unless the
+        last batch was full (a backlog: go on at once)."""
+        rt = self.runtime
+        now = rt.clock()
+        if self._retention_at is not None and now < self._retention_at:
+            return 0
+        batch = rt.settings.retention_batch_size
+        erased = retention.erase_expired(
+            lambda audit: rt.unit_of_work(audit=audit), rt.context, rt.clock, self.retention, batch
+        )
+        backlog = erased >= batch
+        self._retention_at = (
+            now if backlog else now + timedelta(seconds=rt.settings.retention_interval)
+        )
+        return erased
 
     def run(self, interval: float) -> None:
         """Until SIGTERM or SIGINT; a full batch means a backlog, so go again at once."""

@@ -45,6 +45,11 @@ class AuditAction(StrEnum):
     REFERRAL_COMPLETE = "referral:complete"
     REFERRAL_FAIL = "referral:fail"
     REFERRAL_MARK_ERROR = "referral:mark-error"
+    # Retention and legal holds (privacy officers, auditors; the worker's erasures are
+    # ``referral:erase`` with the reason ``retention_expired``).
+    REFERRAL_LEGAL_HOLD = "referral:legal-hold"
+    REFERRAL_LEGAL_HOLD_RELEASE = "referral:legal-hold-release"
+    PRIVACY_RETENTION = "privacy:retention"
     # Operators' command-line jobs (``referrals ...``).
     KEYS_ROTATE = "keys:rotate"
     KEYS_REWRAP = "keys:rewrap"

@@ -72,6 +72,19 @@ def may_erase(principal: Principal) -> bool:
     return principal.has_role(Role.ADMIN)
 
 
+def may_place_legal_hold(principal: Principal) -> bool:
+    """Auditors and privacy officers stop erasure for a review; they read no case content."""
+    return principal.has_role(Role.PRIVACY_OFFICER) or principal.has_role(Role.AUDITOR)
+
+
+def may_review_retention(principal: Principal) -> bool:
+    """What is due for erasure and what is held: ids, statuses and dates, no case content.
+
+    Admins too, for the operator's ``referrals retention report``; over the API the
+    endpoint's scopes (``privacy``, ``audit:read``) keep admins' tokens out."""
+    return may_place_legal_hold(principal) or principal.has_role(Role.ADMIN)
+
+
 def may_list_units(principal: Principal) -> bool:
     """The unit directory is not case content: every known role may read it."""
     return bool(principal.roles)

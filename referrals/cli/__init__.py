@@ -2,8 +2,18 @@
 
 ``root`` holds the group; importing each module below attaches its commands to it."""
 
-from referrals.cli import audit, database, keys, seeds, serving
+from referrals.cli import audit, database, keys, privacy, retention, seeds, serving
 from referrals.cli.root import main
 from referrals.cli.serving import render_spec
 
-__all__ = ["audit", "database", "keys", "main", "render_spec", "seeds", "serving"]
+__all__ = [
+    "audit",
+    "database",
+    "keys",
+    "main",
+    "privacy",
+    "render_spec",
+    "retention",
+    "seeds",
+    "serving",
+]

@@ -355,3 +355,20 @@ class WebSession(Base):
     expires_at: Mapped[timestamp] = mapped_column(index=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     kek_id: Mapped[str] = mapped_column(String(64))
+
+
+class LegalHold(Base):
+    """A legal hold on a referral: retention erasure (and ``referrals erase``) leaves it
+    alone until the hold is released.  Rows are never deleted: a released hold keeps who
+    placed and released it, when, and why (a code)."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (Index("ix_legal_holds_referral_released", "referral_id", "released_at"),)
+
+    id: Mapped[uuid_pk]
+    referral_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("referrals.id"))
+    reason_code: Mapped[code]
+    placed_by: Mapped[str] = mapped_column(String(500))
+    placed_at: Mapped[timestamp]
+    released_by: Mapped[str | None] = mapped_column(String(500))
+    released_at: Mapped[optional_timestamp]

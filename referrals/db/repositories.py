@@ -51,7 +51,11 @@ class ReferralRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get(self, referral_id: uuid.UUID) -> Referral | None:
+    def get(self, referral_id: uuid.UUID, *, for_update: bool = False) -> Referral | None:
+        """``for_update``: lock the row (PostgreSQL) so that a legal hold and an erasure
+        of the same referral take turns instead of both deciding on what they read."""
+        if for_update:
+            return self.session.get(Referral, referral_id, with_for_update=True)
         return self.session.get(Referral, referral_id)
 
     def add(self, referral: Referral) -> None:

@@ -157,3 +157,20 @@ class BreakGlassReason(StrEnum):
     CHILD_PROTECTION_EMERGENCY = "child_protection_emergency"
     POLICE_REQUEST = "police_request"
     CONTINUITY_OF_CARE = "continuity_of_care"
+
+
+class LegalHoldReason(StrEnum):
+    """Why a referral must outlive its retention period for now; codes, never free text."""
+
+    # A complaint about the handling of the case (klagomål) is being dealt with.
+    COMPLAINT = "complaint"
+    # A supervisory authority (IVO, IMY, JO) reviews the case.
+    SUPERVISION = "supervision"
+    # The case is part of court proceedings or an appeal.
+    LITIGATION = "litigation"
+    # A police or prosecutor's investigation has asked for the material.
+    CRIMINAL_INVESTIGATION = "criminal_investigation"
+    # A request of the data subject (access, rectification) is being answered.
+    DATA_SUBJECT_REQUEST = "data_subject_request"
+    # Internal control or an audit review needs the case as it is.
+    AUDIT_REVIEW = "audit_review"

@@ -106,6 +106,8 @@ class Round:
     dead: int = 0
     skipped: int = 0
     pruned: int = 0
+    # Referrals crypto-shredded because their retention period ended.
+    erased: int = 0
 
 
 def claim(

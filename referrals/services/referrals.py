@@ -11,6 +11,7 @@ from typing import Any
 from referrals.auth import policy
 from referrals.auth.principal import Role
 from referrals.crypto.aead import DecryptionError
+from referrals.db import legal_holds
 from referrals.db.models import Referral
 from referrals.db.repositories import ListFilter
 from referrals.domain import lifecycle
@@ -156,11 +157,15 @@ def erase(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID, reason: EraseRe
     """Crypto-shred a referral: its personal data becomes unrecoverable, its skeleton stays."""
     if not policy.may_erase(ctx.principal):
         raise Forbidden("only administrators erase referrals")
-    row = uow.referrals.get(referral_id)
+    # Locked: a legal hold placed at the same moment waits for this, or this for it.
+    row = uow.referrals.get(referral_id, for_update=True)
     if row is None:
         raise NotFound("no such referral")
     if row.erased_at is not None:
         raise Conflict("the referral is already erased", field="id")
+    if legal_holds.active(uow.session, row.id) is not None:
+        # A hold stops every erasure, by retention or by hand: release it first (audited).
+        raise Conflict("the referral is under a legal hold", field="id")
     records.erase_case(row)
     uow.referrals.forget_idempotency_keys(row)
     row.erased_at = row.updated_at = ctx.now

@@ -32,7 +32,14 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from referrals.db.engine import Database
-from referrals.db.models import Note, OutboxMessage, Referral, RoutingRuleSet, Unit
+from referrals.db.models import (
+    LegalHold,
+    Note,
+    OutboxMessage,
+    Referral,
+    RoutingRuleSet,
+    Unit,
+)
 
 API = "/api/v1"
 REFERRALS = "/referrals"
@@ -49,6 +56,8 @@ ROUTING_RULE = "/routing-rules/<uuid:rule_id>"
 PREVIEW = "/routing/preview"
 DELIVERIES = "/admin/deliveries"
 REPLAY = "/admin/deliveries/<uuid:delivery_id>/replay"
+LEGAL_HOLD = "/referrals/<uuid:referral_id>/legal-hold"
+RETENTION = "/privacy/retention"
 # The URL arguments naming the object a request acts on (filled in by ``request_for``).
 OBJECT_PLACEHOLDERS = ("<uuid:referral_id>", "<uuid:rule_id>", "<uuid:delivery_id>")
 PROBLEM_JSON = "application/problem+json"
@@ -65,6 +74,7 @@ CALLERS: dict[str, tuple[str, str | None]] = {
     "admin": ("admin", None),
     "yw_nounit": ("youth_worker", None),  # a case role, but no unit claim
     "cw_nounit": ("caseworker", None),
+    "privacy": ("privacy_officer", None),  # scope privacy: holds and the retention report
 }
 SIDE_OF = {"yw_own": "sender", "yw_other": "sender", "cw_own": "receiver", "cw_other": "receiver"}
 
@@ -106,6 +116,7 @@ def row(
     admin: Expect,
     yw_nounit: Expect,
     cw_nounit: Expect,
+    privacy: Expect,
 ) -> dict[str, Expect]:
     """One row: every caller must be stated, none has a default."""
     return {
@@ -117,6 +128,7 @@ def row(
         "admin": admin,
         "yw_nounit": yw_nounit,
         "cw_nounit": cw_nounit,
+        "privacy": privacy,
     }
 
 
@@ -134,217 +146,231 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
     # -- the collection ------------------------------------------------------------------
     ("GET", REFERRALS, "listing"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", REFERRALS, "new"): row(
         yw_own=CREATED, yw_other=CREATED, cw_own=ROLE, cw_other=ROLE,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # -- one referral --------------------------------------------------------------------
     ("GET", REFERRAL, "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", REFERRAL, "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", REFERRAL, "redirected"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", REFERRAL, "completed"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("PATCH", REFERRAL, "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # DESIGN: only youth workers edit; the receiver may never, whatever the state (403).
     ("PATCH", REFERRAL, "requested"): row(
         yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("DELETE", REFERRAL, "draft"): row(
         yw_own=DELETED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # DESIGN: deleting is the sender's; the receiver may never (403).
     ("DELETE", REFERRAL, "requested"): row(
         yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # -- actions (README: Referral states) ------------------------------------------------
     ("POST", f"{REFERRAL}/submit", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/accept", "requested"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/accept", "redirected"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/decline", "requested"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/redirect", "requested"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # Before acceptance only the sender withdraws; after it, only the receiving unit.
     ("POST", f"{REFERRAL}/cancel", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/cancel", "accepted"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/start", "accepted"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/hold", "in_progress"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/resume", "on_hold"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/complete", "in_progress"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/fail", "in_progress"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/mark-error", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/mark-error", "in_progress"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # Search answers only with what the caller may see: others get an empty list, not 404.
     ("POST", SEARCH, "requested"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # -- the audit trail: auditors only (scope audit:read), never case content ------------
     ("GET", f"{REFERRAL}/access-log", "requested"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("GET", AUDIT_EVENTS, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("GET", AUDIT_VERIFY, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("GET", AUDIT_CHECKPOINTS, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     # -- timeline and notes --------------------------------------------------------------
     ("GET", f"{REFERRAL}/events", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", f"{REFERRAL}/events", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", f"{REFERRAL}/events", "redirected"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", f"{REFERRAL}/notes", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", f"{REFERRAL}/notes", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", f"{REFERRAL}/notes", "redirected"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/notes", "draft"): row(
         yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/notes", "requested"): row(
         yw_own=CREATED, yw_other=HIDDEN, cw_own=CREATED, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("POST", f"{REFERRAL}/notes", "redirected"): row(
         yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=CREATED,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     # -- units: managed by admins (README: Roles); the directory itself is readable by every
     # role, since it is no case content and caseworkers need unit ids to redirect.
     # Webhook URLs are shown to admins only.
     ("GET", UNITS, "unit"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK,
+        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK, privacy=OK,
     ),
     ("POST", UNITS, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("GET", UNIT, "unit"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK,
+        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK, privacy=OK,
     ),
     ("PUT", UNIT, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     # -- routing rules and webhook deliveries: operator business, scope admin (§1, §6) ----
     ("GET", ROUTING_RULES, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("POST", ROUTING_RULES, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("GET", ROUTING_VERSIONS, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("PUT", ROUTING_RULE, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("DELETE", ROUTING_RULE, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=DELETED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=DELETED, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     # The preview: admins check their rules, a referring unit's youth worker asks where a
     # referral would go.  Caseworkers hold referrals:write too, but never open referrals.
     ("POST", PREVIEW, "rule"): row(
         yw_own=OK, yw_other=OK, cw_own=ROLE, cw_other=ROLE,
-        auditor=SCOPE, admin=OK, yw_nounit=ROLE, cw_nounit=ROLE,
+        auditor=SCOPE, admin=OK, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
     ),
     ("GET", DELIVERIES, "dead"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
     ),
     ("POST", REPLAY, "dead"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+    ),
+    # -- retention and legal holds: privacy officers (scope privacy) and auditors
+    # (audit:read); ids, statuses and dates, never case content (DESIGN §7) -------------
+    ("PUT", LEGAL_HOLD, "completed"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=OK,
+    ),
+    ("DELETE", LEGAL_HOLD, "held"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=DELETED, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=DELETED,
+    ),
+    ("GET", RETENTION, "unit"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=OK,
     ),
 }  # fmt: skip
 
@@ -425,6 +451,7 @@ ACTION_EVENTS: dict[str, str] = {
     "fail": "referral.failed",
     "mark-error": "referral.entered_in_error",
 }
+HOLD_BODY = {"reason_code": "complaint"}
 NEW_UNIT = {"id": "mottagning-syd", "name": "Mottagning Syd", "kind": "receiver"}
 UNIT_REPLACEMENT = {"name": "Kungsholmen nya", "kind": "receiver", "districts": ["kungsholmen"]}
 # The seeded rules sit at positions 10, 20, 30 (a district each) and 1000 (the catch-all).
@@ -490,6 +517,8 @@ class Snapshot:
     rulesets: dict[int, tuple[RuleRow, ...]]
     # webhook delivery -> (event type, unit, state, attempts)
     outbox: dict[uuid.UUID, tuple[str, str, str, int]]
+    # legal hold -> (referral, reason code, released)
+    holds: dict[uuid.UUID, tuple[uuid.UUID, str, bool]]
 
 
 def snapshot(database: Database) -> Snapshot:
@@ -511,7 +540,11 @@ def snapshot(database: Database) -> Snapshot:
             m.id: (m.event_type, m.unit_id, m.state, m.attempts)
             for m in session.scalars(select(OutboxMessage))
         }
-    return Snapshot(referrals, notes, units, rulesets, outbox)
+        holds = {
+            h.id: (h.referral_id, h.reason_code, h.released_at is not None)
+            for h in session.scalars(select(LegalHold))
+        }
+    return Snapshot(referrals, notes, units, rulesets, outbox, holds)
 
 
 class Callers:
@@ -600,6 +633,13 @@ def prepare(
         return extra_rule(client, database, callers), None
     if target == "dead":
         return make_dead_delivery(client, database, callers), None
+    if target == "held":
+        rid, etag = make_referral(client, callers, "completed")
+        held = client.put(
+            f"{API}/referrals/{rid}/legal-hold", json=HOLD_BODY, headers=callers("privacy")
+        )
+        assert held.status_code == 200, held.json
+        return rid, etag
     return None, None
 
 
@@ -627,6 +667,8 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
         url = url.replace(placeholder, str(rid))
     if (method, path) == ("GET", DELIVERIES):
         url += "?state=dead"  # the dead-letter queue
+    if (method, path) == ("GET", RETENTION):
+        url += "?days=30"
     headers: dict[str, str] = {}
     if etag is not None and path.startswith(REFERRAL) and method != "GET":
         headers["If-Match"] = etag
@@ -649,6 +691,8 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
         body = RULE_REPLACEMENT
     elif (method, path) == ("POST", PREVIEW):
         body = preview_body()
+    elif (method, path) == ("PUT", LEGAL_HOLD):
+        body = HOLD_BODY
     elif method == "POST" and path.startswith(REFERRAL + "/"):
         body = ACTION_BODIES[path.rsplit("/", 1)[1]]
     return {"method": method, "path": url, "json": body, "headers": headers}
@@ -697,7 +741,7 @@ def test_every_row_states_every_caller() -> None:
     for key, expectations in MATRIX.items():
         assert list(expectations) == list(CALLERS), key
     for key in MATRIX:
-        assert key[2] in {*STEPS, "listing", "new", "unit", "rule", "dead"}, key
+        assert key[2] in {*STEPS, "listing", "new", "unit", "rule", "dead", "held"}, key
 
 
 @pytest.mark.parametrize(("method", "path", "target", "expectations"), matrix_rows())
@@ -838,6 +882,27 @@ def check_allowed(
         assert after.notes == before.notes + 1
         assert (body["text"], body["author_side"]) == (NOTE_TEXT, SIDE_OF[caller])
         assert body["author_unit"] == CALLERS[caller][1]
+    elif (method, path) == ("PUT", LEGAL_HOLD):
+        assert key is not None
+        (new,) = set(after.holds) - set(before.holds)
+        assert after.holds == {**before.holds, new: (key, "complaint", False)}
+        assert (body["referral_id"], body["status"], body["reason_code"]) == (
+            rid, "completed", "complaint",
+        )  # fmt: skip
+        assert after.referrals == before.referrals, "a hold changes no referral"
+    elif (method, path) == ("DELETE", LEGAL_HOLD):
+        assert key is not None
+        assert response.get_data() == b""
+        (held,) = [k for k, (r, _c, released) in before.holds.items() if r == key and not released]
+        assert after.holds == {**before.holds, held: (key, "complaint", True)}
+        assert after.referrals == before.referrals
+    elif (method, path) == ("GET", RETENTION):
+        assert body["days"] == 30
+        assert {"due", "held", "periods", "due_count", "held_count"} <= set(body)
+        text = json.dumps(body, ensure_ascii=False)  # identifiers and codes, no case content
+        assert SUBJECT_NAME not in text
+        assert NARRATIVE not in text
+        assert PERSONAL_NUMBER not in text
     elif path.startswith(REFERRAL + "/"):
         action = path.rsplit("/", 1)[1]
         status, unit = ACTION_RESULTS[action]

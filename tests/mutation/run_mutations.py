@@ -340,6 +340,22 @@ MUTATIONS = (
         "                    pass",
         (WEB, WEB_AUDITOR),
     ),
+    Mutation(
+        "legal-hold-roles",
+        "only privacy officers and auditors place holds and read the retention report",
+        POLICY,
+        "    return principal.has_role(Role.PRIVACY_OFFICER) or principal.has_role(Role.AUDITOR)",
+        "    return True",
+        ("tests/auth/test_retention_roles.py",),
+    ),
+    Mutation(
+        "erase-refuses-held",
+        "no erasure, by retention or by hand, while a legal hold stands",
+        "referrals/services/referrals.py",
+        "    if legal_holds.active(uow.session, row.id) is not None:",
+        "    if False:",
+        ("tests/services/test_retention.py",),
+    ),
 )
 
 
