@@ -25,6 +25,7 @@ class Worker:
         self.runtime = runtime
         self.policy = runtime.delivery_policy()
         self.sender = WebhookSender(self.policy.timeout, runtime.webhook_destinations())
+        self.metrics = runtime.metrics.worker()
         self._stop = threading.Event()
 
     def run_round(self) -> Round:
@@ -37,6 +38,15 @@ class Worker:
         result.pruned = outbox.prune(rt.unit_of_work, rt.clock, rt.settings.outbox_retention_days)
         if escalated or result.claimed or result.pruned:
             log.info("worker round", extra=vars(result))
+        self.metrics.round_done(
+            delivered=result.delivered,
+            failed=result.failed,
+            dead=result.dead,
+            skipped=result.skipped,
+            escalated=escalated,
+        )
+        for seconds in result.latencies:
+            self.metrics.delivery_latency.observe(seconds)
         return result
 
     def run(self, interval: float) -> None:
@@ -50,6 +60,7 @@ class Worker:
                     # The database away, a lock timeout: try again next round rather than
                     # exit.  Nothing is lost; claimed messages come back after their lease.
                     log.exception("worker round failed")
+                    self.metrics.round_failed()
                     self._stop.wait(interval)
                     continue
                 if result.claimed < self.policy.batch_size:
