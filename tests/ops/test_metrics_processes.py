@@ -130,48 +130,56 @@ def test_every_scrape_adds_up_every_gunicorn_worker(gunicorn: tuple[str, Path]) 
     assert requests.get(f"{base}/metrics", timeout=10).status_code == 401
 
 
-@pytest.mark.parametrize(
-    ("command", "family"),
-    [
-        (["worker", "--interval", "0.2"], "referrals_worker_rounds_total"),
-        (["audit", "seal", "--follow", "--interval", "0.2"], "referrals_sealer_rounds_total"),
-    ],
-)
+PROCESSES = {
+    "referrals_worker_rounds_total": ["worker", "--interval", "0.2"],
+    "referrals_sealer_rounds_total": ["audit", "seal", "--follow", "--interval", "0.2"],
+}
+
+
 def test_the_worker_and_the_sealer_serve_their_own_metrics(
-    environment: dict[str, str], tmp_path: Path, command: list[str], family: str
+    environment: dict[str, str], tmp_path: Path
 ) -> None:
-    port = _free_port()
-    log = tmp_path / "process.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "referrals.cli", *command, "--metrics-port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/metrics"
-            _wait_for(url, process, log, headers=AUTHORIZATION)
-            deadline = time.monotonic() + 20
-            while True:
-                text = requests.get(url, headers=AUTHORIZATION, timeout=5).text
-                if (value(text, family, outcome="ok") or 0) >= 1:
-                    break
-                assert time.monotonic() < deadline, text
-                time.sleep(0.2)
-            # Its own families only: no request families in a process that serves none.
-            assert "referrals_http_requests" not in text
-            refused = requests.get(url, timeout=5)
-            assert refused.status_code == 401
-            assert refused.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
-            wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
-            assert wrong.status_code == 401
-            text = requests.get(url, headers=AUTHORIZATION, timeout=5).text
-            assert value(text, "referrals_metrics_refusals_total", reason="missing") == 1
-            assert value(text, "referrals_metrics_refusals_total", reason="invalid") == 1
-        finally:
+    started: list[tuple[str, str, subprocess.Popen[bytes], Path]] = []
+    try:
+        for family, command in PROCESSES.items():
+            port = _free_port()
+            log = tmp_path / f"{command[0]}.log"
+            with log.open("w") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "referrals.cli", *command, "--metrics-port", str(port)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=environment,
+                )
+            started.append((family, f"http://127.0.0.1:{port}/metrics", process, log))
+        for family, url, process, log in started:
+            _check_own_metrics(family, url, process, log)
+    finally:
+        for _, _, process, _ in started:
             process.terminate()
             process.wait(timeout=15)
-    # Every line it printed is JSON (wsgiref's plain request lines are silenced).
-    for line in log.read_text().splitlines():
-        assert line.startswith("{"), line
+    # Every line they printed is JSON (wsgiref's plain request lines are silenced).
+    for _, _, _, log in started:
+        for line in log.read_text().splitlines():
+            assert line.startswith("{"), line
+
+
+def _check_own_metrics(family: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    _wait_for(url, process, log, headers=AUTHORIZATION)
+    deadline = time.monotonic() + 20
+    while True:
+        text = requests.get(url, headers=AUTHORIZATION, timeout=5).text
+        if (value(text, family, outcome="ok") or 0) >= 1:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    # Its own families only: no request families in a process that serves none.
+    assert "referrals_http_requests" not in text
+    refused = requests.get(url, timeout=5)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 401
+    text = requests.get(url, headers=AUTHORIZATION, timeout=5).text
+    assert value(text, "referrals_metrics_refusals_total", reason="missing") == 1
+    assert value(text, "referrals_metrics_refusals_total", reason="invalid") == 1
