@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -56,11 +56,21 @@ class HttpMetrics:
             registry=registry,
         )
 
+        # (method, route, status) -> the two children: ``labels()`` validates and locks on
+        # every call, a dict lookup does not.  Bounded: routes and methods are closed sets.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """One answered request; ``route`` is the matched rule's template, never a path."""
-        values = (method if method in METHODS else "other", route, status_class(status))
-        self.requests.labels(*values).inc()
-        self.duration.labels(*values).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            values = (method if method in METHODS else "other", route, status_class(status))
+            children = (self.requests.labels(*values), self.duration.labels(*values))
+            if method in METHODS:  # a made-up method is not worth a cache entry
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class GuardMetrics:
