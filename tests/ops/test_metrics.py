@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
@@ -22,11 +24,13 @@ from sqlalchemy.exc import OperationalError
 from referrals import create_app
 from referrals.audit.freshness import FreshnessLimits
 from referrals.audit.sealer import Round
-from referrals.config import ConfigError, Settings
+from referrals.cli.common import serve_metrics
+from referrals.config import ConfigError, Environment, Settings
 from referrals.db.engine import Database, connect
 from referrals.db.models import AuditEvent, OutboxMessage
-from referrals.metrics import access
+from referrals.metrics import access, exposition
 from referrals.metrics.database import DatabaseCollector
+from referrals.metrics.families import Metrics
 from referrals.runtime import Runtime
 from referrals.worker import Worker
 from tests.api.helpers import REFERRALS, Actors, create
@@ -409,3 +413,35 @@ def test_metrics_port_and_multiprocess_folder_settings() -> None:
         with pytest.raises(ConfigError, match="REFERRALS_METRICS_PORT"):
             Settings.from_env({"REFERRALS_ENV": "development", "REFERRALS_METRICS_PORT": wrong})
     assert families("") == {}
+
+
+# --- the worker's and the sealer's metrics server ---------------------------------------------
+
+
+class _Process:
+    """What ``serve_metrics`` reads of a runtime."""
+
+    def __init__(self, settings: Settings, token: str | None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.metrics_token = token
+
+
+def test_production_serves_metrics_off_loopback_only_with_the_token() -> None:
+    production = Settings(env=Environment.PRODUCTION, metrics_host="10.0.0.7", metrics_port=9464)
+    with pytest.raises(click.ClickException, match="REFERRALS_METRICS_TOKEN"):
+        serve_metrics(_Process(production, None), None, None)  # type: ignore[arg-type]
+
+
+def test_the_metrics_server_listens_on_loopback_by_default() -> None:
+    process = _Process(Settings(), None)
+    process.metrics.worker()
+    server, thread = exposition.serve(process.metrics, Settings().metrics_host, 0, None)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        text = requests.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
+        assert "referrals_worker_rounds_total" in text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
