@@ -33,7 +33,7 @@ from referrals.metrics.database import DatabaseCollector
 from referrals.metrics.families import Metrics
 from referrals.runtime import Runtime
 from referrals.worker import Worker
-from tests.api.helpers import REFERRALS, Actors, create
+from tests.api.helpers import REFERRALS, Actors, bearer, create
 from tests.support.clock import FakeClock
 from tests.support.metrics import (
     AUTHORIZATION,
@@ -44,6 +44,8 @@ from tests.support.metrics import (
     scrape,
     value,
 )
+from tests.support.unit_admin import put_webhook
+from tests.support.webhook_receiver import WebhookReceiver
 
 # Every family the three process kinds export, and its type.  A new metric is added
 # here on purpose (and to README's list), never by accident.
@@ -445,3 +447,24 @@ def test_the_metrics_server_listens_on_loopback_by_default() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_delivery_latency_is_measured_from_the_change(
+    app: Flask, client: FlaskClient, actors: Actors, clock: FakeClock, dev_token: Callable[..., str]
+) -> None:
+    with WebhookReceiver() as receiver:
+        put_webhook(client, bearer(dev_token("admin")), "norrmalm", receiver.url())
+        create(client, actors.worker, submit=True)
+        clock.advance(seconds=7)  # the worker gets to it seven seconds after the change
+        job = Worker(runtime_of(app))
+        try:
+            assert job.run_round().delivered == 1
+        finally:
+            job.sender.close()
+        receiver.wait_for(1)
+    text = scrape(client)
+    assert value(text, "referrals_webhook_deliveries_total", result="delivered") == 1
+    assert value(text, "referrals_webhook_delivery_latency_seconds_count") == 1
+    assert value(text, "referrals_webhook_delivery_latency_seconds_sum") == pytest.approx(7)
+    assert value(text, "referrals_webhook_delivery_latency_seconds_bucket", le="5.0") == 0
+    assert value(text, "referrals_webhook_delivery_latency_seconds_bucket", le="10.0") == 1
