@@ -8,6 +8,7 @@ and ``PROMETHEUS_MULTIPROC_DIR`` (which it sets when unset, see *metrics* below)
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def _cpus() -> int:
 # shared by two instances.
 _MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
 _SHM = "/dev/shm"  # noqa: S108
-if not os.environ.get(_MULTIPROC, "").strip():
+_MADE_HERE = not os.environ.get(_MULTIPROC, "").strip()
+if _MADE_HERE:
     os.environ[_MULTIPROC] = tempfile.mkdtemp(
         prefix="referrals-metrics-", dir=_SHM if os.path.isdir(_SHM) else None
     )
@@ -55,6 +57,12 @@ def on_starting(_server: object) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
+
+
+def on_exit(_server: object) -> None:
+    # A folder made above is this run's alone: leave no files behind on tmpfs.
+    if _MADE_HERE:
+        shutil.rmtree(os.environ[_MULTIPROC], ignore_errors=True)
 
 
 def child_exit(_server: object, worker: object) -> None:
