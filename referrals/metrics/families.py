@@ -189,7 +189,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._groups: dict[type, object] = {}
+        self._groups: dict[Callable[[CollectorRegistry], object], object] = {}
         self._lock = threading.Lock()
 
     def http(self) -> HttpMetrics:
@@ -205,11 +205,10 @@ class Metrics:
         return self._group(SealerMetrics)
 
     def _group(self, kind: Callable[[CollectorRegistry], G]) -> G:
-        key = kind if isinstance(kind, type) else type(kind)
-        group = self._groups.get(key)
+        group = self._groups.get(kind)
         if group is None:
-            with self._lock:
-                group = self._groups.get(key)
+            with self._lock:  # two threads (the quickstart's) must not register one twice
+                group = self._groups.get(kind)
                 if group is None:
-                    group = self._groups[key] = kind(self.registry)
+                    group = self._groups[kind] = kind(self.registry)
         return group  # type: ignore[return-value]
