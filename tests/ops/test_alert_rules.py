@@ -9,14 +9,16 @@ sealer families exist too (``tests.support.metrics.every_family``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from flask import Flask
 
+from referrals import create_app
 from referrals.config import Settings
+from referrals.db import migrate
 from tests.ops.promql import problems, selectors
 from tests.support.metrics import TOKEN, every_family
 
@@ -36,16 +38,19 @@ REQUIRED = {
 }
 
 
-@pytest.fixture
-def settings(instance_path: Path) -> Settings:
-    return Settings(instance_path=instance_path, metrics_token=TOKEN)
-
-
-@pytest.fixture
-def exported(app: Flask, backend: str) -> dict[str, str]:
-    if backend != "sqlite":
-        pytest.skip("the families are the same on every backend")
-    return every_family(app)
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The families of an app on its own SQLite file (they are the same on every backend),
+    with the worker's and the sealer's made too: once for the whole module."""
+    instance = tmp_path_factory.mktemp("alert-rules")
+    settings = Settings(instance_path=instance, metrics_token=TOKEN)
+    app = create_app(settings)
+    runtime = app.extensions["referrals"]
+    migrate.upgrade(settings.resolved_database_url(instance), vault=runtime.vault)
+    try:
+        yield every_family(app)
+    finally:
+        runtime.dispose()
 
 
 def rules() -> list[dict[str, Any]]:
