@@ -102,7 +102,7 @@ def _audit(snap: Snapshot, now: datetime, limits: FreshnessLimits) -> Iterator[M
 def _outbox(snap: Snapshot, now: datetime) -> Iterator[Metric]:
     messages = GaugeMetricFamily(
         "referrals_outbox_messages",
-        "Webhook messages in the outbox, by state and receiving unit.",
+        "Webhook messages pending, dead or skipped, by state and receiving unit.",
         labels=("state", "unit"),
     )
     dead = GaugeMetricFamily(

@@ -1,8 +1,8 @@
 """What the operator's dashboard reads from the database, in one read-only transaction.
 
 Called when Prometheus scrapes (``referrals.metrics.database``), never per request.  Each
-query is an indexed lookup or a GROUP BY over a small set: the outbox keeps delivered
-messages for REFERRALS_OUTBOX_RETENTION_DAYS only, overdue referrals are found through
+query is an indexed lookup or a GROUP BY over a small set: outbox messages waiting, dead
+or skipped (not the delivered ones, the bulk of the table), overdue referrals found through
 ``ix_referrals_status_due``, and unsealed audit events are counted only back to the
 newest sealed one's time less the late-commit window, as the freshness check does.
 Nothing returned names a person or a referral: counts by code and unit slug, and times.
@@ -70,11 +70,21 @@ def pending_events(session: Session) -> int:
     return session.scalar(query) or 0
 
 
+# Delivered messages are the bulk of the table (kept for the retention period) and their
+# rate is the worker's counter; the states an operator acts on are few rows, found through
+# ix_outbox_due (state, next_attempt_at).
+COUNTED_STATES = (
+    DeliveryState.PENDING.value,
+    DeliveryState.DEAD.value,
+    DeliveryState.SKIPPED.value,
+)
+
+
 def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
     rows = session.execute(
-        select(OutboxMessage.state, OutboxMessage.unit_id, func.count()).group_by(
-            OutboxMessage.state, OutboxMessage.unit_id
-        )
+        select(OutboxMessage.state, OutboxMessage.unit_id, func.count())
+        .where(OutboxMessage.state.in_(COUNTED_STATES))
+        .group_by(OutboxMessage.state, OutboxMessage.unit_id)
     )
     return {(state, unit): count for state, unit, count in rows}
 
