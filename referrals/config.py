@@ -302,6 +302,11 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(
                     f"{key} must list networks in CIDR form, such as 10.20.0.0/16,fd00:1::/64"
                 ) from None
+        case "metrics_host":
+            # Empty would mean every interface: say so explicitly (0.0.0.0, ::) instead.
+            if not raw:
+                raise ConfigError(f"{key} must name an address, such as 127.0.0.1")
+            return raw
         case "metrics_port":
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise ConfigError(f"{key} must be a port number (1-65535)")

@@ -414,6 +414,8 @@ def test_metrics_port_and_multiprocess_folder_settings() -> None:
     for wrong in ("0", "70000", "x"):
         with pytest.raises(ConfigError, match="REFERRALS_METRICS_PORT"):
             Settings.from_env({"REFERRALS_ENV": "development", "REFERRALS_METRICS_PORT": wrong})
+    with pytest.raises(ConfigError, match="REFERRALS_METRICS_HOST"):
+        Settings.from_env({"REFERRALS_ENV": "development", "REFERRALS_METRICS_HOST": " "})
     assert families("") == {}
 
 
