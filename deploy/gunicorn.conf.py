@@ -3,11 +3,14 @@
 gunicorn executes this file; every module-level name it knows becomes a setting
 (names it does not know are ignored, so newer settings are harmless on older
 versions).  The application reads its own settings from ``REFERRALS_*``; this file
-only reads ``PORT``, ``WEB_CONCURRENCY``, ``GUNICORN_TIMEOUT`` and
-``REFERRALS_LOG_LEVEL``.
+only reads ``PORT``, ``WEB_CONCURRENCY``, ``GUNICORN_TIMEOUT``, ``REFERRALS_LOG_LEVEL``
+and ``PROMETHEUS_MULTIPROC_DIR`` (which it sets when unset, see *metrics* below).
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -27,6 +30,45 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# --- metrics ---------------------------------------------------------------------
+# Each worker process counts its own requests; prometheus_client's multiprocess mode
+# writes every worker's values to files in PROMETHEUS_MULTIPROC_DIR and /metrics adds
+# them up, so a scrape answered by any worker sees them all.  The variable must be set
+# before prometheus_client is first imported (it decides the mode then), hence here, at
+# the top, in the master, before any worker is forked.  Unset, a private (0700) folder
+# on tmpfs is made; set it yourself to a per-instance emptyDir or tmpfs, never a folder
+# shared by two instances.
+_MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+_SHM = "/dev/shm"  # noqa: S108
+_MADE_HERE = not os.environ.get(_MULTIPROC, "").strip()
+if _MADE_HERE:
+    os.environ[_MULTIPROC] = tempfile.mkdtemp(
+        prefix="referrals-metrics-", dir=_SHM if os.path.isdir(_SHM) else None
+    )
+
+from prometheus_client import multiprocess  # noqa: E402  (after the variable, see above)
+
+
+def on_starting(_server: object) -> None:
+    # Files of an earlier run of the same folder would be counted again: start empty.
+    directory = Path(os.environ[_MULTIPROC])
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def on_exit(_server: object) -> None:
+    # A folder made above is this run's alone: leave no files behind on tmpfs.
+    if _MADE_HERE:
+        shutil.rmtree(os.environ[_MULTIPROC], ignore_errors=True)
+
+
+def child_exit(_server: object, worker: object) -> None:
+    # A worker that exited (recycled after max_requests, or killed) leaves its counters,
+    # which stay in the sums; its live gauges are dropped.
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
 
 
 # --- the application -------------------------------------------------------------
@@ -53,7 +95,6 @@ worker_class = "sync"
 # Heartbeat files on tmpfs: a container's overlay filesystem can stall the heartbeat.
 # gunicorn makes them with mkstemp (private, unguessable names), so a shared
 # directory is fine here.
-_SHM = "/dev/shm"  # noqa: S108
 worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
 # Recycle workers now and then so that no process lives (and grows) forever; the
 # jitter keeps them from restarting all at once.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from referrals.config import ConfigError, Settings
 from referrals.crypto.keyring import KeyProvider, KeyringEnv, KeyringFile
 from referrals.db.engine import Database, connect
 from referrals.domain.deadlines import DeadlinePolicy
+from referrals.metrics.families import Metrics
 from referrals.runtime import Clock, Runtime, utc_now
 from referrals.services.vault import Vault
 
@@ -50,11 +52,16 @@ def create_app(
         MAX_CONTENT_LENGTH=256 * 1024,  # a referral is text; nothing legitimate is larger
         JSON_SORT_KEYS=False,
     )
+    metrics = Metrics()
     app.extensions["referrals"] = Runtime(
         settings=settings,
         instance_path=instance_path,
         database=database or connect(database_url),
-        authenticator=build_authenticator(settings, instance_path),
+        authenticator=build_authenticator(
+            settings,
+            instance_path,
+            on_jwks_failure=lambda: metrics.http().jwks_refresh_failures.inc(),
+        ),
         deadlines=DeadlinePolicy(
             urgent=timedelta(days=settings.deadline_urgent_days),
             normal=timedelta(days=settings.deadline_normal_days),
@@ -62,6 +69,8 @@ def create_app(
         vault=build_vault(settings, instance_path),
         audit_keys=build_audit_keys(settings, instance_path),
         clock=clock,
+        metrics=metrics,
+        metrics_token=settings.resolved_metrics_token(),
     )
     api.init_app(app)
     web.init_app(app, app.extensions["referrals"])
@@ -122,7 +131,9 @@ def load_audit_signing_key(settings: Settings, instance_path: Path) -> Ed25519Pr
         raise ConfigError(f"unusable audit signing key: {exc}") from None
 
 
-def build_authenticator(settings: Settings, instance_path: Path) -> Authenticator:
+def build_authenticator(
+    settings: Settings, instance_path: Path, *, on_jwks_failure: Callable[[], None] = lambda: None
+) -> Authenticator:
     issuers = []
     if settings.oidc_issuer:
         issuers.append(
@@ -133,6 +144,7 @@ def build_authenticator(settings: Settings, instance_path: Path) -> Authenticato
                     ttl=settings.oidc_jwks_ttl,
                     refetch_interval=settings.oidc_jwks_refetch_interval,
                     timeout=settings.oidc_http_timeout,
+                    on_failure=on_jwks_failure,
                 ),
                 algorithms=settings.oidc_algorithms,
             )

@@ -134,6 +134,17 @@ class Settings:
     # this many seconds after sign-in.
     web_session_idle: int = 900
     web_session_lifetime: int = 8 * 3600
+    # Metrics (referrals.metrics).  The bearer token Prometheus must present, given as
+    # the value or as a file holding it (a mounted secret); without one the app's
+    # /metrics answers 404.  The worker and the sealer serve theirs on a port of their
+    # own (``--metrics-port``, default this one; unset: none), on this address.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_token_file: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # gunicorn's multiprocess mode: prometheus_client's own PROMETHEUS_MULTIPROC_DIR
+    # (deploy/gunicorn.conf.py sets it).  Set, /metrics adds up every worker's values.
+    metrics_multiprocess_dir: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,6 +161,26 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{instance_path / 'referrals.sqlite3'}"
+
+    def resolved_metrics_token(self) -> str | None:
+        """The metrics token, from the setting or its file; None: metrics are off."""
+        if self.metrics_token is not None and self.metrics_token_file is not None:
+            raise ConfigError(
+                "set REFERRALS_METRICS_TOKEN or REFERRALS_METRICS_TOKEN_FILE, not both"
+            )
+        token = self.metrics_token
+        if self.metrics_token_file is not None:
+            try:
+                token = self.metrics_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                raise ConfigError("REFERRALS_METRICS_TOKEN_FILE cannot be read") from None
+            if not token:
+                raise ConfigError("REFERRALS_METRICS_TOKEN_FILE is empty")
+        if token is not None and (len(token) < MIN_METRICS_TOKEN or not token.isprintable()):
+            raise ConfigError(
+                f"the metrics token must be at least {MIN_METRICS_TOKEN} printable characters"
+            )
+        return token
 
     def check_production(self, database_url: str) -> None:
         """Refuse development shortcuts when serving for real."""
@@ -179,9 +210,14 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"REFERRALS_{f.name.upper()}"
-            if f.name == "extra" or key not in environ:
+            if f.name in ("extra", "metrics_multiprocess_dir") or key not in environ:
                 continue
             values[f.name] = _parse(f.name, environ[key])
+        # prometheus_client reads this variable itself; it is read here too so that the
+        # app knows to add up the files of every gunicorn worker.
+        multiprocess = environ.get(MULTIPROCESS_VARIABLE, "").strip()
+        if multiprocess:
+            values["metrics_multiprocess_dir"] = Path(multiprocess)
         settings = cls(**values)
         if "dev_tokens" not in values and settings.is_production:
             # Production never defaults to accepting development tokens.
@@ -191,6 +227,10 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **overrides)
 
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# A token a scraper is given, not a password a person types: long enough not to guess.
+MIN_METRICS_TOKEN = 32
 
 # The role names a setting may name (referrals.auth.principal.Role).
 ROLE_NAMES = ("youth_worker", "caseworker", "auditor", "admin")
@@ -208,7 +248,7 @@ def _parse(name: str, raw: str) -> Any:
                 return Environment(raw.lower())
             except ValueError:
                 raise ConfigError(f"{key} must be development or production") from None
-        case "instance_path" | "keyring_file" | "audit_signing_key_file":
+        case "instance_path" | "keyring_file" | "audit_signing_key_file" | "metrics_token_file":
             return Path(raw)
         case "audit_public_keys":
             return tuple(k.strip() for k in raw.split(",") if k.strip())
@@ -290,6 +330,15 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(
                     f"{key} must list networks in CIDR form, such as 10.20.0.0/16,fd00:1::/64"
                 ) from None
+        case "metrics_host":
+            # Empty would mean every interface: say so explicitly (0.0.0.0, ::) instead.
+            if not raw:
+                raise ConfigError(f"{key} must name an address, such as 127.0.0.1")
+            return raw
+        case "metrics_port":
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ConfigError(f"{key} must be a port number (1-65535)")
+            return int(raw)
         case "log_level":
             if raw.upper() not in _LOG_LEVELS:
                 raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")
@@ -304,6 +353,7 @@ def _parse(name: str, raw: str) -> Any:
                 "web_client_secret",
                 "web_secret_key",
                 "web_resource",
+                "metrics_token",
             }
             return raw or None if name in nullable else raw
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import IntegrityError
 
 from referrals.audit.actions import AuditAction
@@ -25,6 +26,9 @@ from referrals.db.models import AuditCheckpoint
 from referrals.domain.codes import BreakGlassReason, Status
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.domain.retention import RetentionPolicy
+from referrals.metrics.database import DatabaseCollector
+from referrals.metrics.exposition import registry_for_app
+from referrals.metrics.families import Metrics
 from referrals.services.context import Context
 from referrals.services.delivery import DeliveryPolicy
 from referrals.services.errors import ServiceError
@@ -49,6 +53,10 @@ class Runtime:
     vault: Vault
     audit_keys: AuditKeys
     clock: Clock = utc_now
+    # This process's metrics, and the token a scraper must present (None: /metrics off).
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_token: str | None = field(default=None, repr=False)
+    _exposition: CollectorRegistry | None = None
     # The sealer's own connection (REFERRALS_SEALER_DATABASE_URL), made when first needed:
     # API processes never open it.
     _sealer_database: Database | None = None
@@ -65,6 +73,17 @@ class Runtime:
         if self._sealer_database is None:
             self._sealer_database = connect(self.settings.sealer_database_url)
         return self._sealer_database
+
+    def exposition(self) -> CollectorRegistry:
+        """What the app's /metrics renders: its families and the database gauges."""
+        if self._exposition is None:
+            database = DatabaseCollector(
+                self.database, self.clock, self.freshness_limits(), self.retention_policy()
+            )
+            self._exposition = registry_for_app(
+                self.metrics, database, self.settings.metrics_multiprocess_dir
+            )
+        return self._exposition
 
     def dispose(self) -> None:
         self.database.dispose()
@@ -169,6 +188,7 @@ class Runtime:
             self.audit_signing_key,
             policy,
             publish=publish,
+            observer=self.metrics.sealer(),
         )
 
     def freshness_limits(self) -> FreshnessLimits:

@@ -27,6 +27,7 @@ class Worker:
         self.runtime = runtime
         self.policy = runtime.delivery_policy()
         self.sender = WebhookSender(self.policy.timeout, runtime.webhook_destinations())
+        self.metrics = runtime.metrics.worker()
         self._stop = threading.Event()
         self.retention = runtime.retention_policy()
         # When the next look for expired referrals is due (None: at once).
@@ -43,6 +44,15 @@ class Worker:
         result.erased = self._retention_round()
         if escalated or result.claimed or result.pruned or result.erased:
             log.info("worker round", extra=vars(result))
+        self.metrics.round_done(
+            delivered=result.delivered,
+            failed=result.failed,
+            dead=result.dead,
+            skipped=result.skipped,
+            escalated=escalated,
+        )
+        for seconds in result.latencies:
+            self.metrics.delivery_latency.observe(seconds)
         return result
 
     def _retention_round(self) -> int:
@@ -73,6 +83,7 @@ class Worker:
                     # The database away, a lock timeout: try again next round rather than
                     # exit.  Nothing is lost; claimed messages come back after their lease.
                     log.exception("worker round failed")
+                    self.metrics.round_failed()
                     self._stop.wait(interval)
                     continue
                 if result.claimed < self.policy.batch_size:

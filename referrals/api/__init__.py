@@ -16,9 +16,11 @@ from flask_smorest.utils import prepare_response
 from referrals import logs
 from referrals.api import (
     audit,
+    context,
     docs,
     health,
     inputs,
+    metrics,
     paths,
     problems,
     referrals,
@@ -91,6 +93,8 @@ def _return_request_id(response: Response) -> Response:
     # The route template, never the URL: no ids, no query string.
     route = request.url_rule.rule if request.url_rule else "(no route)"
     request.environ[logs.ENVIRON_ROUTE] = route
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    context.runtime().metrics.http().observe(request.method, route, response.status_code, seconds)
     access_log.info(
         "request",
         extra={
@@ -99,9 +103,7 @@ def _return_request_id(response: Response) -> Response:
             "method": request.method,
             "route": route,
             "status": response.status_code,
-            "latency_ms": round(
-                (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
-            ),
+            "latency_ms": round(seconds * 1000, 2),
         },
     )
     return response
@@ -123,7 +125,9 @@ def openapi_config() -> dict[str, Any]:
             "webhooks": docs.webhooks(),
             "components": {
                 "securitySchemes": {
-                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    # GET /metrics: REFERRALS_METRICS_TOKEN, not an access token.
+                    "metricsToken": {"type": "http", "scheme": "bearer"},
                 }
             },
         },
@@ -138,7 +142,7 @@ def init_app(app: Flask) -> ReferralsApi:
     inputs.init_app(app)
     api = ReferralsApi(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     paths.init_app(app, api)
-    for module in (health, referrals, units, routing, audit, retention):
+    for module in (health, metrics, referrals, units, routing, audit, retention):
         api.register_blueprint(module.blp)
     # The API viewer is not part of the API: it stays out of the spec.
     app.register_blueprint(viewer.blueprint())

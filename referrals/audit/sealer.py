@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import SQLAlchemyError
@@ -50,6 +51,22 @@ class Round:
     checkpoint: int | None  # the sequence number signed, if a checkpoint was written
 
 
+class RoundObserver(Protocol):
+    """Told of each round (``referrals.metrics.families.SealerMetrics``)."""
+
+    def succeeded(self, sealed: int, checkpoint: int | None) -> None: ...
+
+    def failed(self) -> None: ...
+
+
+class _Unobserved:
+    def succeeded(self, sealed: int, checkpoint: int | None) -> None:
+        return
+
+    def failed(self) -> None:
+        return
+
+
 class Sealer:
     def __init__(
         self,
@@ -60,6 +77,7 @@ class Sealer:
         *,
         jitter: Callable[[], float] = random.random,
         publish: Callable[[AuditCheckpoint], None] | None = None,
+        observer: RoundObserver | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -68,6 +86,7 @@ class Sealer:
         self._jitter = jitter
         # Called with each checkpoint signed, after it committed (``--publish DIR``).
         self._publish = publish
+        self._observer = observer or _Unobserved()
         self._stop = threading.Event()
         # Failed rounds since start, for tests and operators; the log has each one.
         self.failures = 0
@@ -95,6 +114,7 @@ class Sealer:
             except SQLAlchemyError as exc:
                 streak += 1
                 self.failures += 1
+                self._observer.failed()
                 delay = self.backoff(streak)
                 # The class only: a database message can quote SQL and identifiers.
                 log.warning(
@@ -104,6 +124,7 @@ class Sealer:
                 self._stop.wait(delay)
                 continue
             streak = 0
+            self._observer.succeeded(result.sealed, result.checkpoint)
             if result.sealed or result.checkpoint is not None:
                 log.info(
                     "audit sealer round",

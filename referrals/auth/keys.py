@@ -65,6 +65,7 @@ class DiscoveredKeySource:
         refetch_interval: float,
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        on_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.issuer = issuer
         self._ttl = ttl
@@ -76,6 +77,8 @@ class DiscoveredKeySource:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._jwks_uri: str | None = None
+        # Told of every failed fetch (referrals_jwks_refresh_failures_total).
+        self._on_failure = on_failure
 
     def find(self, kid: str) -> Key | None:
         with self._lock:
@@ -89,6 +92,7 @@ class DiscoveredKeySource:
                 try:
                     self._refresh(now)
                 except KeysUnavailable:
+                    self._on_failure()
                     if not self._keys:
                         raise
                     log.warning("identity provider unreachable; using the cached keys")

@@ -20,7 +20,7 @@ from referrals.audit import export as audit_export_rows
 from referrals.audit import keys as audit_keys
 from referrals.audit import publish as publish_checkpoint
 from referrals.audit.sealer import Sealer
-from referrals.cli.common import load_app, runtime_of
+from referrals.cli.common import load_app, metrics_options, runtime_of, serve_metrics
 from referrals.cli.root import main
 from referrals.config import ConfigError
 from referrals.db.models import AuditCheckpoint
@@ -51,8 +51,14 @@ def audit() -> None:
     default=None,
     help="Also write each signed checkpoint here as JSON, for an external witness.",
 )
+@metrics_options
 def audit_seal(
-    follow: bool, interval: float | None, checkpoint_every: float | None, publish: Path | None
+    follow: bool,
+    interval: float | None,
+    checkpoint_every: float | None,
+    publish: Path | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
 ) -> None:
     """Give committed audit events their places in the chain (and sign checkpoints).
 
@@ -76,6 +82,7 @@ def audit_seal(
     sealer = runtime.sealer(
         interval=interval, checkpoint_interval=checkpoint_every, publish=publisher
     )
+    serve_metrics(runtime, metrics_host, metrics_port)
     _stop_on_signals(sealer.stop)
     try:
         sealer.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,10 @@ from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import PendingAudit
 from referrals.auth.operator import Operator, check_reason, identify
 from referrals.config import ConfigError, Environment, Settings
+from referrals.metrics import exposition
 from referrals.runtime import Runtime, operator_event
+
+log = logging.getLogger(__name__)
 
 
 def load_app(*, development_unless_set: bool = False) -> Flask:
@@ -81,6 +85,48 @@ def audited(
     if target is not None:
         pending.target(*target)
     return operator, pending
+
+
+def metrics_options(command: Command) -> Command:
+    """--metrics-port and --metrics-host: the worker's and the sealer's own metrics."""
+    command = click.option(
+        "--metrics-host",
+        default=None,
+        help="Address to serve metrics on [REFERRALS_METRICS_HOST, 127.0.0.1].",
+    )(command)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve Prometheus metrics on this port [REFERRALS_METRICS_PORT; unset: none].",
+    )(command)
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def serve_metrics(runtime: Runtime, host: str | None, port: int | None) -> None:
+    """Start the process's metrics server when a port is given (option or setting).
+
+    Off loopback, production asks for the metrics token: the port would otherwise tell
+    anyone who reaches it how the deployment is doing."""
+    settings = runtime.settings
+    port = port if port is not None else settings.metrics_port
+    if port is None:
+        return
+    host = host or settings.metrics_host
+    if settings.is_production and host not in LOOPBACK and runtime.metrics_token is None:
+        raise click.ClickException(
+            "metrics on a non-loopback address need REFERRALS_METRICS_TOKEN "
+            "(or REFERRALS_METRICS_TOKEN_FILE)"
+        )
+    try:
+        server, _thread = exposition.serve(runtime.metrics, host, port, runtime.metrics_token)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror}"
+        ) from None
+    log.info("serving metrics", extra={"path": f"{host}:{server.server_port}/metrics"})
 
 
 def unrecorded() -> click.ClickException:

@@ -14,7 +14,7 @@ from referrals.audit.actions import AuditAction
 from referrals.auth import devissuer
 from referrals.auth.principal import Role
 from referrals.cli.audit import seal_forever
-from referrals.cli.common import audited, load_app, runtime_of
+from referrals.cli.common import audited, load_app, metrics_options, runtime_of, serve_metrics
 from referrals.cli.root import main
 from referrals.cli.seeds import apply_seed
 from referrals.db import migrate
@@ -39,12 +39,17 @@ DEMO_TOKENS: tuple[tuple[Role, str | None], ...] = (
 @main.command()
 @click.option("--once", is_flag=True, help="One round, then exit (cron, tests).")
 @click.option("--interval", type=float, default=None, help="Seconds between rounds.")
-def worker(once: bool, interval: float | None) -> None:
+@metrics_options
+def worker(
+    once: bool, interval: float | None, metrics_port: int | None, metrics_host: str | None
+) -> None:
     """Deliver webhooks from the outbox and escalate overdue referrals.
 
     Run several for throughput: they never take the same message at once."""
     runtime = runtime_of(load_app())
     job = Worker(runtime)
+    if not once:
+        serve_metrics(runtime, metrics_host, metrics_port)
     if once:
         try:
             result = job.run_round()

@@ -95,6 +95,8 @@ class Claimed:
     secret: str | None = field(repr=False)
     # Set when what sending needs could not be read: the attempt fails without sending.
     broken: bool = False
+    # When the change it announces was made: delivery latency is measured from here.
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -108,6 +110,8 @@ class Round:
     pruned: int = 0
     # Referrals crypto-shredded because their retention period ended.
     erased: int = 0
+    # Seconds from each delivered message's change to its delivery (for the metrics).
+    latencies: list[float] = field(default_factory=list)
 
 
 def claim(
@@ -134,9 +138,9 @@ def load(uows: UnitsOfWork, vault: Vault, ids: list[uuid.UUID]) -> list[Claimed]
                 url, secret = _endpoint(vault, uow.units.get(message.unit_id))
             except Exception:
                 log.exception("webhook endpoint unreadable", extra={"delivery": str(message.id)})
-                out.append(Claimed(*ident, None, None, broken=True))
+                out.append(Claimed(*ident, None, None, broken=True, created_at=message.created_at))
                 continue
-            out.append(Claimed(*ident, url, secret))
+            out.append(Claimed(*ident, url, secret, created_at=message.created_at))
     return out
 
 
@@ -160,6 +164,8 @@ def deliver_round(
             continue  # the claim was lost to another worker: its result counts there
         if state is DeliveryState.DELIVERED:
             result.delivered += 1
+            if item.created_at is not None:
+                result.latencies.append(max(0.0, (clock() - item.created_at).total_seconds()))
         elif state is DeliveryState.DEAD:
             result.dead += 1
         elif state is DeliveryState.SKIPPED:
