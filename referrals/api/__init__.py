@@ -23,6 +23,8 @@ from referrals.api import (
     problems,
     referrals,
     routing,
+    statistics,
+    subject_access,
     units,
     viewer,
 )
@@ -137,7 +139,7 @@ def init_app(app: Flask) -> ReferralsApi:
     inputs.init_app(app)
     api = ReferralsApi(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     paths.init_app(app, api)
-    for module in (health, referrals, units, routing, audit):
+    for module in (health, referrals, units, routing, audit, subject_access, statistics):
         api.register_blueprint(module.blp)
     # The API viewer is not part of the API: it stays out of the spec.
     app.register_blueprint(viewer.blueprint())

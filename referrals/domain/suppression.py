@@ -51,10 +51,7 @@ def withheld(cells: Sequence[Sequence[int]], min_cell: int) -> set[Position]:
         return set()
     table = extend(cells)
     hidden = {
-        (r, c)
-        for r, row in enumerate(table)
-        for c, value in enumerate(row)
-        if 0 < value < min_cell
+        (r, c) for r, row in enumerate(table) for c, value in enumerate(row) if 0 < value < min_cell
     }
     while (bridge := first_bridge(hidden)) is not None:
         hidden |= cheapest_rectangle(table, hidden, bridge)

@@ -153,8 +153,8 @@ def test_the_attacker_recovers_a_value_alone_in_its_row() -> None:
 
 
 def test_the_attacker_recovers_a_total_from_the_other_totals() -> None:
-    """Two withheld values in every row and column is not enough: the grand total is
-    the sum of the published row totals, whatever the cells hide."""
+    """Withholding the grand total is not enough while every row total is published:
+    it is their sum, whatever the cells hide."""
     naive = Published(
         cells=[[None, None, 20], [None, None, 20], [30, None, None]],
         row_totals=[30, 30, 40],
