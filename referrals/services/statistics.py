@@ -110,8 +110,8 @@ def report(uow: UnitOfWork, ctx: Context, query: Query, *, min_cell: int) -> dic
             ]
         rows.append(row)
     answer: dict[str, Any] = {
-        "from": query.start,
-        "to": query.end,
+        "start": query.start,
+        "end": query.end,
         "by": list(query.by),
         "min_cell": min_cell,
         "counted": "mentions" if "category" in query.by else "referrals",
