@@ -20,16 +20,16 @@ blp = Blueprint("privacy", __name__, url_prefix="/api/v1", description="Privacy"
 
 _NO_STORE = {"Cache-Control": "no-store"}
 HTML = "text/html"
+# The one answer in two forms: flask-smorest documents the JSON one, this adds the other.
 PRINTABLE = {
     "responses": {
         "200": {
+            "description": "The export: JSON, or with Accept: text/html a printable document "
+            "for the person, in Swedish or English by Accept-Language.",
             "content": {
-                HTML: {
-                    "schema": {"type": "string"},
-                    "description": "the same export as a printable document, Swedish or "
-                    "English by Accept-Language",
-                }
-            }
+                "application/json": {"schema": {"$ref": "#/components/schemas/SubjectAccessOut"}},
+                HTML: {"schema": {"type": "string"}},
+            },
         }
     }
 }

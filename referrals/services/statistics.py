@@ -47,6 +47,8 @@ OUTCOMES = (
 NO_DISTRICT = "unknown"
 # Longest period one request may count: keeps a table (and its suppression) small.
 MAX_DAYS = 3 * 366
+# Days the service can have counted; far ones would overflow Stockholm-to-UTC arithmetic.
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)
 DECISIONS = (Action.ACCEPT.value, Action.DECLINE.value)
 
 
@@ -67,6 +69,10 @@ class Fact:
 
 def query_for(ctx: Context, start: date | None, end: date | None, by: tuple[str, ...]) -> Query:
     """The period asked for: by default the year up to today (from the first of its month)."""
+    if start is not None and not EARLIEST <= start <= LATEST:
+        raise Unprocessable(f"must be from {EARLIEST} to {LATEST}", field="from")
+    if end is not None and not EARLIEST <= end <= LATEST:
+        raise Unprocessable(f"must be from {EARLIEST} to {LATEST}", field="to")
     end = end or ctx.today
     start = start or date(end.year - 1, end.month, 1)
     if start > end:

@@ -158,6 +158,9 @@ def test_no_case_content_and_no_referral_ids_and_one_audit_event_without_targets
         ({"from": "2026-12-01", "to": "2026-11-01"}, "to"),
         ({"from": "2020-01-01", "to": "2026-11-01"}, "to"),
         ({"from": "1 november"}, "from"),
+        ({"from": "0001-01-01", "to": "0001-12-31"}, "from"),
+        ({"from": "9999-12-01", "to": "9999-12-31"}, "from"),
+        ({"from": "2026-01-01", "to": "9999-12-31"}, "to"),
         ({"unit": "norrmalm"}, "unit"),
     ],
 )
