@@ -10,17 +10,20 @@ escapes what was typed.
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from referrals.auth.principal import Principal, Role, Scope
 from referrals.db.engine import Database
 from referrals.db.models import AuditEvent, AuditEventTarget
 from referrals.domain.codes import EraseReason
 from referrals.runtime import OPERATOR
-from referrals.services import referrals
+from referrals.services import referrals, statistics, subject_access
+from referrals.services.errors import Forbidden
 from tests.api.helpers import (
     INVALID_PERSONAL_NUMBER,
     PROBLEM_JSON,
@@ -327,3 +330,19 @@ def test_json_is_the_default_and_for_any_type(client: FlaskClient, privacy: dict
         headers = {**privacy, **({"Accept": accept} if accept else {})}
         got = client.post(EXPORT, json={"personal_number": NOBODY}, headers=headers)
         assert (got.status_code, got.mimetype) == (200, "application/json"), accept
+
+
+@pytest.mark.parametrize("role", [r for r in Role if r is not Role.PRIVACY_OFFICER])
+def test_the_scope_without_the_role_exports_nothing(app: Any, role: Role) -> None:
+    """A token may carry any scope its client was granted: the role decides (403)."""
+    runtime = app.extensions["referrals"]
+    holder = Principal(
+        issuer="urn:test", subject="someone", roles=frozenset({role}), unit="norrmalm",
+        scopes=frozenset({Scope.PRIVACY.value, Scope.STATISTICS_READ.value}),
+    )  # fmt: skip
+    with runtime.unit_of_work() as uow, pytest.raises(Forbidden):
+        subject_access.export(uow, runtime.context(holder), PERSON)
+    if role is not Role.ANALYST:
+        query = statistics.Query(start=date(2026, 11, 1), end=date(2026, 11, 30), by=("month",))
+        with runtime.unit_of_work() as uow, pytest.raises(Forbidden):
+            statistics.report(uow, runtime.context(holder), query, min_cell=5)
