@@ -58,11 +58,10 @@ def withheld(cells: Sequence[Sequence[int]], min_cell: int) -> set[Position]:
     return hidden
 
 
-def protect(cells: Sequence[Sequence[int]], min_cell: int) -> Published:
-    """The table as it may be published."""
-    if not cells or not cells[0]:
-        return Published(cells=[[] for _ in cells], row_totals=[0] * len(cells),
-                         column_totals=[], total=0)  # fmt: skip
+def protect(cells: Sequence[Sequence[int]], min_cell: int, *, columns: int = 1) -> Published:
+    """The table as it may be published.  ``columns``: its width when it has no rows."""
+    if not cells:
+        return Published(cells=[], row_totals=[], column_totals=[0] * columns, total=0)
     table = extend(cells)
     hidden = withheld(cells, min_cell)
     rows, columns = len(cells), len(cells[0])

@@ -98,7 +98,9 @@ def report(uow: UnitOfWork, ctx: Context, query: Query, *, min_cell: int) -> dic
         for key in product(fact.values[rows_dim], _column_keys(fact, columns_dim))
     )
     published = suppression.protect(
-        [[counts[(r, c)] for c in column_values] for r in row_values], min_cell
+        [[counts[(r, c)] for c in column_values] for r in row_values],
+        min_cell,
+        columns=len(column_values),
     )
     rows = []
     for index, value in enumerate(row_values):

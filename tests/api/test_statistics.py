@@ -173,6 +173,19 @@ def test_bad_queries_are_refused_naming_the_field(
     assert [e["field"] for e in got.get_json()["errors"]] == [field]
 
 
+def test_a_period_without_referrals_is_all_zeros(
+    client: FlaskClient, analyst: dict[str, str], made: dict[str, list[str]]
+) -> None:
+    """No district was counted, so the table has no rows: its columns still add up."""
+    body = statistics(client, analyst, by="district,month", **{"from": "2025-01-01",
+                      "to": "2025-02-28"})  # fmt: skip
+    assert body["rows"] == []
+    assert body["column_totals"] == [
+        {"value": "2025-01", "count": 0}, {"value": "2025-02", "count": 0},
+    ]  # fmt: skip
+    assert (body["total"], body["time_to_decision_hours"]) == (0, None)
+
+
 def test_the_default_period_is_the_year_up_to_today(
     client: FlaskClient, analyst: dict[str, str], made: dict[str, list[str]]
 ) -> None:
