@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from flask import render_template
+from flask_babel import gettext as _
 
 from referrals.domain import labels
 from referrals.domain.codes import Category, LegalBasis, OutcomeCode, Priority, ReasonCode, Status
@@ -26,6 +27,27 @@ STYLE = (
     "th{background:#f3f2f1}section{break-inside:avoid-page;margin-bottom:2.5rem}"
     "@media print{body{margin:0;max-width:none}}"
 )
+
+
+def access_label(action: str) -> str:
+    """What a request did to the referral, in the reader's words."""
+    match action:
+        case "referral:read" | "referral:events" | "note:list":
+            return str(_("Read"))
+        case "referral:list":
+            return str(_("Shown in a list"))
+        case "referral:search":
+            return str(_("Found by a search for the personal number"))
+        case "referral:access-log":
+            return str(_("Access log checked by an auditor"))
+        case "referral:erase":
+            return str(_("Erased"))
+        case "privacy:subject-access":
+            return str(_("Included in an export of your data"))
+        case _ if action.startswith(("referral:", "note:")):
+            # Created, edited, a transition such as accept, or a note written.
+            return str(_("Written or changed"))
+    return action
 
 
 def content_security_policy() -> str:
@@ -52,4 +74,5 @@ def subject_access(export: dict[str, Any]) -> str:
         basis=lambda code: labels.label(code, LegalBasis, language),
         outcome=lambda code: labels.label(code, OutcomeCode, language),
         reason=lambda code: labels.label(code, ReasonCode, language),
+        access=access_label,
     )

@@ -316,6 +316,22 @@ def test_the_printable_form_renders_escaped_in_both_languages(
     assert "&lt;img src=x onerror=alert(1)&gt; bra &amp; lugnt." in page
 
 
+def test_the_printable_access_log_says_what_was_done_in_words(
+    client: FlaskClient, actors: Actors, privacy: dict[str, str]
+) -> None:
+    rid = create(client, actors.worker, subject={"personal_number": PERSON}, submit=True)["id"]
+    assert client.get(f"{REFERRALS}/{rid}", headers=actors.norrmalm).status_code == 200
+    html = {**privacy, "Accept": "text/html", "Accept-Language": "en"}
+
+    page = client.post(EXPORT, json={"personal_number": PERSON}, headers=html).get_data(
+        as_text=True
+    )
+
+    assert "<td>norrmalm</td><td>Read</td>" in page
+    assert "<td>ungdomsjouren</td><td>Written or changed</td>" in page
+    assert "referral:read" not in page
+
+
 def test_the_printable_form_of_nothing_says_so(
     client: FlaskClient, privacy: dict[str, str]
 ) -> None:
