@@ -81,6 +81,9 @@ class Settings:
     # Decision deadlines (acute is always the same calendar day in Stockholm).
     deadline_urgent_days: int = 3
     deadline_normal_days: int = 14
+    # Statistics: a count under this is withheld, with enough others that it cannot be
+    # worked out from the totals (referrals/domain/suppression.py).
+    statistics_min_cell: int = 5
     # Webhook delivery (``referrals worker``).
     webhook_timeout: float = 5.0
     webhook_max_attempts: int = 8
@@ -319,6 +322,10 @@ def _parse(name: str, raw: str) -> Any:
             if timeout is None:
                 raise ConfigError(f"{key} must be a number of seconds up to 60")
             return timeout
+        case "statistics_min_cell":
+            if not raw.isdigit() or int(raw) < 2:
+                raise ConfigError(f"{key} must be a whole number of at least 2")
+            return int(raw)
         case "webhook_allowed_networks":
             try:
                 return tuple(

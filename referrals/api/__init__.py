@@ -26,6 +26,8 @@ from referrals.api import (
     referrals,
     retention,
     routing,
+    statistics,
+    subject_access,
     units,
     viewer,
 )
@@ -142,7 +144,17 @@ def init_app(app: Flask) -> ReferralsApi:
     inputs.init_app(app)
     api = ReferralsApi(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     paths.init_app(app, api)
-    for module in (health, metrics, referrals, units, routing, audit, retention):
+    for module in (
+        health,
+        metrics,
+        referrals,
+        units,
+        routing,
+        audit,
+        retention,
+        subject_access,
+        statistics,
+    ):
         api.register_blueprint(module.blp)
     # The API viewer is not part of the API: it stays out of the spec.
     app.register_blueprint(viewer.blueprint())

@@ -34,6 +34,10 @@ class AuditAction(StrEnum):
     AUDIT_SEARCH = "audit:search"
     AUDIT_VERIFY = "audit:verify"
     AUDIT_CHECKPOINTS = "audit:checkpoints"
+    # The privacy lifecycle: a data subject's export (naming every referral it disclosed)
+    # and suppressed statistics (no targets: they name no referral).
+    PRIVACY_SUBJECT_ACCESS = "privacy:subject-access"
+    STATISTICS_READ = "statistics:read"
     REFERRAL_SUBMIT = "referral:submit"
     REFERRAL_ACCEPT = "referral:accept"
     REFERRAL_DECLINE = "referral:decline"

@@ -85,6 +85,17 @@ def may_review_retention(principal: Principal) -> bool:
     return may_place_legal_hold(principal) or principal.has_role(Role.ADMIN)
 
 
+def may_request_subject_access(principal: Principal) -> bool:
+    """The data-protection officer answers a person's request for their own data (GDPR
+    Art. 15): the one way case content leaves the service other than to the two sides."""
+    return principal.has_role(Role.PRIVACY_OFFICER)
+
+
+def may_read_statistics(principal: Principal) -> bool:
+    """Suppressed counts only: no case content and no referral ids."""
+    return principal.has_role(Role.ANALYST)
+
+
 def may_list_units(principal: Principal) -> bool:
     """The unit directory is not case content: every known role may read it."""
     return bool(principal.roles)

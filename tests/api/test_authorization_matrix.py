@@ -58,6 +58,8 @@ DELIVERIES = "/admin/deliveries"
 REPLAY = "/admin/deliveries/<uuid:delivery_id>/replay"
 LEGAL_HOLD = "/referrals/<uuid:referral_id>/legal-hold"
 RETENTION = "/privacy/retention"
+SUBJECT_ACCESS = "/privacy/subject-access"
+STATISTICS = "/statistics"
 # The URL arguments naming the object a request acts on (filled in by ``request_for``).
 OBJECT_PLACEHOLDERS = ("<uuid:referral_id>", "<uuid:rule_id>", "<uuid:delivery_id>")
 PROBLEM_JSON = "application/problem+json"
@@ -74,7 +76,12 @@ CALLERS: dict[str, tuple[str, str | None]] = {
     "admin": ("admin", None),
     "yw_nounit": ("youth_worker", None),  # a case role, but no unit claim
     "cw_nounit": ("caseworker", None),
-    "privacy": ("privacy_officer", None),  # scope privacy: holds and the retention report
+    # The privacy lifecycle's roles (README: Roles).  The unit lead holds the referral
+    # scopes; until its rights are built (a caseworker's, plus reassignment) it has no
+    # case role, so case endpoints refuse it as a role (403 forbidden).
+    "privacy": ("privacy_officer", None),  # scope privacy: holds, retention, exports
+    "analyst": ("analyst", None),
+    "lead_own": ("unit_lead", "norrmalm"),
 }
 SIDE_OF = {"yw_own": "sender", "yw_other": "sender", "cw_own": "receiver", "cw_other": "receiver"}
 
@@ -117,6 +124,8 @@ def row(
     yw_nounit: Expect,
     cw_nounit: Expect,
     privacy: Expect,
+    analyst: Expect,
+    lead_own: Expect,
 ) -> dict[str, Expect]:
     """One row: every caller must be stated, none has a default."""
     return {
@@ -129,6 +138,8 @@ def row(
         "yw_nounit": yw_nounit,
         "cw_nounit": cw_nounit,
         "privacy": privacy,
+        "analyst": analyst,
+        "lead_own": lead_own,
     }
 
 
@@ -146,231 +157,296 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
     # -- the collection ------------------------------------------------------------------
     ("GET", REFERRALS, "listing"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", REFERRALS, "new"): row(
         yw_own=CREATED, yw_other=CREATED, cw_own=ROLE, cw_other=ROLE,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # -- one referral --------------------------------------------------------------------
     ("GET", REFERRAL, "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", REFERRAL, "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", REFERRAL, "redirected"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", REFERRAL, "completed"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("PATCH", REFERRAL, "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # DESIGN: only youth workers edit; the receiver may never, whatever the state (403).
     ("PATCH", REFERRAL, "requested"): row(
         yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("DELETE", REFERRAL, "draft"): row(
         yw_own=DELETED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # DESIGN: deleting is the sender's; the receiver may never (403).
     ("DELETE", REFERRAL, "requested"): row(
         yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # -- actions (README: Referral states) ------------------------------------------------
     ("POST", f"{REFERRAL}/submit", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/accept", "requested"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/accept", "redirected"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/decline", "requested"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/redirect", "requested"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # Before acceptance only the sender withdraws; after it, only the receiving unit.
     ("POST", f"{REFERRAL}/cancel", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/cancel", "accepted"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/start", "accepted"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/hold", "in_progress"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/resume", "on_hold"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/complete", "in_progress"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/fail", "in_progress"): row(
         yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/mark-error", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/mark-error", "in_progress"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # Search answers only with what the caller may see: others get an empty list, not 404.
     ("POST", SEARCH, "requested"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # -- the audit trail: auditors only (scope audit:read), never case content ------------
     ("GET", f"{REFERRAL}/access-log", "requested"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("GET", AUDIT_EVENTS, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("GET", AUDIT_VERIFY, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("GET", AUDIT_CHECKPOINTS, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     # -- timeline and notes --------------------------------------------------------------
     ("GET", f"{REFERRAL}/events", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", f"{REFERRAL}/events", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", f"{REFERRAL}/events", "redirected"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", f"{REFERRAL}/notes", "draft"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", f"{REFERRAL}/notes", "requested"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", f"{REFERRAL}/notes", "redirected"): row(
         yw_own=OK, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=OK,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/notes", "draft"): row(
         yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/notes", "requested"): row(
         yw_own=CREATED, yw_other=HIDDEN, cw_own=CREATED, cw_other=HIDDEN,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("POST", f"{REFERRAL}/notes", "redirected"): row(
         yw_own=CREATED, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=CREATED,
-        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     # -- units: managed by admins (README: Roles); the directory itself is readable by every
     # role, since it is no case content and caseworkers need unit ids to redirect.
     # Webhook URLs are shown to admins only.
     ("GET", UNITS, "unit"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK, privacy=OK,
+        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK,
+        privacy=OK, analyst=OK, lead_own=OK,
     ),
     ("POST", UNITS, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("GET", UNIT, "unit"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
-        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK, privacy=OK,
+        auditor=OK, admin=OK, yw_nounit=OK, cw_nounit=OK,
+        privacy=OK, analyst=OK, lead_own=OK,
     ),
     ("PUT", UNIT, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     # -- routing rules and webhook deliveries: operator business, scope admin (§1, §6) ----
     ("GET", ROUTING_RULES, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("POST", ROUTING_RULES, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("GET", ROUTING_VERSIONS, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("PUT", ROUTING_RULE, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("DELETE", ROUTING_RULE, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=DELETED, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=DELETED, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     # The preview: admins check their rules, a referring unit's youth worker asks where a
     # referral would go.  Caseworkers hold referrals:write too, but never open referrals.
     ("POST", PREVIEW, "rule"): row(
         yw_own=OK, yw_other=OK, cw_own=ROLE, cw_other=ROLE,
-        auditor=SCOPE, admin=OK, yw_nounit=ROLE, cw_nounit=ROLE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=ROLE, cw_nounit=ROLE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
     ("GET", DELIVERIES, "dead"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("POST", REPLAY, "dead"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=SCOPE,
+        auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     # -- retention and legal holds: privacy officers (scope privacy) and auditors
     # (audit:read); ids, statuses and dates, never case content (DESIGN §7) -------------
     ("PUT", LEGAL_HOLD, "completed"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=OK,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=OK, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("DELETE", LEGAL_HOLD, "held"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=DELETED, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=DELETED,
+        auditor=DELETED, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=DELETED, analyst=SCOPE, lead_own=SCOPE,
     ),
     ("GET", RETENTION, "unit"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
-        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE, privacy=OK,
+        auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=OK, analyst=SCOPE, lead_own=SCOPE,
+    ),
+    # -- the privacy lifecycle: the privacy officer's export (scope privacy) and the
+    # analysts' suppressed statistics (scope statistics:read); no one else (§1, §7).
+    ("POST", SUBJECT_ACCESS, "requested"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=OK, analyst=SCOPE, lead_own=SCOPE,
+    ),
+    ("GET", STATISTICS, "requested"): row(
+        yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
+        privacy=SCOPE, analyst=OK, lead_own=SCOPE,
     ),
 }  # fmt: skip
 
@@ -693,6 +769,8 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
         body = preview_body()
     elif (method, path) == ("PUT", LEGAL_HOLD):
         body = HOLD_BODY
+    elif (method, path) == ("POST", SUBJECT_ACCESS):
+        body = {"personal_number": PERSONAL_NUMBER}
     elif method == "POST" and path.startswith(REFERRAL + "/"):
         body = ACTION_BODIES[path.rsplit("/", 1)[1]]
     return {"method": method, "path": url, "json": body, "headers": headers}
@@ -924,6 +1002,20 @@ def check_allowed(
             **before.units,
             "kungsholmen": ("Kungsholmen nya", "receiver", ("kungsholmen",), None),
         }
+    elif (method, path) == ("POST", SUBJECT_ACCESS):
+        assert after == before, "an export changed the database"
+        # Every referral of the matrix is about the same person: this one among them.
+        exported = {item["referral"]["id"]: item["referral"] for item in body["referrals"]}
+        assert exported[rid]["subject"]["name"] == SUBJECT_NAME
+        assert exported[rid]["narrative"] == NARRATIVE
+    elif (method, path) == ("GET", STATISTICS):
+        assert after == before, "statistics changed the database"
+        # One referral per earlier cell of the row, all submitted this month: enough.
+        submitted = sum(1 for status, *_ in before.referrals.values() if status != "draft")
+        assert submitted >= 5
+        assert body["total"] == submitted
+        text = response.get_data(as_text=True)
+        assert [v for v in (str(rid), SUBJECT_NAME, NARRATIVE, PERSONAL_NUMBER) if v in text] == []
     elif path.startswith(ROUTING_RULES) or path == PREVIEW:
         check_routing(method, path, rid, response, before, after)
     elif (method, path) == ("GET", DELIVERIES):

@@ -45,6 +45,8 @@ CALLERS: list[tuple[str, str | None] | None] = [
     ("caseworker", "intake"),
     ("auditor", None),
     ("admin", None),
+    ("privacy_officer", None),
+    ("analyst", None),
     None,
 ]
 

@@ -117,6 +117,8 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", PREVIEW): "routing:preview",
     ("GET", DELIVERIES): "delivery:list",
     ("POST", REPLAY): "delivery:replay",
+    ("POST", "/privacy/subject-access"): "privacy:subject-access",
+    ("GET", "/statistics"): "statistics:read",
 }
 
 # The URL argument naming the object a request acts on, and the audit target type of each
