@@ -1,6 +1,7 @@
 #!/bin/sh
-# The database and its three roles, as SECURITY.md prescribes (run once, by the postgres
-# image's entrypoint on an empty data directory, as the superuser):
+# The database and its three roles, as SECURITY.md prescribes (run by the postgres image's
+# entrypoint on an empty data directory, as the superuser; safe to run again, which the
+# restore runbook in deploy/README.md does):
 #
 #   DB_OWNER_ROLE   owns the database and the schema; runs `referrals db upgrade` and
 #                   `referrals db harden` (the migrate service), never the app
@@ -21,10 +22,13 @@ psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --db
   -v owner_password="$(cat "$secrets/db-owner-password")" \
   -v app_password="$(cat "$secrets/db-app-password")" \
   -v sealer_password="$(cat "$secrets/db-sealer-password")" <<'SQL'
-CREATE ROLE :"owner" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'owner_password';
-CREATE ROLE :"app" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'app_password';
-CREATE ROLE :"sealer" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'sealer_password';
-CREATE DATABASE :"db" OWNER :"owner";
+-- Idempotent: a restore runs it again on a server that may already have the roles.
+SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', r, p)
+  FROM (VALUES (:'owner', :'owner_password'), (:'app', :'app_password'),
+               (:'sealer', :'sealer_password')) AS wanted(r, p)
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"db" TO :"app", :"sealer";
 \connect :"db"
