@@ -7,6 +7,7 @@ says why, and the database is byte for byte what was restored.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import time
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_a_backup_restores_decrypts_verifies_and_the_chain_goes_on(
         time.sleep(0.5)
     # ... and each new checkpoint names the previous one's signature.
     assert after[: len(before)] == before
-    for (_, _, previous_signature), (_, previous, _) in zip(after, after[1:], strict=False):
+    for (_, _, previous_signature), (_, previous, _) in itertools.pairwise(after):
         assert previous == previous_signature
     verified = verify(stack)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -16,6 +16,7 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
+from tests.support import readme_steps
 from tests.support.compose_stack import Stack, compose_stack
 
 REFERRAL = {
@@ -31,10 +32,29 @@ REFERRAL = {
 }
 
 
+DONE: list[tuple[str, str]] = []
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    with compose_stack(tmp_path_factory.mktemp("compose")) as running:
+    """Made by deploy/README.md's Compose steps, each run as written."""
+    with compose_stack(tmp_path_factory.mktemp("compose"), prepare=False) as running:
+        DONE.extend(readme_steps.run_all(running, "compose-step"))
         yield running  # type: ignore[misc]
+
+
+def test_every_readme_step_ran_and_only_keycloak_was_stood_in(stack: Stack) -> None:
+    assert [command for command, _ in DONE] == readme_steps.steps("compose-step")
+    stood_in = [command for command, done in DONE if done == readme_steps.STOOD_IN]
+    assert all(" keycloak " in command for command in stood_in)
+    assert len(stood_in) == 1
+    [(_, verified)] = [(c, d) for c, d in DONE if "audit verify" in c]
+    assert verified.endswith("ok")
+
+
+def test_a_readme_command_nothing_can_run_fails(stack: Stack) -> None:
+    with pytest.raises(AssertionError, match="no way to run"):
+        readme_steps.perform(stack, "docker compose pause app")
 
 
 def wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -45,11 +65,8 @@ def wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
 
 
 def test_the_stack_serves_a_youth_worker_and_the_trail_verifies(stack: Stack) -> None:
-    seeded = stack.run("app", "referrals", "seed", "stockholm", "--reason", "compose-setup")
-    assert seeded.returncode == 0, seeded.stderr
-    base = stack.start_app()
-    stack.start("worker")
-    stack.start("sealer")
+    # The README's steps seeded Stockholm and started the app, the worker and the sealer.
+    base = f"http://127.0.0.1:{stack.ports['app']}"
 
     youth_worker = stack.api(base, "ungdomsjouren-app")
     created = youth_worker.post(f"{base}/api/v1/referrals", json=REFERRAL, timeout=30)

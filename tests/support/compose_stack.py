@@ -70,6 +70,20 @@ class Stack:
     admin_url: str
     idp: TestIdP | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    # The port each app instance listens on.
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def start_idp(self) -> TestIdP:
+        """The stand-in for Keycloak: HTTPS with the certificate the secrets service made,
+        clients whose roles sit where Keycloak puts them."""
+        if self.idp is None:
+            tls = (self.secrets_dir / "idp-tls-cert.pem", self.secrets_dir / "idp-tls-key.pem")
+            clients = keycloak_shaped(default_clients())
+            self.idp = self.resources.enter_context(
+                TestIdP.start(self.workdir / "idp", clients, tls=tls)
+            )
+        return self.idp
 
     # -- the services' environment -----------------------------------------------------
 
@@ -163,6 +177,7 @@ class Stack:
         (its own command, pointed at that port).  Returns its base URL."""
         port = free_port()
         self.start("app", instance, {"PORT": str(port)})
+        self.ports[instance] = port
         check = self.service("app")["healthcheck"]["test"]
         assert check[0] == "CMD"
         probe = [w.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for w in check[1:]]
@@ -270,8 +285,10 @@ def create_database_and_roles(stack: Stack) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def compose_stack(workdir: Path, *, migrate: bool = True) -> Iterator[Stack]:
-    """Secrets, database and roles, the IdP, and (``migrate``) the migrate service run."""
+def compose_stack(workdir: Path, *, prepare: bool = True) -> Iterator[Stack]:
+    """A stack on a database and roles of its own, dropped afterwards.  ``prepare``: make
+    the secrets, the database and roles, start the IdP and run the migrate service (else
+    the caller does, e.g. from deploy/README.md's steps)."""
     suffix = secrets.token_hex(4)
     roles = {duty: f"rf_{suffix}_{duty}" for duty in ("owner", "app", "sealer")}
     # empty_postgres_database skips (or fails in CI) when there is no server; its own
@@ -289,14 +306,13 @@ def compose_stack(workdir: Path, *, migrate: bool = True) -> Iterator[Stack]:
     )
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        made = make_secrets(stack)
-        assert made.returncode == 0, made.stderr
-        created = create_database_and_roles(stack)
-        assert created.returncode == 0, created.stderr
-        tls = (stack.secrets_dir / "idp-tls-cert.pem", stack.secrets_dir / "idp-tls-key.pem")
-        with TestIdP.start(workdir / "idp", keycloak_shaped(default_clients()), tls=tls) as idp:
-            stack.idp = idp
-            if migrate:
+        with stack.resources:
+            if prepare:
+                made = make_secrets(stack)
+                assert made.returncode == 0, made.stderr
+                created = create_database_and_roles(stack)
+                assert created.returncode == 0, created.stderr
+                stack.start_idp()
                 migrated = stack.run("migrate")
                 assert migrated.returncode == 0, migrated.stdout + migrated.stderr
             try:
@@ -304,8 +320,18 @@ def compose_stack(workdir: Path, *, migrate: bool = True) -> Iterator[Stack]:
             finally:
                 stack.stop_all()
     finally:
+        drop_database(stack)
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{stack.database}" WITH (FORCE)'))
             for role in roles.values():
                 connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+
+
+def drop_database(stack: Stack) -> None:
+    """The data volume is gone."""
+    admin = create_engine(stack.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{stack.database}" WITH (FORCE)'))
+    finally:
         admin.dispose()
