@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support.compose_stack import Stack, compose_stack, create_database_and_roles
+from tests.support import readme_steps
+from tests.support.compose_stack import Stack, compose_stack
 from tests.support.keys import production_keyring
 
 REFERRAL = {
@@ -83,18 +84,6 @@ def verify(stack: Stack) -> subprocess.CompletedProcess[str]:
     return stack.run("app", "referrals", "audit", "verify")
 
 
-def lose_and_recreate_the_database(stack: Stack) -> None:
-    """The old server is gone: a new one with the roles and an empty database."""
-    admin = create_engine(stack.admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{stack.database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-    created = create_database_and_roles(stack)
-    assert created.returncode == 0, created.stderr
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     with compose_stack(tmp_path_factory.mktemp("restore")) as running:
@@ -116,34 +105,18 @@ def test_a_backup_restores_decrypts_verifies_and_the_chain_goes_on(
     before = checkpoints(stack)
     assert before
 
-    # Back up: the database, and the two key files (from the secrets folder).
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    dumped = pg(
-        stack,
-        "pg_dump",
-        "--format",
-        "custom",
-        "--file",
-        str(backup / "referrals.dump"),
-        "--dbname",
-        stack.database,
-    )
-    assert dumped.returncode == 0, dumped.stderr
+    # Back up, then lose the database and restore it: deploy/README.md's commands as
+    # written (tests/support/readme_steps.py), up to the migrate step.
     stack.stop("app")
-
-    # Disaster, then restore.
-    lose_and_recreate_the_database(stack)
-    restored = pg(
-        stack,
-        "pg_restore",
-        "--dbname",
-        stack.database,
-        "--exit-on-error",
-        "--single-transaction",
-        str(backup / "referrals.dump"),
-    )
-    assert restored.returncode == 0, restored.stderr
+    for command in readme_steps.steps("compose-backup"):
+        readme_steps.perform(stack, command)
+    assert (stack.workdir / "backup" / "keyring.json").read_bytes() == (
+        stack.secrets_dir / "keyring.json"
+    ).read_bytes()
+    restore = readme_steps.steps("compose-restore")
+    at = restore.index("docker compose run --rm migrate")
+    for command in restore[:at]:
+        readme_steps.perform(stack, command)
 
     # A keyring that is not this database's: refused before anything is written.
     unchanged = data_fingerprint(stack)
@@ -157,15 +130,13 @@ def test_a_backup_restores_decrypts_verifies_and_the_chain_goes_on(
     assert "Restora" not in refused.stderr + refused.stdout
     assert data_fingerprint(stack) == unchanged
 
-    # The right keyring: migrate (keys check, upgrade, harden), then the services.
-    migrated = stack.run("migrate")
-    assert migrated.returncode == 0, migrated.stderr
-    assert "the keyring opens this database" in migrated.stdout
-    base = stack.start_app("app-restored")
+    # The right keyring: the rest of the runbook (migrate, start, audit verify).
+    done = [readme_steps.perform(stack, command) for command in restore[at:]]
+    assert done[-1].endswith("ok")
+    base = f"http://127.0.0.1:{stack.ports['app']}"
     read = youth_worker.get(f"{base}/api/v1/referrals/{referral_id}", timeout=30)
     assert read.status_code == 200, read.text
     assert read.json()["subject"]["name"] == "Restora Backupsson"
-    stack.start("sealer")
     # More events after the restore: the sealer seals them onto the old chain ...
     for _ in range(3):
         assert youth_worker.get(f"{base}/api/v1/referrals", timeout=30).status_code == 200
