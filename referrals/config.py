@@ -39,8 +39,9 @@ class Settings:
     # Where the SQLite file and the development signing key live.  None means
     # Flask's instance folder.
     instance_path: Path | None = None
-    # None means SQLite in the instance folder.
-    database_url: str | None = None
+    # None means SQLite in the instance folder.  Not in repr: the URL carries the role's
+    # password (REFERRALS_DATABASE_URL_FILE from a mounted secret).
+    database_url: str | None = field(default=None, repr=False)
     oidc_issuer: str | None = None
     oidc_audience: str = "referrals-api"
     # An explicit allow-list: a token's own "alg" header never chooses the algorithm.
