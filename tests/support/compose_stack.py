@@ -110,7 +110,8 @@ class Stack:
             "REFERRALS_MIGRATIONS_PATH": str(ROOT / "migrations"),
         }
         for env_file in spec.get("env_file", []):
-            env |= _read_env_file(self.secrets_dir / Path(env_file).name)
+            path = env_file["path"] if isinstance(env_file, dict) else env_file
+            env |= _read_env_file(self.secrets_dir / Path(path).name)
         for key, value in spec.get("environment", {}).items():
             env[key] = self._translate(service, key, str(value))
         return env | extra
