@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,32 @@ def test_only_credentials_have_file_variants(tmp_path: Path) -> None:
     assert settings.env is Environment.PRODUCTION
     assert settings.keyring_file == tmp_path / "keyring.json"
     assert settings.keyring is None
+
+
+def test_a_private_instance_folder_on_a_read_only_filesystem_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """The image's /var/lib/referrals is already 0700 and, under `read_only: true` or
+    readOnlyRootFilesystem, read-only: even chmod to the same mode fails there (EROFS),
+    which stopped every process of the Compose stack and the Kubernetes pods at start."""
+    source = tmp_path / "root"
+    (source / "instance").mkdir(parents=True, mode=0o700)
+    mounted = tmp_path / "ro"
+    mounted.mkdir()
+    bound = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(source), str(mounted)],
+        capture_output=True,
+        check=False,
+    )
+    if bound.returncode != 0:
+        pytest.skip("a read-only bind mount needs root (CI runs as root)")
+    try:
+        instance = mounted / "instance"
+        with pytest.raises(OSError, match="Read-only"):
+            instance.chmod(0o700)  # what the start used to do
+        keys = tmp_path / "keys"
+        keys.mkdir()
+        app = create_app(production(keys).with_overrides(instance_path=instance))
+        assert app.instance_path == str(instance)
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
