@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import stat
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -43,7 +44,10 @@ def create_app(
     instance_path = Path(app.instance_path)
     instance_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     # mkdir's mode applies only on creation; the folder holds keys and the SQLite file.
-    instance_path.chmod(0o700)
+    # Changed only when it differs: on a read-only root filesystem (the image's folder,
+    # already 0700) even a chmod to the same mode fails with EROFS.
+    if stat.S_IMODE(instance_path.stat().st_mode) != 0o700:
+        instance_path.chmod(0o700)
     database_url = settings.resolved_database_url(instance_path)
     settings.check_production(database_url)
     logs.configure(settings.log_level)

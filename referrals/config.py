@@ -39,8 +39,9 @@ class Settings:
     # Where the SQLite file and the development signing key live.  None means
     # Flask's instance folder.
     instance_path: Path | None = None
-    # None means SQLite in the instance folder.
-    database_url: str | None = None
+    # None means SQLite in the instance folder.  Not in repr: the URL carries the role's
+    # password (REFERRALS_DATABASE_URL_FILE from a mounted secret).
+    database_url: str | None = field(default=None, repr=False)
     oidc_issuer: str | None = None
     oidc_audience: str = "referrals-api"
     # An explicit allow-list: a token's own "alg" header never chooses the algorithm.
@@ -210,6 +211,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         if not environ.get("REFERRALS_ENV", "").strip():
             raise ConfigError(ENV_UNSET)
+        environ = _with_secret_files(environ)
         values: dict[str, Any] = {}
         for f in fields(cls):
             key = f"REFERRALS_{f.name.upper()}"
@@ -234,6 +236,48 @@ class Settings:
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # A token a scraper is given, not a password a person types: long enough not to guess.
 MIN_METRICS_TOKEN = 32
+# Settings that hold a credential may also be read from a file named by the same
+# variable with ``_FILE`` appended (``REFERRALS_DATABASE_URL_FILE=/run/secrets/db-url``):
+# Compose and Kubernetes mount secrets as files, and a file keeps the value out of the
+# process environment, which `docker inspect` and /proc/<pid>/environ show.  The keyring
+# and the signing key have their own file settings (REFERRALS_KEYRING_FILE,
+# REFERRALS_AUDIT_SIGNING_KEY_FILE), checked for their mode when loaded.
+SECRET_FILE_SETTINGS = (
+    "database_url",
+    "sealer_database_url",
+    "web_client_secret",
+    "web_secret_key",
+)
+# A secret file is a line or two, never a document: refuse anything bigger unread.
+_SECRET_FILE_LIMIT = 64 * 1024
+
+
+def _with_secret_files(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """``environ`` with each ``REFERRALS_X_FILE`` of a credential setting read into
+    ``REFERRALS_X`` (one trailing newline dropped).  Both set is refused: which one wins
+    would be a guess.  The messages name the variable and the path, never the content."""
+    resolved = dict(environ)
+    for name in SECRET_FILE_SETTINGS:
+        key = f"REFERRALS_{name.upper()}"
+        path = environ.get(f"{key}_FILE", "").strip()
+        if not path:
+            continue
+        if key in environ:
+            raise ConfigError(f"set {key} or {key}_FILE, not both")
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(_SECRET_FILE_LIMIT + 1)
+        except OSError as exc:
+            raise ConfigError(f"{key}_FILE: cannot read {path} ({exc.strerror})") from None
+        if len(raw) > _SECRET_FILE_LIMIT:
+            raise ConfigError(f"{key}_FILE: {path} is larger than a secret can be")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{key}_FILE: {path} is not UTF-8 text") from None
+        resolved[key] = text.removesuffix("\n").removesuffix("\r")
+    return resolved
+
 
 # The role names a setting may name (referrals.auth.principal.Role).
 ROLE_NAMES = ("youth_worker", "caseworker", "auditor", "admin")

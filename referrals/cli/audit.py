@@ -20,7 +20,14 @@ from referrals.audit import export as audit_export_rows
 from referrals.audit import keys as audit_keys
 from referrals.audit import publish as publish_checkpoint
 from referrals.audit.sealer import Sealer
-from referrals.cli.common import load_app, metrics_options, runtime_of, serve_metrics
+from referrals.cli.common import (
+    instance_path_of,
+    load_app,
+    load_settings,
+    metrics_options,
+    runtime_of,
+    serve_metrics,
+)
 from referrals.cli.root import main
 from referrals.config import ConfigError
 from referrals.db.models import AuditCheckpoint
@@ -143,6 +150,24 @@ def audit_checkpoint() -> None:
     with runtime.sealer_database().sessions() as session:
         row = sealing.checkpoint(session, _signing_key(runtime), runtime.clock)
     click.echo(f"checkpoint at seq {row.seq}" if row else "no new events since the last checkpoint")
+
+
+@audit.command("keygen")
+def audit_keygen() -> None:
+    """Create the checkpoint signing key at REFERRALS_AUDIT_SIGNING_KEY_FILE (0600, never
+    overwritten) and print its public key, for REFERRALS_AUDIT_PUBLIC_KEYS.
+
+    Needs no database: run it once where the sealer's secret is made."""
+    settings = load_settings()
+    path = settings.resolved_audit_signing_key_file(instance_path_of(settings))
+    try:
+        key = chain.create_signing_key_file(path)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; it is never overwritten") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path} ({exc.strerror})") from None
+    public = key.public_key()
+    click.echo(f"{chain.public_key_id(public)}\t{audit_keys.encode_public_key(public)}")
 
 
 @audit.command("public-key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import click
+from sqlalchemy import inspect
 
 from referrals.app import key_provider
 from referrals.audit.actions import AuditAction
@@ -21,6 +22,7 @@ from referrals.cli.common import (
 )
 from referrals.cli.root import main
 from referrals.crypto.keyring import KeyringFile
+from referrals.db.models import Referral
 from referrals.domain.codes import EraseReason
 from referrals.runtime import Runtime
 from referrals.services import keyring_admin
@@ -71,6 +73,41 @@ def keys_status() -> None:
     unknown = sorted(set(counts) - set(keyring.keks))
     for key_id in unknown:
         click.echo(f"{key_id}\tMISSING\t{counts[key_id]} referrals or secrets cannot be read")
+
+
+@keys.command("check")
+@click.option(
+    "--sample",
+    default=keyring_admin.CHECK_SAMPLE,
+    show_default=True,
+    help="Data keys to unwrap per KEK the database uses.",
+)
+def keys_check(sample: int) -> None:
+    """Check that the keyring opens this database's data keys and webhook secrets.
+
+    Read-only and unrecorded: run it after a restore and before anything else starts (the
+    migration job does), so a database restored with another keyring is refused before
+    any process writes to it.  An empty database (no schema yet) passes."""
+    runtime = runtime_of(load_app())
+    engine = runtime.database.engine
+    if not inspect(engine).has_table(Referral.__tablename__):
+        click.echo("no schema yet: nothing to check")
+        return
+    with runtime.unit_of_work() as uow:
+        result = keyring_admin.check(uow, runtime.vault, sample)
+    if not result.ok:
+        problems = [
+            f"KEK {key_id} ({count} referrals or secrets) is not in the keyring"
+            for key_id, count in sorted(result.missing.items())
+        ]
+        if result.unreadable:
+            problems.append(f"{result.unreadable} of {result.tried} keys tried did not open")
+        raise click.ClickException(
+            "this keyring does not open this database: "
+            + "; ".join(problems)
+            + ". Restore the keyring backed up with this database; nothing was changed"
+        )
+    click.echo(f"the keyring opens this database ({result.tried} keys tried)")
 
 
 @keys.command("rotate")

@@ -109,6 +109,16 @@ class ReferralRepository:
         ).all()
         return {str(kek_id): int(count) for kek_id, count in rows}
 
+    def wrapped_keys_under(self, kek_id: str, limit: int) -> Sequence[tuple[Any, ...]]:
+        """(id, wrapped key) of up to ``limit`` referrals whose data key ``kek_id`` wraps."""
+        query = (
+            select(Referral.id, Referral.dek_wrapped)
+            .where(Referral.kek_id == kek_id, Referral.dek_wrapped.is_not(None))
+            .order_by(Referral.id)
+            .limit(limit)
+        )
+        return [tuple(row) for row in self.session.execute(query).all()]
+
     def wrapped_keys_not_under(
         self, kek_id: str, limit: int, after: uuid.UUID | None = None
     ) -> Sequence[tuple[Any, ...]]:
@@ -197,6 +207,9 @@ class UnitRepository:
             .group_by(Unit.webhook_secret_kek_id)
         ).all()
         return {str(kek_id): int(count) for kek_id, count in rows}
+
+    def with_secret(self) -> Sequence[Unit]:
+        return self.session.scalars(select(Unit).where(Unit.webhook_secret.is_not(None))).all()
 
     def with_secret_not_under(self, kek_id: str) -> Sequence[Unit]:
         return self.session.scalars(

@@ -79,3 +79,49 @@ def rewrap_batch(
         moved += uow.referrals.replace_wrapped_key(referral_id, old_kek_id, new_wrapped, kek_id)
     uow.commit()
     return Batch(moved, last_id, unreadable)
+
+
+# Data keys unwrapped per KEK by ``check``: enough to tell the right keyring from another
+# (one wrong byte fails them all), few enough to run before every start.
+CHECK_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """Does this keyring open this database?  Nothing is decrypted but data keys and
+    webhook secrets, and nothing is written."""
+
+    # KEK ids the database uses that the keyring does not hold, with how many rows each.
+    missing: dict[str, int]
+    # Data keys and webhook secrets tried, and how many of them did not open.
+    tried: int
+    unreadable: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and self.unreadable == 0
+
+
+def check(uow: UnitOfWork, vault: Vault, sample: int = CHECK_SAMPLE) -> KeyCheck:
+    """Unwrap up to ``sample`` data keys per KEK the database uses, and open every unit's
+    webhook secret.  A restored database with another keyring fails here, before any
+    process writes to it (the worker would otherwise dead-letter every webhook)."""
+    counts = usage(uow)
+    missing = {kek_id: n for kek_id, n in counts.items() if kek_id not in vault.keyring.keks}
+    tried = unreadable = 0
+    for kek_id in sorted(set(counts) - set(missing)):
+        for referral_id, wrapped in uow.referrals.wrapped_keys_under(kek_id, sample):
+            tried += 1
+            try:
+                vault.rewrap(str(referral_id), wrapped)  # unwraps; the result is dropped
+            except DecryptionError:
+                unreadable += 1
+    for unit in uow.units.with_secret():
+        if unit.webhook_secret_kek_id in missing or unit.webhook_secret is None:
+            continue
+        tried += 1
+        try:
+            vault.open_secret(webhook_secret_context(unit.id), unit.webhook_secret)
+        except DecryptionError:
+            unreadable += 1
+    return KeyCheck(missing, tried, unreadable)

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { once } from 'node:events';
 
 import Provider, { errors } from 'oidc-provider';
@@ -19,10 +20,14 @@ const claimsByClient = new Map(config.clients.map((c) => [c.client_id, c.claims 
 const scopes = new Set(['openid', ...config.resources.flatMap((r) => r.scope.split(' '))]);
 
 // Listen before building the Provider: the issuer must carry the port chosen by the OS.
-const server = createServer();
+// With `tls` (PEM certificate and key files) it serves HTTPS, as a production IdP must.
+const server = config.tls
+  ? createTlsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
+  : createServer();
 server.listen(config.port ?? 0, config.host ?? '127.0.0.1');
 await once(server, 'listening');
-const issuer = `http://${server.address().address}:${server.address().port}`;
+const scheme = config.tls ? 'https' : 'http';
+const issuer = `${scheme}://${server.address().address}:${server.address().port}`;
 
 const clients = config.clients.map((c) => ({
   client_id: c.client_id,

@@ -9,10 +9,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from referrals import create_app
+from referrals.audit.chain import load_signing_key, public_key_id
+from referrals.audit.keys import encode_public_key
 from referrals.auth.devissuer import load_or_create_key
 from referrals.cli import main
 from referrals.config import Settings
-from tests.ops.cli import run
+from tests.ops.cli import invoke, run
 from tests.support.keys import audit_signing_key, production_keyring
 
 
@@ -73,3 +75,21 @@ def test_development_key_is_created_once_when_workers_race(tmp_path: Path) -> No
     key_file = tmp_path / "dev-token-signing-key.json"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dev-key-")]
+
+
+def test_audit_keygen_makes_a_private_signing_key_once_and_prints_its_public_key(
+    tmp_path: Path,
+) -> None:
+    """Production needs a signing key before anything runs (the Compose secrets step makes
+    one); keygen needs no database and never replaces a key."""
+    path = tmp_path / "audit-signing-key.pem"
+    env = {"REFERRALS_ENV": "production", "REFERRALS_AUDIT_SIGNING_KEY_FILE": str(path)}
+    printed = run(env, "audit", "keygen").strip()
+    assert path.stat().st_mode & 0o777 == 0o600
+    public = load_signing_key(path).public_key()
+    assert printed == f"{public_key_id(public)}\t{encode_public_key(public)}"
+    before = path.read_bytes()
+    again = invoke(env, "audit", "keygen")
+    assert again.exit_code == 1
+    assert "never overwritten" in again.output
+    assert path.read_bytes() == before

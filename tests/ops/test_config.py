@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,99 @@ def test_production_without_an_audit_signing_key_says_which_variable(tmp_path: P
     settings = production(tmp_path).with_overrides(audit_signing_key_file=tmp_path / "absent.pem")
     with pytest.raises(ConfigError, match="REFERRALS_AUDIT_SIGNING_KEY_FILE"):
         create_app(settings)
+
+
+# -- credentials from files (REFERRALS_*_FILE) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("DATABASE_URL", "database_url"),
+        ("SEALER_DATABASE_URL", "sealer_database_url"),
+        ("WEB_CLIENT_SECRET", "web_client_secret"),
+        ("WEB_SECRET_KEY", "web_secret_key"),
+    ],
+)
+def test_a_credential_is_read_from_its_file(tmp_path: Path, name: str, field: str) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("value-from-a-mounted-secret\n")
+    settings = Settings.from_env(
+        {"REFERRALS_ENV": "production", f"REFERRALS_{name}_FILE": str(secret)}
+    )
+    # One trailing newline dropped (editors and `echo` add one), nothing else.
+    assert getattr(settings, field) == "value-from-a-mounted-secret"
+    assert "value-from" not in repr(settings)
+
+
+def test_a_credential_and_its_file_together_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(PG)
+    with pytest.raises(ConfigError, match="REFERRALS_DATABASE_URL or REFERRALS_DATABASE_URL_FILE"):
+        Settings.from_env(
+            {
+                "REFERRALS_ENV": "production",
+                "REFERRALS_DATABASE_URL": PG,
+                "REFERRALS_DATABASE_URL_FILE": str(secret),
+            }
+        )
+
+
+def test_an_unreadable_secret_file_names_the_path_never_the_content(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match="cannot read") as refused:
+        Settings.from_env(
+            {"REFERRALS_ENV": "production", "REFERRALS_WEB_SECRET_KEY_FILE": str(missing)}
+        )
+    assert str(missing) in str(refused.value)
+    big = tmp_path / "big"
+    big.write_text("p" * (64 * 1024 + 1))
+    with pytest.raises(ConfigError, match="larger than a secret") as refused:
+        Settings.from_env({"REFERRALS_ENV": "production", "REFERRALS_DATABASE_URL_FILE": str(big)})
+    assert "ppp" not in str(refused.value)
+
+
+def test_only_credentials_have_file_variants(tmp_path: Path) -> None:
+    """REFERRALS_ENV_FILE does not set the environment: a _FILE of a setting that is no
+    credential is not read (and REFERRALS_KEYRING_FILE keeps its meaning: the path)."""
+    env_file = tmp_path / "env"
+    env_file.write_text("development")
+    settings = Settings.from_env(
+        {
+            "REFERRALS_ENV": "production",
+            "REFERRALS_ENV_FILE": str(env_file),
+            "REFERRALS_KEYRING_FILE": str(tmp_path / "keyring.json"),
+        }
+    )
+    assert settings.env is Environment.PRODUCTION
+    assert settings.keyring_file == tmp_path / "keyring.json"
+    assert settings.keyring is None
+
+
+def test_a_private_instance_folder_on_a_read_only_filesystem_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """The image's /var/lib/referrals is already 0700 and, under `read_only: true` or
+    readOnlyRootFilesystem, read-only: even chmod to the same mode fails there (EROFS),
+    which stopped every process of the Compose stack and the Kubernetes pods at start."""
+    source = tmp_path / "root"
+    (source / "instance").mkdir(parents=True, mode=0o700)
+    mounted = tmp_path / "ro"
+    mounted.mkdir()
+    bound = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(source), str(mounted)],
+        capture_output=True,
+        check=False,
+    )
+    if bound.returncode != 0:
+        pytest.skip("a read-only bind mount needs root (CI runs as root)")
+    try:
+        instance = mounted / "instance"
+        with pytest.raises(OSError, match="Read-only"):
+            instance.chmod(0o700)  # what the start used to do
+        keys = tmp_path / "keys"
+        keys.mkdir()
+        app = create_app(production(keys).with_overrides(instance_path=instance))
+        assert app.instance_path == str(instance)
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)

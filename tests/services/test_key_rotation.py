@@ -34,11 +34,12 @@ from referrals.auth.principal import Role
 from referrals.cli import main
 from referrals.config import Settings
 from referrals.db.engine import Database, connect
-from referrals.db.models import Note, Referral, TimelineEvent
+from referrals.db.models import AuditEvent, Note, Referral, TimelineEvent
 from referrals.services.records import CASE_FIELDS
 from referrals.services.vault import webhook_secret_context
 from tests.api.helpers import personal_number
 from tests.support.databases import postgres_database
+from tests.support.keys import production_keyring
 
 REPO = Path(__file__).resolve().parents[2]
 REFERRALS = "/api/v1/referrals"
@@ -535,3 +536,44 @@ def test_webhook_secrets_follow_the_kek_through_rotate_rewrap_retire(
             webhook_secret_context("norrmalm"), stored.webhook_secret
         )
     assert opened == secret
+
+
+# --- keys check: does this keyring open this database? ----------------------------------
+
+
+def audit_rows(deployment: Deployment) -> int:
+    return len(deployment.rows(AuditEvent))
+
+
+def test_keys_check_passes_with_the_databases_own_keyring_across_a_rotation(
+    deployment: Deployment,
+) -> None:
+    with deployment.app().test_client() as client:
+        create_referrals(deployment, client, range(3))
+    assert "the keyring opens this database (3 keys tried)" in deployment.ok("keys", "check")
+    deployment.ok("keys", "rotate", *REASON)
+    with deployment.app().test_client() as client:
+        create_referrals(deployment, client, range(3, 5))
+    # Both KEKs in use, both held: a sample of each is unwrapped.
+    assert "(5 keys tried)" in deployment.ok("keys", "check")
+
+
+def test_keys_check_refuses_another_keyring_and_changes_nothing(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    with deployment.app().test_client() as client:
+        create_referrals(deployment, client, range(2))
+    own = deployment.keyring_file.read_text()
+    before = (deployment.rows(Referral), audit_rows(deployment))
+    # Another keyring with the same KEK id: the id is there, the key is not this one.
+    deployment.keyring_file.write_text(production_keyring())
+    deployment.keyring_file.chmod(0o600)
+    refused = deployment.refused("keys", "check")
+    assert "this keyring does not open this database" in refused
+    assert "2 of 2 keys tried did not open" in refused
+    assert "nothing was changed" in refused
+    # A keyring without the database's KEK at all names it.
+    deployment.keyring_file.write_text(own.replace('"kek-1"', '"kek-7"'))
+    refused = deployment.refused("keys", "check")
+    assert "KEK kek-1 (2 referrals or secrets) is not in the keyring" in refused
+    assert (deployment.rows(Referral), audit_rows(deployment)) == before

@@ -162,6 +162,7 @@ class TestIdP:
         clients: list[dict[str, Any]],
         log_path: Path,
         web: dict[str, Any] | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.process = process
         self.issuer = issuer
@@ -171,6 +172,10 @@ class TestIdP:
         self.web = web
         self.log_path = log_path
         self.http = requests.Session()
+        if ca_file is not None:
+            # Not from the environment: requests lets REQUESTS_CA_BUNDLE override it.
+            self.http.trust_env = False
+            self.http.verify = str(ca_file)
         try:
             discovery = self.http.get(
                 f"{issuer}/.well-known/openid-configuration", timeout=HTTP_TIMEOUT
@@ -194,7 +199,10 @@ class TestIdP:
         port: int = 0,
         web: dict[str, Any] | None = None,
         accounts: dict[str, dict[str, Any]] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> TestIdP:
+        """``tls``: (certificate, key) PEM files: serve HTTPS with them, and trust the
+        certificate (self-signed) for our own requests."""
         if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
                 f"oidc-provider is not installed in {IDP_DIR}: run `npm ci --prefix tests/idp`"
@@ -216,6 +224,8 @@ class TestIdP:
             "web_client": web,
             "accounts": WEB_ACCOUNTS if accounts is None else accounts,
         }
+        if tls is not None:
+            config["tls"] = {"cert": str(tls[0]), "key": str(tls[1])}
         config_path.write_text(json.dumps(config, indent=2))
         # stderr goes to a file: nothing drains a pipe during the session, and a full pipe
         # would block the provider.
@@ -231,7 +241,8 @@ class TestIdP:
             )
         try:
             issuer = _read_issuer(process, log_path)
-            return cls(process, issuer, keys, clients, log_path, web)
+            ca_file = tls[0] if tls is not None else None
+            return cls(process, issuer, keys, clients, log_path, web, ca_file)
         except BaseException:
             _terminate(process)
             raise
