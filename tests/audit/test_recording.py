@@ -119,6 +119,9 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", REPLAY): "delivery:replay",
     ("POST", "/privacy/subject-access"): "privacy:subject-access",
     ("GET", "/statistics"): "statistics:read",
+    ("PUT", "/referrals/<uuid:referral_id>/legal-hold"): "referral:legal-hold",
+    ("DELETE", "/referrals/<uuid:referral_id>/legal-hold"): "referral:legal-hold-release",
+    ("GET", "/privacy/retention"): "privacy:retention",
 }
 
 # The URL argument naming the object a request acts on, and the audit target type of each
