@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from referrals.domain.codes import DisclosurePolicy
+
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -81,6 +83,9 @@ class Settings:
     # Decision deadlines (acute is always the same calendar day in Stockholm).
     deadline_urgent_days: int = 3
     deadline_normal_days: int = 14
+    # Two-phase disclosure: the receiving unit sees identity and free text on accept
+    # (or an audited reveal), or at once on receipt where law or practice requires it.
+    disclosure_policy: DisclosurePolicy = DisclosurePolicy.ON_ACCEPT
     # Webhook delivery (``referrals worker``).
     webhook_timeout: float = 5.0
     webhook_max_attempts: int = 8
@@ -262,6 +267,11 @@ def _parse(name: str, raw: str) -> Any:
                 raise ConfigError(
                     f"{key} must list networks in CIDR form, such as 10.20.0.0/16,fd00:1::/64"
                 ) from None
+        case "disclosure_policy":
+            try:
+                return DisclosurePolicy(raw.lower())
+            except ValueError:
+                raise ConfigError(f"{key} must be on_accept or on_receipt") from None
         case "log_level":
             if raw.upper() not in _LOG_LEVELS:
                 raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")

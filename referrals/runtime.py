@@ -173,6 +173,7 @@ class Runtime:
             break_glass=break_glass,
             production=self.settings.is_production,
             destinations=self.webhook_destinations(),
+            disclosure=self.settings.disclosure_policy,
         )
 
 
