@@ -21,17 +21,17 @@ def disclosure_of(
     caller_unit: str | None,
     receiving_unit: str | None,
     disclosed_to: str | None,
+    break_glass: bool = False,
 ) -> Disclosure:
     """What a caller on ``side`` sees of a referral.
 
-    The sender wrote it and sees it all.  A caseworker reading through a break of the
-    glass (``caller_unit`` is not the receiving unit) reads it all: that emergency read is
-    audited with its reason and reviewed.  The receiving unit sees it all once it has been
-    disclosed to it — on accept, by a reveal, or at once under ``on_receipt``."""
-    if side is Side.SENDER or policy is DisclosurePolicy.ON_RECEIPT:
+    The sender wrote it and sees it all.  A caseworker of another unit reading through a
+    break of the glass reads it all: that emergency read is audited with its reason and
+    reviewed.  The receiving unit sees it all once it has been disclosed to it — on
+    accept, by a reveal, or at once under ``on_receipt``; anyone else sees the decision
+    view at most."""
+    if side is Side.SENDER or policy is DisclosurePolicy.ON_RECEIPT or break_glass:
         return Disclosure.FULL
-    if caller_unit != receiving_unit:
-        return Disclosure.FULL
-    if disclosed_to is not None and disclosed_to == receiving_unit:
+    if disclosed_to is not None and disclosed_to == receiving_unit == caller_unit:
         return Disclosure.FULL
     return Disclosure.DECISION

@@ -86,13 +86,17 @@ def check_version(row: Referral, if_match: int | None) -> None:
 
 
 def disclosure(ctx: Context, row: Referral, side: Side) -> Disclosure:
-    """What ``side`` of ``row`` may see of it now (referrals/domain/disclosure.py)."""
+    """What ``side`` of ``row`` may see of it now (referrals/domain/disclosure.py).
+
+    A caller on the receiving side whom the policy does not place there reads through a
+    break of the glass (``open_referral`` let them in only that way)."""
     return disclosure_of(
         side,
         policy=ctx.disclosure,
         caller_unit=ctx.principal.unit,
         receiving_unit=row.receiving_unit_id,
         disclosed_to=row.identity_disclosed_to,
+        break_glass=side is Side.RECEIVER and policy.side_of(ctx.principal, row) is None,
     )
 
 

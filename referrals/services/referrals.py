@@ -227,9 +227,9 @@ def _list_item(ctx: Context, row: Referral) -> View:
     return records.represent(row, side, plain, now=ctx.now, disclosure=seen)
 
 
-def get_view(ctx: Context, row: Referral, side: Side) -> View:
+def get_view(ctx: Context, row: Referral, side: Side, seen: Disclosure | None = None) -> View:
     """The referral as the caller sees it now: personal fields only when disclosed."""
-    seen = disclosure(ctx, row, side)
+    seen = seen or disclosure(ctx, row, side)
     plain = records.open_case(row, case_sealer(ctx, row, seen))
     return records.represent(row, side, plain, now=ctx.now, disclosure=seen)
 
@@ -280,6 +280,8 @@ def perform(
         transition, reason_code=reason, outcome_code=outcome, unit=inputs.get("unit")
     )
     sealer = ctx.vault.sealer(row)
+    # A redirecting unit loses the referral: it is answered with what it saw before.
+    seen_before = disclosure(ctx, row, side)
     duplicates = None
     if action is Action.SUBMIT:
         # Only the sender submits: the personal fields are its own to open.
@@ -290,7 +292,7 @@ def perform(
     else:
         _apply(uow, ctx, row, sealer, transition, inputs)
     uow.commit()
-    view = get_view(ctx, row, side)
+    view = get_view(ctx, row, side, seen_before if action is Action.REDIRECT else None)
     if duplicates is not None:
         view["possible_duplicates"] = duplicates
     return view
