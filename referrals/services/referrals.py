@@ -282,10 +282,11 @@ def perform(
     sealer = ctx.vault.sealer(row)
     # A redirecting unit loses the referral: it is answered with what it saw before.
     seen_before = disclosure(ctx, row, side)
+    # Opened for every action, shown to no one here: a referral whose sealed fields fail
+    # their integrity check refuses every change.
+    plain = records.open_case(row, sealer)
     duplicates = None
     if action is Action.SUBMIT:
-        # Only the sender submits: the personal fields are its own to open.
-        plain = records.open_case(row, sealer)
         _submit(uow, ctx, row, sealer, plain)
         duplicates = duplicates_of(uow, ctx, row, plain)
         uow.audit_disclosed(d["id"] for d in duplicates)
