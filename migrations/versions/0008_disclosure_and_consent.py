@@ -38,5 +38,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_column("referrals", "consent_withdrawn_at")
-    op.drop_column("referrals", "identity_disclosed_to")
+    # Dropping the columns would forget that a person withdrew their consent, and would
+    # show every referral's identity to receiving units that never accepted it.
+    raise NotImplementedError(
+        "revision 0008 is not reversible: it would forget consent withdrawals and disclosures"
+    )
