@@ -160,8 +160,10 @@ def represent(
     now: datetime,
     disclosure: Disclosure = Disclosure.FULL,
 ) -> dict[str, Any]:
-    """The referral as ``side`` sees it.  ``plain`` must already be ``NO_FIELDS`` for a
-    ``decision`` view: its personal fields are never opened (see ``access.case_sealer``)."""
+    """The referral as ``side`` sees it.  For a ``decision`` view the personal fields are
+    not even opened (``access.case_sealer``); should any be passed, none is shown."""
+    if disclosure is Disclosure.DECISION:
+        plain = NO_FIELDS
     subject = _prune(
         {
             "name": plain["subject_name"],
