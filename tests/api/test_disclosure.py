@@ -285,6 +285,22 @@ def test_a_redirect_after_a_reveal_discloses_nothing_to_the_new_unit(
     assert get(client, rid, actors.sodermalm)["disclosure"] == "decision"
 
 
+def test_a_referral_redirected_back_must_be_disclosed_to_the_unit_again(
+    client: FlaskClient, actors: Actors
+) -> None:
+    """norrmalm revealed, redirected to sodermalm, which sent it back: what norrmalm saw
+    before is not disclosed again by the return; the disclosure went with the redirect."""
+    rid = submitted(client, actors)
+    assert reveal(client, rid, actors.norrmalm).status_code == 200
+    away = {"reason_code": "moved", "unit": SODERMALM}
+    assert act(client, rid, "redirect", actors.norrmalm, away).status_code == 200
+    back = {"reason_code": "wrong_district", "unit": NORRMALM}
+    assert act(client, rid, "redirect", actors.sodermalm, back).status_code == 200
+
+    assert get(client, rid, actors.norrmalm)["disclosure"] == "decision"
+    assert leaks(every_path(client, rid, actors.norrmalm)) == {}
+
+
 # --- reveal -------------------------------------------------------------------------------
 
 

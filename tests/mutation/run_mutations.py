@@ -366,6 +366,14 @@ MUTATIONS = (
         (DISCLOSURE,),
     ),
     Mutation(
+        "disclosure-redirect-resets",
+        "a redirect takes the disclosure away from the unit",
+        REFERRAL_SERVICE,
+        "        row.identity_disclosed_to = None\n",
+        "",
+        (DISCLOSURE,),
+    ),
+    Mutation(
         "disclosure-notes-withheld",
         "another unit's note text is withheld before disclosure",
         RECORDS,
