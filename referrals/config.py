@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from referrals.domain.codes import DisclosurePolicy
+
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -85,6 +87,9 @@ class Settings:
     # Statistics: a count under this is withheld, with enough others that it cannot be
     # worked out from the totals (referrals/domain/suppression.py).
     statistics_min_cell: int = 5
+    # Two-phase disclosure: the receiving unit sees identity and free text on accept
+    # (or an audited reveal), or at once on receipt where law or practice requires it.
+    disclosure_policy: DisclosurePolicy = DisclosurePolicy.ON_ACCEPT
     # Webhook delivery (``referrals worker``).
     webhook_timeout: float = 5.0
     webhook_max_attempts: int = 8
@@ -390,6 +395,11 @@ def _parse(name: str, raw: str) -> Any:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise ConfigError(f"{key} must be a port number (1-65535)")
             return int(raw)
+        case "disclosure_policy":
+            try:
+                return DisclosurePolicy(raw.lower())
+            except ValueError:
+                raise ConfigError(f"{key} must be on_accept or on_receipt") from None
         case "log_level":
             if raw.upper() not in _LOG_LEVELS:
                 raise ConfigError(f"{key} must be one of {', '.join(_LOG_LEVELS)}")

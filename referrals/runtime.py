@@ -207,6 +207,7 @@ class Runtime:
             break_glass=break_glass,
             production=self.settings.is_production,
             destinations=self.webhook_destinations(),
+            disclosure=self.settings.disclosure_policy,
         )
 
 

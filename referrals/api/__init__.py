@@ -111,7 +111,23 @@ def _return_request_id(response: Response) -> Response:
     return response
 
 
-def openapi_config() -> dict[str, Any]:
+DISCLOSURE_DESCRIPTION = (
+    "**Two-phase disclosure** (`REFERRALS_DISCLOSURE_POLICY`). Under `on_accept` (the "
+    "default), until the receiving unit accepts a referral its caseworkers see what they "
+    "need to decide — priority, categories, age in years, district, legal basis, consent, "
+    "sending unit, deadline — and not the identity (name, personal number, birth date, "
+    "phone, guardian), the narrative, the place met, or the free text of other units' "
+    "notes and timeline reasons; every referral view says which it is (`disclosure`: "
+    "`decision` or `full`). Accepting discloses the rest to the unit; so does "
+    "`POST /referrals/{id}/reveal` with a reason code, for the whole unit, on the timeline "
+    "and in the audit trail. A caseworker's search by personal number finds only "
+    "referrals disclosed to them. Under `on_receipt` the receiving unit sees everything "
+    "from submission. Declined and redirected referrals never disclosed the identity to "
+    "that unit unless it revealed it; a redirect discloses nothing to the new unit."
+)
+
+
+def openapi_config(disclosure_policy: str = "on_accept") -> dict[str, Any]:
     return {
         "API_TITLE": "referrals",
         "API_VERSION": API_VERSION,
@@ -120,7 +136,9 @@ def openapi_config() -> dict[str, Any]:
         "OPENAPI_JSON_PATH": "openapi.json",
         "API_SPEC_OPTIONS": {
             "info": {
-                "description": "Privacy-first case management for youth-at-risk referrals.",
+                "description": "Privacy-first case management for youth-at-risk referrals.\n\n"
+                + DISCLOSURE_DESCRIPTION
+                + f" This deployment: `{disclosure_policy}`.",
                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
             },
             "security": [{"bearerAuth": []}],
@@ -137,7 +155,7 @@ def openapi_config() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> ReferralsApi:
-    app.config.update(openapi_config())
+    app.config.update(openapi_config(app.extensions["referrals"].settings.disclosure_policy))
     app.before_request(_assign_request_id)
     app.teardown_request(_unbind_request_ids)
     app.after_request(_return_request_id)

@@ -36,7 +36,12 @@ def webhooks() -> dict[str, Any]:
                     "`{webhook-id}.{webhook-timestamp}.{body}`, keyed with the base64-decoded "
                     "part of your `whsec_` secret after the prefix), reject timestamps older "
                     "than a few minutes, and deduplicate on `webhook-id`. The body holds ids "
-                    "and codes only: fetch the referral through the API, as yourself."
+                    "and codes only: fetch the referral through the API, as yourself (a "
+                    "receiving unit gets the decision view until it accepts: two-phase "
+                    "disclosure). `referral.consent_withdrawn` tells the receiving unit that "
+                    "the sender recorded a withdrawal of the consent the referral rests on "
+                    "(`POST /referrals/{id}/withdraw-consent`); an open referral is then "
+                    "`cancelled`."
                 ),
                 "parameters": [
                     {**header, "name": "webhook-id", "description": "Same on every retry."},

@@ -25,13 +25,21 @@ from referrals.api.schemas.referrals import (
     ReferralList,
     ReferralOut,
     ReferralPage,
+    RevealBody,
     SearchBody,
+    WithdrawConsentBody,
 )
 from referrals.audit import actions as audit_actions
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
-from referrals.domain.codes import Action, BreakGlassReason, NoteVisibility
-from referrals.services import idempotency, notes, referrals, timeline
+from referrals.domain.codes import (
+    Action,
+    BreakGlassReason,
+    ConsentWithdrawal,
+    NoteVisibility,
+    RevealReason,
+)
+from referrals.services import consent, disclosure, idempotency, notes, referrals, timeline
 from referrals.services.errors import PreconditionRequired, Unprocessable
 
 blp = Blueprint("referrals", __name__, url_prefix="/api/v1", description="Referrals")
@@ -220,6 +228,45 @@ def _action_view(action: Action) -> Any:
 
 for _action in Action:
     _action_view(_action)
+
+
+@blp.route("/referrals/<uuid:referral_id>/reveal")
+class ReferralReveal(MethodView):
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_REVEAL)
+    @blp.arguments(RevealBody)
+    @blp.response(200, ReferralOut)
+    @problems(blp, *_ERRORS, 409)
+    def post(
+        self, body: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Reveal the identity of a requested referral to the receiving unit before it
+        decides (two-phase disclosure): with a reason code, for the whole unit, on the
+        timeline (``reveal``) and in the audit trail.  409 once already disclosed."""
+        with unit_of_work() as uow:
+            view = disclosure.reveal(uow, caller(), referral_id, RevealReason(body["reason_code"]))
+        return view, 200, _etag(view)
+
+
+@blp.route("/referrals/<uuid:referral_id>/withdraw-consent")
+class ReferralWithdrawConsent(MethodView):
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_WITHDRAW_CONSENT)
+    @blp.arguments(WithdrawConsentBody)
+    @blp.response(200, ReferralOut)
+    @problems(blp, *_ERRORS, 409)
+    def post(
+        self, body: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Record that the consent a submitted referral rests on was withdrawn (sender;
+        legal basis ``consent`` only).  An open referral is closed as ``cancelled`` with
+        reason ``consent_withdrawn``; a closed one keeps its status.  The receiving unit
+        is told (webhook ``referral.consent_withdrawn``) and sees only the decision view
+        from then on; the timeline shows ``withdraw_consent``.  409 for a draft (delete
+        it instead), another legal basis, or a second withdrawal."""
+        with unit_of_work() as uow:
+            view = consent.withdraw(
+                uow, caller(), referral_id, ConsentWithdrawal(body["reason_code"])
+            )
+        return view, 200, _etag(view)
 
 
 @blp.route("/referrals/<uuid:referral_id>/events")

@@ -16,6 +16,9 @@ class AuditAction(StrEnum):
     REFERRAL_SEARCH = "referral:search"
     REFERRAL_EVENTS = "referral:events"
     REFERRAL_ERASE = "referral:erase"
+    # Two-phase disclosure and consent (referrals/services/disclosure.py, consent.py).
+    REFERRAL_REVEAL = "referral:reveal"
+    REFERRAL_WITHDRAW_CONSENT = "referral:withdraw-consent"
     NOTE_LIST = "note:list"
     NOTE_CREATE = "note:create"
     UNIT_LIST = "unit:list"

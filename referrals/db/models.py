@@ -83,6 +83,11 @@ class Referral(Base):
     # The routing decision on submit: which rule of which rule-set version chose the unit.
     routing_rule_id: Mapped[str | None] = mapped_column(String(64))
     routing_ruleset_version: Mapped[int | None]
+    # Two-phase disclosure: the receiving unit that has seen identity and free text (on
+    # accept, or by a reveal before deciding).  A redirect clears it.
+    identity_disclosed_to: Mapped[str | None] = mapped_column(String(64))
+    # When the sender recorded that the consent this referral rests on was withdrawn.
+    consent_withdrawn_at: Mapped[optional_timestamp]
 
     # Envelope encryption: this referral's data key, wrapped by the key-encryption key
     # ``kek_id``.  Erasure destroys it (crypto-shredding), and with it every sealed field.

@@ -174,3 +174,38 @@ class LegalHoldReason(StrEnum):
     DATA_SUBJECT_REQUEST = "data_subject_request"
     # Internal control or an audit review needs the case as it is.
     AUDIT_REVIEW = "audit_review"
+
+
+class RevealReason(StrEnum):
+    """Why a receiving unit's caseworker reveals a referral's identity before deciding."""
+
+    KNOWN_TO_UNIT = "known_to_unit"
+    OPEN_CASE_CHECK = "open_case_check"
+    DUPLICATE_CHECK = "duplicate_check"
+    RISK_ASSESSMENT = "risk_assessment"
+
+
+class ConsentWithdrawal(StrEnum):
+    """Who withdrew the consent a referral was passed on under."""
+
+    BY_SUBJECT = "withdrawn_by_subject"
+    BY_GUARDIAN = "withdrawn_by_guardian"
+
+
+# The reason code of a referral closed because its consent was withdrawn.
+CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+class DisclosurePolicy(StrEnum):
+    """When the receiving unit's caseworkers see who a referral is about
+    (REFERRALS_DISCLOSURE_POLICY)."""
+
+    ON_ACCEPT = "on_accept"
+    ON_RECEIPT = "on_receipt"
+
+
+class Disclosure(StrEnum):
+    """What one view of a referral shows: everything, or what the decision needs."""
+
+    FULL = "full"
+    DECISION = "decision"

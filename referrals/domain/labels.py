@@ -14,11 +14,13 @@ from referrals.domain.codes import (
     BreakGlassReason,
     Category,
     ConsentGiver,
+    ConsentWithdrawal,
     LegalBasis,
     NoteVisibility,
     OutcomeCode,
     Priority,
     ReasonCode,
+    RevealReason,
     Status,
 )
 
@@ -95,6 +97,22 @@ _LABELS: dict[type[StrEnum], dict[str, tuple[str, str]]] = {
         "child_protection_emergency": ("Akut barnskydd", "Child protection emergency"),
         "police_request": ("Begäran från polisen", "Police request"),
         "continuity_of_care": ("Fortsatt vård", "Continuity of care"),
+    },
+    RevealReason: {
+        "known_to_unit": ("Se om den unga redan är känd hos oss", "Check if known to the unit"),
+        "open_case_check": ("Se om det finns ett pågående ärende", "Check for an open case"),
+        "duplicate_check": ("Se om remissen är en dubblett", "Check for a duplicate"),
+        "risk_assessment": ("Bedöma risken innan beslut", "Assess the risk before deciding"),
+    },
+    ConsentWithdrawal: {
+        "withdrawn_by_subject": (
+            "Den unga har återkallat samtycket",
+            "Withdrawn by the young person",
+        ),
+        "withdrawn_by_guardian": (
+            "Vårdnadshavaren har återkallat samtycket",
+            "Withdrawn by the guardian",
+        ),
     },
 }
 

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from referrals.auth import policy
 from referrals.db.models import BreakGlassGrant, Referral, Unit
-from referrals.domain.codes import Side, UnitKind
+from referrals.domain.codes import Disclosure, Side, UnitKind
+from referrals.domain.disclosure import disclosure_of
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden, NotFound, PreconditionFailed
 from referrals.services.uow import UnitOfWork
@@ -82,3 +83,24 @@ def sealer_for(ctx: Context, row: Referral) -> Sealer | None:
 def check_version(row: Referral, if_match: int | None) -> None:
     if if_match is not None and row.version != if_match:
         raise PreconditionFailed("the referral has changed since it was read")
+
+
+def disclosure(ctx: Context, row: Referral, side: Side) -> Disclosure:
+    """What ``side`` of ``row`` may see of it now (referrals/domain/disclosure.py).
+
+    A caller on the receiving side whom the policy does not place there reads through a
+    break of the glass (``open_referral`` let them in only that way)."""
+    return disclosure_of(
+        side,
+        policy=ctx.disclosure,
+        caller_unit=ctx.principal.unit,
+        receiving_unit=row.receiving_unit_id,
+        disclosed_to=row.identity_disclosed_to,
+        break_glass=side is Side.RECEIVER and policy.side_of(ctx.principal, row) is None,
+    )
+
+
+def case_sealer(ctx: Context, row: Referral, seen: Disclosure) -> Sealer | None:
+    """The sealer to open the personal fields with: none when they may not be shown
+    (erased, or not disclosed to the caller), so undisclosed values are never decrypted."""
+    return sealer_for(ctx, row) if seen is Disclosure.FULL else None

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from referrals.auth.principal import Principal
-from referrals.domain.codes import BreakGlassReason
+from referrals.domain.codes import BreakGlassReason, DisclosurePolicy
 from referrals.domain.deadlines import DeadlinePolicy
 from referrals.services.vault import Vault
 from referrals.webhooks.destinations import UNRESTRICTED, Destinations
@@ -26,6 +26,8 @@ class Context:
     production: bool = False
     # Where webhooks may point (production: no internal address unless allow-listed).
     destinations: Destinations = UNRESTRICTED
+    # When the receiving unit sees identity and free text (referrals/domain/disclosure.py).
+    disclosure: DisclosurePolicy = DisclosurePolicy.ON_ACCEPT
 
     @property
     def today(self) -> date:

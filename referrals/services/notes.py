@@ -7,9 +7,9 @@ from typing import Any
 
 from referrals.auth import policy
 from referrals.db.models import Note
-from referrals.domain.codes import NoteVisibility, Side
+from referrals.domain.codes import Disclosure, NoteVisibility, Side
 from referrals.services import records
-from referrals.services.access import open_referral, sealer_for
+from referrals.services.access import disclosure, open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.errors import Conflict
 from referrals.services.uow import UnitOfWork
@@ -48,8 +48,10 @@ def add(
 def visible(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
     row, side = open_referral(uow, ctx, referral_id, read_only=True)
     sealer = sealer_for(ctx, row)
+    # Before disclosure, only notes of the caller's own unit are shown with their text.
+    reader = ctx.principal.unit if disclosure(ctx, row, side) is Disclosure.DECISION else None
     notes = [
-        records.represent_note(n, sealer)
+        records.represent_note(n, sealer, reader_unit=reader)
         for n in row.notes
         if policy.may_read_note(
             side,

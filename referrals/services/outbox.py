@@ -49,7 +49,9 @@ EVENT_OF_ACTION = {
 }
 OVERDUE = "referral.overdue"
 UNANSWERED = "referral.unanswered"
-EVENT_TYPES = (*EVENT_OF_ACTION.values(), OVERDUE, UNANSWERED)
+# The sender recorded that the consent the referral rests on was withdrawn.
+CONSENT_WITHDRAWN = "referral.consent_withdrawn"
+EVENT_TYPES = (*EVENT_OF_ACTION.values(), OVERDUE, UNANSWERED, CONSENT_WITHDRAWN)
 
 
 def announce_transition(uow: UnitOfWork, ctx: Context, row: Referral, action: Action) -> None:

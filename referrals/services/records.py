@@ -14,7 +14,7 @@ from typing import Any
 
 from referrals.auth import policy
 from referrals.db.models import Note, Referral, TimelineEvent
-from referrals.domain.codes import OPEN_STATUSES, Side, Status
+from referrals.domain.codes import OPEN_STATUSES, Disclosure, Side, Status
 from referrals.domain.deadlines import is_overdue
 from referrals.domain.errors import MissingRequirement
 from referrals.domain.personal_number import parse_personal_number
@@ -152,7 +152,18 @@ def birth_date_of(plain: Plain) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-def represent(row: Referral, side: Side | None, plain: Plain, *, now: datetime) -> dict[str, Any]:
+def represent(
+    row: Referral,
+    side: Side | None,
+    plain: Plain,
+    *,
+    now: datetime,
+    disclosure: Disclosure = Disclosure.FULL,
+) -> dict[str, Any]:
+    """The referral as ``side`` sees it.  For a ``decision`` view the personal fields are
+    not even opened (``access.case_sealer``); should any be passed, none is shown."""
+    if disclosure is Disclosure.DECISION:
+        plain = NO_FIELDS
     subject = _prune(
         {
             "name": plain["subject_name"],
@@ -163,7 +174,13 @@ def represent(row: Referral, side: Side | None, plain: Plain, *, now: datetime) 
             "age": row.age_at_submission,
         }
     )
-    consent = _prune({"given_by": row.consent_given_by, "given_at": row.consent_given_at})
+    consent = _prune(
+        {
+            "given_by": row.consent_given_by,
+            "given_at": row.consent_given_at,
+            "withdrawn_at": row.consent_withdrawn_at,
+        }
+    )
     return {
         "id": row.id,
         "version": row.version,
@@ -191,6 +208,7 @@ def represent(row: Referral, side: Side | None, plain: Plain, *, now: datetime) 
         "overdue": is_overdue(row.due_at, Status(row.status), now),
         "open": row.status in OPEN_STATUSES,
         "erased": row.erased_at is not None,
+        "disclosure": disclosure,
     }
 
 
@@ -202,10 +220,15 @@ def write_note_text(note: Note, sealer: Sealer, text: str) -> None:
     note.text = sealer.seal("notes", note.id, "text", text)
 
 
-def represent_event(event: TimelineEvent, sealer: Sealer | None) -> dict[str, Any]:
+def represent_event(
+    event: TimelineEvent, sealer: Sealer | None, *, reader_unit: str | None = None
+) -> dict[str, Any]:
+    """One timeline event.  With ``reader_unit`` (a decision view), the free text of
+    events written by another unit is withheld: it may name the young person."""
+    shown = sealer is not None and (reader_unit is None or event.actor_unit == reader_unit)
     reason_text = (
         sealer.open("timeline_events", event.id, "reason_text", event.reason_text)
-        if sealer
+        if sealer is not None and shown
         else None
     )
     return {
@@ -225,15 +248,25 @@ def represent_event(event: TimelineEvent, sealer: Sealer | None) -> dict[str, An
     }
 
 
-def represent_note(note: Note, sealer: Sealer | None) -> dict[str, Any]:
-    return {
+def represent_note(
+    note: Note, sealer: Sealer | None, *, reader_unit: str | None = None
+) -> dict[str, Any]:
+    """One note.  With ``reader_unit`` (a decision view), the text of notes written by
+    another unit is withheld (``"withheld": true``) until the referral is disclosed."""
+    withheld = reader_unit is not None and note.author_unit != reader_unit
+    view = {
         "id": note.id,
         "created_at": note.created_at,
         "author_unit": note.author_unit,
         "author_side": note.author_side,
         "visibility": note.visibility,
-        "text": sealer.open("notes", note.id, "text", note.text) if sealer else None,
+        "text": sealer.open("notes", note.id, "text", note.text)
+        if sealer and not withheld
+        else None,
     }
+    if withheld:
+        view["withheld"] = True
+    return view
 
 
 def _prune(values: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from referrals.domain import lifecycle
 from referrals.domain.codes import (
     OPEN_STATUSES,
     Action,
+    Disclosure,
     EraseReason,
     LegalBasis,
     OutcomeCode,
@@ -30,7 +31,14 @@ from referrals.domain.codes import (
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
 from referrals.services import cursors, outbox, records, routing
-from referrals.services.access import check_version, open_referral, referring_unit, sealer_for
+from referrals.services.access import (
+    case_sealer,
+    check_version,
+    disclosure,
+    open_referral,
+    referring_unit,
+    sealer_for,
+)
 from referrals.services.context import Context
 from referrals.services.errors import (
     Conflict,
@@ -95,7 +103,7 @@ def create(
 
 def get(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> View:
     row, side = open_referral(uow, ctx, referral_id, read_only=True)
-    view = records.represent(row, side, records.open_case(row, sealer_for(ctx, row)), now=ctx.now)
+    view = get_view(ctx, row, side)
     # A read commits too: its audit event must be stored before any data leaves.
     uow.commit()
     return view
@@ -105,7 +113,9 @@ def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
     """Referrals the caller may see for this personal number: exact matches only.
 
     The blind index narrows the candidates (it may collide by design); decrypting the
-    candidates' own numbers confirms each match."""
+    candidates' own numbers confirms each match.  A referral whose identity has not been
+    disclosed to the caller is not a candidate: answering "yes, this one" would confirm
+    the very identity the decision view withholds."""
     if not policy.may_work_with_cases(ctx.principal):
         raise Forbidden("this role has no access to case content")
     try:
@@ -115,7 +125,7 @@ def search(uow: UnitOfWork, ctx: Context, personal_number: str) -> list[View]:
     found = []
     for row in uow.referrals.with_personal_number_index(ctx.vault.personal_number_index(wanted)):
         side = policy.side_of(ctx.principal, row)
-        if side is None:
+        if side is None or disclosure(ctx, row, side) is not Disclosure.FULL:
             continue
         try:
             plain = records.open_case(row, sealer_for(ctx, row))
@@ -210,15 +220,23 @@ def _list_item(ctx: Context, row: Referral) -> View:
     as a skeleton marked ``integrity_error``: one damaged record must not hide the rest
     of a caseworker's inbox, and nothing of it is shown."""
     side = policy.side_of(ctx.principal, row)
+    seen = disclosure(ctx, row, side) if side is not None else Disclosure.DECISION
     try:
-        plain = records.open_case(row, sealer_for(ctx, row))
+        plain = records.open_case(row, case_sealer(ctx, row, seen))
     except DecryptionError:
         log.error("sealed data failed its integrity check", extra={"referral": str(row.id)})
         return {
-            **records.represent(row, side, records.NO_FIELDS, now=ctx.now),
+            **records.represent(row, side, records.NO_FIELDS, now=ctx.now, disclosure=seen),
             "integrity_error": True,
         }
-    return records.represent(row, side, plain, now=ctx.now)
+    return records.represent(row, side, plain, now=ctx.now, disclosure=seen)
+
+
+def get_view(ctx: Context, row: Referral, side: Side, seen: Disclosure | None = None) -> View:
+    """The referral as the caller sees it now: personal fields only when disclosed."""
+    seen = seen or disclosure(ctx, row, side)
+    plain = records.open_case(row, case_sealer(ctx, row, seen))
+    return records.represent(row, side, plain, now=ctx.now, disclosure=seen)
 
 
 def update_draft(
@@ -267,6 +285,10 @@ def perform(
         transition, reason_code=reason, outcome_code=outcome, unit=inputs.get("unit")
     )
     sealer = ctx.vault.sealer(row)
+    # A redirecting unit loses the referral: it is answered with what it saw before.
+    seen_before = disclosure(ctx, row, side)
+    # Opened for every action, shown to no one here: a referral whose sealed fields fail
+    # their integrity check refuses every change.
     plain = records.open_case(row, sealer)
     duplicates = None
     if action is Action.SUBMIT:
@@ -276,7 +298,7 @@ def perform(
     else:
         _apply(uow, ctx, row, sealer, transition, inputs)
     uow.commit()
-    view = records.represent(row, side, plain, now=ctx.now)
+    view = get_view(ctx, row, side, seen_before if action is Action.REDIRECT else None)
     if duplicates is not None:
         view["possible_duplicates"] = duplicates
     return view
@@ -299,10 +321,14 @@ def _apply(
             raise Unprocessable("the referral is already at this unit", field="unit")
         row.receiving_unit_id = target.id
         row.assignee = None
+        # The new unit has seen nothing: it decides from the decision view too.
+        row.identity_disclosed_to = None
     if transition.target is not None:
         row.status = transition.target
     if transition.action is Action.ACCEPT:
         row.assignee = inputs.get("assignee")
+        # Two-phase disclosure: accepting discloses identity and free text to the unit.
+        row.identity_disclosed_to = row.receiving_unit_id
     # The reason code explains the current status; a transition without one clears it.
     row.reason_code = inputs["reason_code"] if transition.needs_reason else None
     if transition.needs_outcome:

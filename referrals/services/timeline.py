@@ -6,8 +6,9 @@ import uuid
 from typing import Any
 
 from referrals.db.models import Referral, TimelineEvent
+from referrals.domain.codes import Disclosure
 from referrals.services import records
-from referrals.services.access import open_referral, sealer_for
+from referrals.services.access import disclosure, open_referral, sealer_for
 from referrals.services.context import Context
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Sealer
@@ -50,9 +51,11 @@ def record_event(
 
 
 def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
-    row, _side = open_referral(uow, ctx, referral_id, read_only=True)
+    row, side = open_referral(uow, ctx, referral_id, read_only=True)
     sealer = sealer_for(ctx, row)
-    items = [records.represent_event(e, sealer) for e in row.events]
+    # Before disclosure, only the caller's own unit's free text is shown.
+    reader = ctx.principal.unit if disclosure(ctx, row, side) is Disclosure.DECISION else None
+    items = [records.represent_event(e, sealer, reader_unit=reader) for e in row.events]
     # A read commits too: its audit event must be stored before any data leaves.
     uow.commit()
     return items

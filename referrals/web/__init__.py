@@ -17,6 +17,8 @@ Routes (all under ``/app/``; auditors' under ``/app/audit/``):
 | ``GET, POST /app/referrals/<id>/edit`` | edit a draft (and submit it) |
 | ``POST /app/referrals/<id>/notes`` | add a note |
 | ``POST /app/referrals/<id>/cancel`` | cancel, with a reason |
+| ``POST /app/referrals/<id>/reveal`` | the receiving unit reveals the identity before deciding |
+| ``POST /app/referrals/<id>/withdraw-consent`` | the sender records that consent was withdrawn |
 | ``POST /app/referrals/<id>/delete`` | delete a draft |
 | ``GET /app/audit/`` | the audit chain: verification, newest checkpoint, unsealed events |
 | ``GET /app/audit/events`` | event search with the API's filters |

@@ -16,9 +16,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from referrals.api.schemas.referrals import SearchBody
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Role, Scope
-from referrals.domain.codes import Action, NoteVisibility, ReasonCode
+from referrals.domain.codes import (
+    Action,
+    ConsentWithdrawal,
+    NoteVisibility,
+    ReasonCode,
+    RevealReason,
+)
 from referrals.domain.errors import DomainError
-from referrals.services import notes, referrals, timeline
+from referrals.services import consent, disclosure, notes, referrals, timeline
 from referrals.services.errors import ServiceError, Unprocessable
 from referrals.web import forms
 from referrals.web.pages import (
@@ -229,6 +235,44 @@ def cancel(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
             raise
         return _detail(referral_id, values=request.form.to_dict(flat=False), errors=errors), 422
     session["notice"] = {"kind": "cancelled"}
+    return redirect(url_for("web.referrals.show", referral_id=referral_id))
+
+
+@bp.post("/referrals/<uuid:referral_id>/reveal")
+@signed_in(WRITE, audit=AuditAction.REFERRAL_REVEAL)
+def reveal(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
+    """The receiving unit reveals the identity before deciding (two-phase disclosure)."""
+    reason = request.form.get("reason_code", "")
+    try:
+        with audited(AuditAction.REFERRAL_REVEAL, referral=referral_id) as uow:
+            if reason not in {r.value for r in RevealReason}:
+                raise Unprocessable("choose a reason", field="reason_code")
+            disclosure.reveal(uow, caller(), referral_id, RevealReason(reason))
+    except (ServiceError, DomainError) as exc:
+        errors = _form_errors(exc)
+        if errors is None:
+            raise
+        return _detail(referral_id, values=request.form.to_dict(flat=False), errors=errors), 422
+    session["notice"] = {"kind": "revealed"}
+    return redirect(url_for("web.referrals.show", referral_id=referral_id))
+
+
+@bp.post("/referrals/<uuid:referral_id>/withdraw-consent")
+@signed_in(WRITE, audit=AuditAction.REFERRAL_WITHDRAW_CONSENT)
+def withdraw_consent(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
+    """The sender records that the consent was withdrawn."""
+    reason = request.form.get("reason_code", "")
+    try:
+        with audited(AuditAction.REFERRAL_WITHDRAW_CONSENT, referral=referral_id) as uow:
+            if reason not in {r.value for r in ConsentWithdrawal}:
+                raise Unprocessable("choose who withdrew it", field="reason_code")
+            consent.withdraw(uow, caller(), referral_id, ConsentWithdrawal(reason))
+    except (ServiceError, DomainError) as exc:
+        errors = _form_errors(exc)
+        if errors is None:
+            raise
+        return _detail(referral_id, values=request.form.to_dict(flat=False), errors=errors), 422
+    session["notice"] = {"kind": "consent_withdrawn"}
     return redirect(url_for("web.referrals.show", referral_id=referral_id))
 
 

@@ -13,11 +13,13 @@ from referrals.domain.codes import (
     BreakGlassReason,
     Category,
     ConsentGiver,
+    ConsentWithdrawal,
     LegalBasis,
     NoteVisibility,
     OutcomeCode,
     Priority,
     ReasonCode,
+    RevealReason,
     Status,
 )
 from referrals.runtime import Runtime
@@ -27,11 +29,13 @@ VOCABULARIES = {
     "BreakGlassReason": BreakGlassReason,
     "Category": Category,
     "ConsentGiver": ConsentGiver,
+    "ConsentWithdrawal": ConsentWithdrawal,
     "LegalBasis": LegalBasis,
     "NoteVisibility": NoteVisibility,
     "OutcomeCode": OutcomeCode,
     "Priority": Priority,
     "ReasonCode": ReasonCode,
+    "RevealReason": RevealReason,
     "Status": Status,
 }
 
@@ -76,6 +80,7 @@ def _globals() -> dict[str, Any]:
         "me": signed_in,
         "is_auditor": bool(signed_in and signed_in.has_role(Role.AUDITOR)),
         "is_youth_worker": bool(signed_in and signed_in.has_role(Role.YOUTH_WORKER)),
+        "is_caseworker": bool(signed_in and signed_in.has_role(Role.CASEWORKER)),
         "when": i18n.when,
         "role_name": role_name,
         "outcome_name": outcome_name,

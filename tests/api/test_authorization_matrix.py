@@ -280,6 +280,24 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
         privacy=SCOPE, analyst=SCOPE, lead_own=ROLE,
     ),
+    # Two-phase disclosure: the receiving unit reveals the identity before deciding.
+    ("POST", f"{REFERRAL}/reveal", "requested"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/reveal", "accepted"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=STATE, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    # Consent withdrawn: the sender's, on a submitted referral resting on consent.
+    ("POST", f"{REFERRAL}/withdraw-consent", "consent_requested"): row(
+        yw_own=OK, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/withdraw-consent", "requested"): row(
+        yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
     # Search answers only with what the caller may see: others get an empty list, not 404.
     ("POST", SEARCH, "requested"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
@@ -470,6 +488,9 @@ NOTE_TEXT = "Ringde skolan, ingen svarade."
 PERSONAL_NUMBER = "201005172380"
 
 
+CONSENT = {"given_by": "guardian", "given_at": "2026-11-20T10:00:00+01:00"}
+
+
 def referral_body() -> dict[str, Any]:
     return {
         "subject": {
@@ -498,6 +519,8 @@ ACTION_BODIES: dict[str, dict[str, Any]] = {
     "complete": {"outcome_code": "support_started"},
     "fail": {"reason_code": "subject_unreachable"},
     "mark-error": {"reason_code": "data_entry_error"},
+    "reveal": {"reason_code": "known_to_unit"},
+    "withdraw-consent": {"reason_code": "withdrawn_by_subject"},
 }
 # (status after the action, receiving unit after it; None: unchanged)
 ACTION_RESULTS: dict[str, tuple[str, str | None]] = {
@@ -512,6 +535,8 @@ ACTION_RESULTS: dict[str, tuple[str, str | None]] = {
     "complete": ("completed", None),
     "fail": ("failed", None),
     "mark-error": ("entered_in_error", None),
+    "reveal": ("requested", None),
+    "withdraw-consent": ("cancelled", None),
 }
 # The webhook event each transition announces (README: Routing).
 ACTION_EVENTS: dict[str, str] = {
@@ -526,6 +551,7 @@ ACTION_EVENTS: dict[str, str] = {
     "complete": "referral.completed",
     "fail": "referral.failed",
     "mark-error": "referral.entered_in_error",
+    "withdraw-consent": "referral.consent_withdrawn",
 }
 HOLD_BODY = {"reason_code": "complaint"}
 NEW_UNIT = {"id": "mottagning-syd", "name": "Mottagning Syd", "kind": "receiver"}
@@ -554,6 +580,8 @@ STEPS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
     "requested": (("submit", "yw_own", {}),),
 }
 STEPS["accepted"] = (*STEPS["requested"], ("accept", "cw_own", {}))
+# The same, resting on consent (``make_referral`` gives it the consent basis).
+STEPS["consent_requested"] = STEPS["requested"]
 STEPS["in_progress"] = (*STEPS["accepted"], ("start", "cw_own", {}))
 STEPS["on_hold"] = (
     *STEPS["in_progress"],
@@ -652,7 +680,10 @@ def callers(client: FlaskClient, dev_token: Callable[..., str]) -> Callers:
 
 def make_referral(client: FlaskClient, callers: Callers, target: str) -> tuple[str, str]:
     """A fresh referral in state ``target``; returns its id and current ETag."""
-    created = client.post(f"{API}/referrals", json=referral_body(), headers=callers("yw_own"))
+    body = referral_body()
+    if target.startswith("consent_"):
+        body |= {"legal_basis": "consent", "consent": CONSENT}
+    created = client.post(f"{API}/referrals", json=body, headers=callers("yw_own"))
     assert created.status_code == 201, created.json
     rid, etag = created.json["id"], created.headers["ETag"]
     for action, who, body in STEPS[target]:
@@ -921,10 +952,14 @@ def check_allowed(
         assert after == before, "a search changed the database"
         # Earlier cells made referrals for the same person; all of them are ungdomsjouren's,
         # routed to norrmalm, so only those two units may find any.
+        # The receiving unit finds only what was disclosed to it (two-phase disclosure):
+        # a requested referral is not, until accepted or revealed.
         found = {item["id"] for item in body["items"]}
-        if caller in {"yw_own", "cw_own"}:
+        if caller == "yw_own":
             assert rid in found
         else:
+            assert rid not in found
+        if caller not in {"yw_own", "cw_own"}:
             assert found == set()
     elif (method, path) == ("GET", f"{REFERRAL}/access-log"):
         assert body["items"]
@@ -942,7 +977,10 @@ def check_allowed(
     elif (method, path) == ("GET", REFERRAL):
         assert body["id"] == rid
         assert body["status"] == before.referrals[key][0]
-        assert body["subject"]["name"] == SUBJECT_NAME
+        # Two-phase disclosure: the receiving unit sees no identity before it accepts.
+        undisclosed = SIDE_OF[caller] == "receiver" and body["status"] == "requested"
+        assert body["disclosure"] == ("decision" if undisclosed else "full")
+        assert body["subject"].get("name") == (None if undisclosed else SUBJECT_NAME)
         assert response.headers["ETag"] == f'"v{before.referrals[key][1]}"'
     elif (method, path) == ("PATCH", REFERRAL):
         status, version, sender, receiver = before.referrals[key]
@@ -1206,6 +1244,9 @@ def test_a_redirect_target_does_not_inherit_the_previous_units_internal_notes(
         headers=callers("cw_own"),
     )
     assert redirected.status_code == 200, redirected.json
+    # Other units' note texts reach the new unit with the disclosure (on accept).
+    accepted = client.post(f"{API}/referrals/{rid}/accept", json={}, headers=callers("cw_other"))
+    assert accepted.status_code == 200, accepted.json
 
     got = client.get(f"{API}/referrals/{rid}/notes", headers=callers("cw_other"))
 
@@ -1251,3 +1292,71 @@ def test_a_youth_worker_outside_a_referring_unit_may_not_preview_routing(
     assert_problem(previewed, ROLE)
     assert "explanation" not in previewed.get_json()
     assert snapshot(database) == before
+
+
+# --- the privacy-lifecycle roles on disclosure and consent -----------------------------------
+#
+# unit_lead, privacy_officer and analyst (DESIGN §1) against the disclosure and consent
+# endpoints and the reads whose answers two-phase disclosure shapes.  Stated as policy.py
+# has them on this branch: a unit lead holds the case scopes but no case role yet (the
+# caseload work makes it act as a caseworker of its unit: its row then reads as cw_own's);
+# the privacy officer and the analyst hold no case scope at all.
+
+NEW_ROLES: dict[str, tuple[str, str | None]] = {
+    "lead_own": ("unit_lead", "norrmalm"),
+    "privacy_officer": ("privacy_officer", None),
+    "analyst": ("analyst", None),
+}
+NEW_ROLE_MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
+    ("POST", f"{REFERRAL}/reveal", "requested"): {
+        "lead_own": ROLE, "privacy_officer": SCOPE, "analyst": SCOPE,
+    },
+    ("POST", f"{REFERRAL}/withdraw-consent", "consent_requested"): {
+        "lead_own": ROLE, "privacy_officer": SCOPE, "analyst": SCOPE,
+    },
+    ("GET", REFERRAL, "requested"): {
+        "lead_own": ROLE, "privacy_officer": SCOPE, "analyst": SCOPE,
+    },
+    ("GET", f"{REFERRAL}/events", "requested"): {
+        "lead_own": ROLE, "privacy_officer": SCOPE, "analyst": SCOPE,
+    },
+    ("GET", f"{REFERRAL}/notes", "requested"): {
+        "lead_own": ROLE, "privacy_officer": SCOPE, "analyst": SCOPE,
+    },
+    ("POST", SEARCH, "requested"): {
+        "lead_own": ROLE, "privacy_officer": SCOPE, "analyst": SCOPE,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "target", "expectations"),
+    [
+        pytest.param(m, p, t, e, id=f"{m} {short(p)} ({t})")
+        for (m, p, t), e in NEW_ROLE_MATRIX.items()
+    ],
+)
+def test_new_roles_on_disclosure_and_consent(
+    client: FlaskClient,
+    database: Database,
+    callers: Callers,
+    dev_token: Callable[..., str],
+    subtests: pytest.Subtests,
+    method: str,
+    path: str,
+    target: str,
+    expectations: dict[str, Expect],
+) -> None:
+    assert set(expectations) == set(NEW_ROLES)
+    for who, expect in expectations.items():
+        with subtests.test(msg=f"{who} expects {expect}"):
+            rid, etag = prepare(client, database, callers, target)
+            before = snapshot(database)
+            request = request_for(method, path, rid, etag)
+            role, unit = NEW_ROLES[who]
+            headers = {"Authorization": f"Bearer {dev_token(role, unit)}", **request["headers"]}
+            response = client.open(
+                request["path"], method=method, json=request["json"], headers=headers
+            )
+            assert_problem(response, expect)
+            assert snapshot(database) == before, "a refused request changed the database"

@@ -796,6 +796,8 @@ def test_internal_notes_stay_with_the_unit_that_wrote_them_after_a_redirect(clie
     add_note(client, rid, actors.norrmalm, "norrmalm shared", "shared")
     redirect = {"unit": SODERMALM, "reason_code": "wrong_district"}
     assert act(client, rid, "redirect", actors.norrmalm, redirect).status_code == 200
+    # The new unit reads other units' note texts once disclosed to it (two-phase).
+    assert act(client, rid, "accept", actors.sodermalm).status_code == 200
 
     assert note_texts(client, rid, actors.sodermalm) == {"norrmalm shared"}
 

@@ -73,6 +73,13 @@ def referral(number: str | None = NUMBER, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def reveal(client: FlaskClient, rid: str, headers: Mapping[str, str]) -> TestResponse:
+    """Two-phase disclosure: the receiving unit reveals the identity before deciding."""
+    return client.post(
+        f"{REFERRALS}/{rid}/reveal", json={"reason_code": "known_to_unit"}, headers=dict(headers)
+    )
+
+
 def search(client: FlaskClient, number: Any, headers: Mapping[str, str]) -> TestResponse:
     return client.post(SEARCH, json={"personal_number": number}, headers=dict(headers))
 
@@ -145,6 +152,9 @@ def test_a_blind_index_collision_is_never_reported_as_a_match(
     )
 
     assert found(client, NUMBER, actors.worker) == [rid]
+    # Search finds only referrals disclosed to the caller (tests/api/test_disclosure.py).
+    for revealed in (rid, impostor):
+        assert reveal(client, revealed, actors.norrmalm).status_code == 200
     assert found(client, NUMBER, actors.norrmalm) == [rid]
     duplicate = create(client, actors.worker, **referral(submit=True))
     assert duplicate["possible_duplicates"] == [{"id": rid, "status": "requested"}]
@@ -162,7 +172,10 @@ def test_search_never_crosses_the_callers_scope(
 
     assert found(client, NUMBER, actors.worker) == sorted([submitted, draft])
     assert found(client, NUMBER, other_referrer) == [theirs]
-    # The receiving unit sees what was submitted to it, never a draft.
+    # The receiving unit sees what was submitted to it and disclosed to it, never a draft.
+    assert found(client, NUMBER, actors.norrmalm) == []
+    for revealed in (submitted, theirs):
+        assert reveal(client, revealed, actors.norrmalm).status_code == 200
     assert found(client, NUMBER, actors.norrmalm) == sorted([submitted, theirs])
     for unit in (actors.sodermalm, actors.kungsholmen, actors.intake):
         assert found(client, NUMBER, unit) == []
@@ -185,6 +198,9 @@ def test_search_never_crosses_the_callers_scope(
     )
     assert redirected.status_code == 200, redirected.get_json()
     assert found(client, NUMBER, actors.norrmalm) == [theirs]
+    # The new unit finds it once it is disclosed to it; a redirect discloses nothing.
+    assert found(client, NUMBER, actors.sodermalm) == []
+    assert reveal(client, submitted, actors.sodermalm).status_code == 200
     assert found(client, NUMBER, actors.sodermalm) == [submitted]
 
 

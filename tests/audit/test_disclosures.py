@@ -47,6 +47,14 @@ def submitted(client: FlaskClient, actors: Actors) -> str:
     return referral_id
 
 
+def accepted(client: FlaskClient, actors: Actors) -> str:
+    """Submitted and accepted: disclosed to norrmalm, so its search finds it (two-phase)."""
+    referral_id = submitted(client, actors)
+    done = client.post(f"{REFERRALS}/{referral_id}/accept", json={}, headers=actors.norrmalm)
+    assert done.status_code == 200, done.get_json()
+    return referral_id
+
+
 def access_log(
     client: FlaskClient, auditor: Mapping[str, str], referral_id: str
 ) -> list[dict[str, Any]]:
@@ -76,7 +84,7 @@ def test_a_listing_puts_every_listed_referral_in_its_access_log(
 def test_a_search_puts_every_match_in_its_access_log(
     client: FlaskClient, actors: Actors, auditor: dict[str, str]
 ) -> None:
-    referral_id = submitted(client, actors)
+    referral_id = accepted(client, actors)
     found = client.post(
         f"{REFERRALS}/search", json={"personal_number": NUMBER}, headers=actors.norrmalm
     )
@@ -190,7 +198,7 @@ def test_the_names_are_append_only_on_postgresql(
 def test_the_web_search_logs_each_match(
     client: FlaskClient, actors: Actors, auditor: dict[str, str]
 ) -> None:
-    referral_id = submitted(client, actors)
+    referral_id = accepted(client, actors)
     web = client.application.test_client()
     sign_in(web, NORRMALM)
     found = post(web, f"{APP}/referrals/search", {"personal_number": NUMBER})

@@ -98,6 +98,8 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", f"{REFERRAL}/complete"): "referral:complete",
     ("POST", f"{REFERRAL}/fail"): "referral:fail",
     ("POST", f"{REFERRAL}/mark-error"): "referral:mark-error",
+    ("POST", f"{REFERRAL}/reveal"): "referral:reveal",
+    ("POST", f"{REFERRAL}/withdraw-consent"): "referral:withdraw-consent",
     ("GET", f"{REFERRAL}/events"): "referral:events",
     ("GET", f"{REFERRAL}/notes"): "note:list",
     ("POST", f"{REFERRAL}/notes"): "note:create",

@@ -40,9 +40,12 @@ def test_a_referral_goes_round_the_loop(
         url = web_stack.url(f"/api/v1/referrals/{referral_id}")
         read = caseworker.get(url)
         assert read.status_code == 200
-        assert read.json()["subject"]["name"] == pages.TYPED["subject-name"]
+        # Two-phase disclosure: the decision view until the unit accepts.
+        assert read.json()["disclosure"] == "decision"
+        assert pages.TYPED["subject-name"] not in str(read.json())
         accepted = caseworker.post(f"{url}/accept", json={})
         assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["subject"]["name"] == pages.TYPED["subject-name"]
 
     driver.get(web_stack.url(pages.MINE))
     card = driver.find_element(By.XPATH, f"//a[contains(@href, '{referral_id}')]/ancestor::li[1]")

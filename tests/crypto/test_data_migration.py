@@ -332,10 +332,12 @@ def app_on(url: str, keyring: Path, instance: Path) -> Iterator[Flask]:
         app.extensions["referrals"].database.dispose()
 
 
-def caseworker(instance: Path) -> dict[str, str]:
+def sender(instance: Path) -> dict[str, str]:
+    """The sending unit, which reads every field (the receiving unit reads the decision
+    view of a referral it has not accepted: two-phase disclosure)."""
     key = devissuer.load_or_create_key(instance)
     token = devissuer.mint(
-        key, role=Role.CASEWORKER, unit=RECEIVER, audience=Settings().oidc_audience
+        key, role=Role.YOUTH_WORKER, unit=SENDER, audience=Settings().oidc_audience
     )
     return bearer(token)
 
@@ -411,7 +413,7 @@ def test_upgrade_seals_every_plaintext_row_without_loss(
                 assert isinstance(row[name], bytes | memoryview), name
     instance = tmp_path / "instance"
     with app_on(legacy_url, keyring_path, instance) as app:
-        assert_app_returns_everything(app.test_client(), caseworker(instance), old)
+        assert_app_returns_everything(app.test_client(), sender(instance), old)
 
 
 def test_upgrade_without_keys_fails_clearly_and_keeps_the_plaintext(legacy_url: str) -> None:
@@ -445,7 +447,7 @@ def test_upgrade_without_keys_leaves_the_schema_at_0001_so_it_can_be_retried(
     upgrade(legacy_url, "head", vault=vault_of(keyring_path))
     instance = tmp_path / "instance"
     with app_on(legacy_url, keyring_path, instance) as app:
-        assert_app_returns_everything(app.test_client(), caseworker(instance), old)
+        assert_app_returns_everything(app.test_client(), sender(instance), old)
 
 
 def test_downgrade_from_head_is_refused_and_changes_nothing(
@@ -461,7 +463,7 @@ def test_downgrade_from_head_is_refused_and_changes_nothing(
         assert scan_database(connection, old.canaries.needles) == []
     instance = tmp_path / "instance"
     with app_on(legacy_url, keyring_path, instance) as app:
-        assert_app_returns_everything(app.test_client(), caseworker(instance), old)
+        assert_app_returns_everything(app.test_client(), sender(instance), old)
 
 
 def test_upgrade_of_an_empty_0001_database_needs_no_keys(empty_url: str) -> None:

@@ -31,6 +31,11 @@ RECORDER = "referrals/audit/recorder.py"
 UOW = "referrals/services/uow.py"
 ACCESS = "referrals/services/access.py"
 PAGES = "referrals/web/pages.py"
+DISCLOSURE_RULE = "referrals/domain/disclosure.py"
+REFERRAL_SERVICE = "referrals/services/referrals.py"
+RECORDS = "referrals/services/records.py"
+REVEAL_SERVICE = "referrals/services/disclosure.py"
+CONSENT_SERVICE = "referrals/services/consent.py"
 
 MATRIX = "tests/api/test_authorization_matrix.py"
 GLASS = "tests/audit/test_break_glass.py"
@@ -46,6 +51,9 @@ WEB_AUDITOR = "tests/web/test_auditor_pages.py"
 ROLES = "tests/auth/test_role_beats_scope.py"
 POLICY_RULES = "tests/auth/test_policy_invariants.py"
 REDIRECT_TESTS = "tests/api/test_redirect_and_deadlines.py"
+DISCLOSURE = "tests/api/test_disclosure.py"
+DISCLOSURE_PAGES = "tests/web/test_disclosure_pages.py"
+CONSENT = "tests/api/test_consent_withdrawal.py"
 
 
 @dataclass(frozen=True)
@@ -355,6 +363,54 @@ MUTATIONS = (
         "    if legal_holds.active(uow.session, row.id) is not None:",
         "    if False:",
         ("tests/services/test_retention.py",),
+    # Two-phase disclosure and consent withdrawal (issue 12, items 1 and 7).
+    Mutation(
+        "disclosure-decision-view",
+        "the receiving unit sees no identity before it accepts or reveals",
+        DISCLOSURE_RULE,
+        "    return Disclosure.DECISION",
+        "    return Disclosure.FULL",
+        (DISCLOSURE, DISCLOSURE_PAGES),
+    ),
+    Mutation(
+        "disclosure-search-undisclosed",
+        "search does not confirm an undisclosed identity",
+        REFERRAL_SERVICE,
+        "if side is None or disclosure(ctx, row, side) is not Disclosure.FULL:",
+        "if side is None:",
+        (DISCLOSURE,),
+    ),
+    Mutation(
+        "disclosure-redirect-resets",
+        "a redirect takes the disclosure away from the unit",
+        REFERRAL_SERVICE,
+        "        row.identity_disclosed_to = None\n",
+        "",
+        (DISCLOSURE,),
+    ),
+    Mutation(
+        "disclosure-notes-withheld",
+        "another unit's note text is withheld before disclosure",
+        RECORDS,
+        "withheld = reader_unit is not None and note.author_unit != reader_unit",
+        "withheld = False",
+        (DISCLOSURE,),
+    ),
+    Mutation(
+        "disclosure-reveal-receiver-only",
+        "only the receiving unit reveals",
+        REVEAL_SERVICE,
+        "    if side is not Side.RECEIVER:",
+        "    if side is None:",
+        (DISCLOSURE, MATRIX),
+    ),
+    Mutation(
+        "consent-sender-only",
+        "only the sender records a withdrawal of consent",
+        CONSENT_SERVICE,
+        "    if side is not Side.SENDER:",
+        "    if side is None:",
+        (CONSENT, MATRIX),
     ),
 )
 

@@ -30,6 +30,14 @@ def test_a_damaged_referral_is_listed_as_a_marked_skeleton(
     first = client.post("/api/v1/referrals", json=body("Alfa Exempel", NUMBERS[0]), headers=worker)
     second = client.post("/api/v1/referrals", json=body("Beta Exempel", NUMBERS[1]), headers=worker)
     a, b = first.json["id"], second.json["id"]
+    # Disclosed to the unit (two-phase disclosure), so the listing would open them.
+    for rid in (a, b):
+        revealed = client.post(
+            f"/api/v1/referrals/{rid}/reveal",
+            json={"reason_code": "known_to_unit"},
+            headers=caseworker,
+        )
+        assert revealed.status_code == 200
     # Transplant A's sealed narrative onto B: B no longer opens, and must not show A's.
     db_connection.execute(
         text(

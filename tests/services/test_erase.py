@@ -163,8 +163,11 @@ def assert_shredded(connection: Connection, referral_id: str) -> None:
 
 
 def declined_with_notes(client: FlaskClient, actors: Actors, number: str = NUMBER) -> str:
-    """Submitted to norrmalm, notes from both sides, declined with a free-text reason."""
+    """Submitted to norrmalm, revealed to it (two-phase disclosure: it then reads the
+    identity), notes from both sides, declined with a free-text reason."""
     rid = str(create(client, actors.worker, **body_for(number, submit=True))["id"])
+    revealed = act(client, rid, "reveal", actors.norrmalm, {"reason_code": "known_to_unit"})
+    assert revealed.status_code == 200, revealed.get_json()
     for headers, text, visibility in [
         (actors.worker, "Avsändarens delade anteckning om Påhittad.", "shared"),
         (actors.norrmalm, "Mottagarens delade anteckning.", "shared"),

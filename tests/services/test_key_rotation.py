@@ -224,6 +224,11 @@ def create_referrals(deployment: Deployment, client: FlaskClient, numbers: range
         if receiver is None:
             continue
         staff = deployment.token("caseworker", receiver)
+        # Disclosed to the receiving unit (two-phase disclosure), so it reads the identity.
+        revealed = client.post(
+            f"{REFERRALS}/{view['id']}/reveal", json={"reason_code": "known_to_unit"}, headers=staff
+        )
+        assert revealed.status_code == 200, revealed.get_json()
         note = client.post(
             f"{REFERRALS}/{view['id']}/notes",
             json={"text": note_text(i), "visibility": "shared"},

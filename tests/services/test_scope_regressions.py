@@ -62,6 +62,9 @@ def test_internal_notes_stay_with_their_unit_after_a_redirect(
         headers=norrmalm,
     )
     assert redirected.status_code == 200
+    # Other units' note texts are disclosed with the referral (two-phase disclosure).
+    accepted = client.post(f"/api/v1/referrals/{rid}/accept", json={}, headers=sodermalm)
+    assert accepted.status_code == 200
 
     seen = client.get(f"/api/v1/referrals/{rid}/notes", headers=sodermalm)
     assert seen.status_code == 200

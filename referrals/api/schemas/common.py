@@ -40,9 +40,10 @@ class StrictSchema(Schema):
 
 def code_field(enum: type[StrEnum], **kwargs: object) -> fields.String:
     values = [member.value for member in enum]
+    metadata = {"enum": values, **dict(kwargs.pop("metadata", None) or {})}  # type: ignore[call-overload]
     return fields.String(
         validate=validate.OneOf(values),
-        metadata={"enum": values},
+        metadata=metadata,
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -9,11 +9,14 @@ from referrals.domain.codes import (
     Action,
     Category,
     ConsentGiver,
+    ConsentWithdrawal,
+    Disclosure,
     LegalBasis,
     NoteVisibility,
     OutcomeCode,
     Priority,
     ReasonCode,
+    RevealReason,
     Side,
     Status,
 )
@@ -79,6 +82,9 @@ class GuardianOut(StrictSchema):
 class ConsentOut(StrictSchema):
     given_by = fields.String()
     given_at = fields.AwareDateTime()
+    withdrawn_at = fields.AwareDateTime(
+        metadata={"description": "when the sender recorded that the consent was withdrawn"}
+    )
 
 
 class DuplicateOut(StrictSchema):
@@ -124,6 +130,15 @@ class ReferralOut(StrictSchema):
     )
     erased = fields.Boolean(
         metadata={"description": "personal data crypto-shredded; only the skeleton remains"}
+    )
+    disclosure = code_field(
+        Disclosure,
+        metadata={
+            "description": "What this view shows (two-phase disclosure, "
+            "REFERRALS_DISCLOSURE_POLICY): `full`, or `decision` — the receiving unit "
+            "before it accepted or revealed (policy `on_accept`): no name, personal "
+            "number, birth date, phone, guardian, narrative or place met."
+        },
     )
     possible_duplicates = fields.List(
         fields.Nested(DuplicateOut),
@@ -194,17 +209,43 @@ ACTION_BODIES: dict[Action, type[StrictSchema]] = {
 }
 
 
+class RevealBody(StrictSchema):
+    reason_code = code_field(
+        RevealReason,
+        required=True,
+        metadata={"description": "why the identity is needed before deciding"},
+    )
+
+
+class WithdrawConsentBody(StrictSchema):
+    reason_code = code_field(
+        ConsentWithdrawal,
+        required=True,
+        metadata={"description": "who withdrew the consent"},
+    )
+
+
 class EventOut(StrictSchema):
     id = fields.UUID()
     at = fields.AwareDateTime()
-    action = fields.String()
+    action = fields.String(
+        metadata={
+            "description": "a transition (`submit`, `accept`, …), or `create`, `erase`, "
+            "`reveal` (the receiving unit revealed the identity before deciding; "
+            "`reason_code` says why) or `withdraw_consent` (the sender recorded a "
+            "withdrawal of consent; `reason_code` says whose)"
+        }
+    )
     actor_unit = fields.String(allow_none=True)
     from_status = fields.String(allow_none=True)
     to_status = fields.String()
     from_unit = fields.String(allow_none=True)
     to_unit = fields.String(allow_none=True)
     reason_code = fields.String(allow_none=True)
-    reason_text = fields.String(allow_none=True)
+    reason_text = fields.String(
+        allow_none=True,
+        metadata={"description": "null in a decision view when another unit wrote it"},
+    )
     outcome_code = fields.String(allow_none=True)
     rule_id = fields.String(
         allow_none=True, metadata={"description": "The routing rule that chose to_unit."}
@@ -227,7 +268,13 @@ class NoteOut(StrictSchema):
     author_unit = fields.String(allow_none=True)
     author_side = code_field(Side)
     visibility = code_field(NoteVisibility)
-    text = fields.String()
+    text = fields.String(allow_none=True)
+    withheld = fields.Boolean(
+        metadata={
+            "description": "the text of another unit's note, withheld (null) until the "
+            "referral is disclosed to the caller's unit (two-phase disclosure)"
+        }
+    )
 
 
 class NoteList(StrictSchema):
