@@ -15,6 +15,7 @@ from referrals.api.docs import problems
 from referrals.api.inputs import Blueprint
 from referrals.api.schemas.referrals import (
     ACTION_BODIES,
+    AssignBody,
     EventList,
     ListArgs,
     NoteIn,
@@ -31,7 +32,7 @@ from referrals.audit import actions as audit_actions
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
 from referrals.domain.codes import Action, BreakGlassReason, NoteVisibility
-from referrals.services import idempotency, notes, referrals, timeline
+from referrals.services import assignment, idempotency, notes, referrals, timeline
 from referrals.services.errors import PreconditionRequired, Unprocessable
 
 blp = Blueprint("referrals", __name__, url_prefix="/api/v1", description="Referrals")
@@ -220,6 +221,26 @@ def _action_view(action: Action) -> Any:
 
 for _action in Action:
     _action_view(_action)
+
+
+@blp.route("/referrals/<uuid:referral_id>/assign")
+class ReferralAssign(MethodView):
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_ASSIGN)
+    @blp.arguments(AssignBody)
+    @blp.response(200, ReferralOut)
+    @problems(blp, *_ERRORS, 409, 412)
+    def post(
+        self, body: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Take, hand over or release an open referral (receiving unit).
+
+        A caseworker moves a referral that is theirs or no one's; a unit lead any of the
+        unit's.  Optional ``If-Match``."""
+        with unit_of_work() as uow:
+            view = assignment.assign(
+                uow, caller(), referral_id, body["assignee"], if_match=_if_match()
+            )
+        return view, 200, _etag(view)
 
 
 @blp.route("/referrals/<uuid:referral_id>/events")

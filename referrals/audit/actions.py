@@ -45,6 +45,9 @@ class AuditAction(StrEnum):
     REFERRAL_COMPLETE = "referral:complete"
     REFERRAL_FAIL = "referral:fail"
     REFERRAL_MARK_ERROR = "referral:mark-error"
+    # Caseloads that move (revision 0009).
+    REFERRAL_ASSIGN = "referral:assign"
+    UNIT_REASSIGN = "unit:reassign"
     # Operators' command-line jobs (``referrals ...``).
     KEYS_ROTATE = "keys:rotate"
     KEYS_REWRAP = "keys:rewrap"

@@ -202,7 +202,9 @@ def write_note_text(note: Note, sealer: Sealer, text: str) -> None:
     note.text = sealer.seal("notes", note.id, "text", text)
 
 
-def represent_event(event: TimelineEvent, sealer: Sealer | None) -> dict[str, Any]:
+def represent_event(
+    event: TimelineEvent, sealer: Sealer | None, side: Side | None
+) -> dict[str, Any]:
     reason_text = (
         sealer.open("timeline_events", event.id, "reason_text", event.reason_text)
         if sealer
@@ -222,6 +224,11 @@ def represent_event(event: TimelineEvent, sealer: Sealer | None) -> dict[str, An
         "outcome_code": event.outcome_code,
         "rule_id": event.rule_id,
         "ruleset_version": event.ruleset_version,
+        **(
+            {"previous_assignee": event.previous_assignee, "assignee": event.assignee}
+            if policy.may_see_assignee(side)
+            else {}
+        ),
     }
 
 

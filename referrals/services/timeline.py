@@ -26,6 +26,8 @@ def record_event(
     outcome_code: str | None = None,
     rule_id: str | None = None,
     ruleset_version: int | None = None,
+    previous_assignee: str | None = None,
+    assignee: str | None = None,
 ) -> None:
     """Append who did what, when, from which status to which."""
     event = TimelineEvent(
@@ -43,6 +45,8 @@ def record_event(
         outcome_code=outcome_code,
         rule_id=rule_id,
         ruleset_version=ruleset_version,
+        previous_assignee=previous_assignee,
+        assignee=assignee,
     )
     if reason_text is not None and sealer is not None:
         records.write_event_text(event, sealer, reason_text)
@@ -50,9 +54,9 @@ def record_event(
 
 
 def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[str, Any]]:
-    row, _side = open_referral(uow, ctx, referral_id, read_only=True)
+    row, side = open_referral(uow, ctx, referral_id, read_only=True)
     sealer = sealer_for(ctx, row)
-    items = [records.represent_event(e, sealer) for e in row.events]
+    items = [records.represent_event(e, sealer, side) for e in row.events]
     # A read commits too: its audit event must be stored before any data leaves.
     uow.commit()
     return items
