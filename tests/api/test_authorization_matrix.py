@@ -661,7 +661,11 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
     elif (method, path) == ("PUT", UNIT):
         body = UNIT_REPLACEMENT
     elif (method, path) == ("POST", f"{UNIT}/reassign"):
-        body = {"from": "dev-caseworker@kungsholmen", "to": "someone", "dry_run": True}
+        body = {
+            "from": "dev-caseworker@kungsholmen",
+            "to": "dev-unit_lead@kungsholmen",
+            "dry_run": True,
+        }
     elif (method, path) == ("POST", ROUTING_RULES):
         body = NEW_RULE
     elif (method, path) == ("PUT", ROUTING_RULE):
