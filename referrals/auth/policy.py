@@ -146,6 +146,7 @@ def may_reassign_caseload(principal: Principal) -> bool:
     return principal.has_role(Role.UNIT_LEAD) and principal.unit is not None
 
 
-def may_be_assigned(role: Role) -> bool:
-    """Who a referral may be assigned to: staff of the receiving unit."""
+def may_be_assigned(role: str) -> bool:
+    """Who a referral may be assigned to: staff of the receiving unit (``role`` as stored,
+    so a value that is no role at all is simply not one of them)."""
     return role in RECEIVING_ROLES

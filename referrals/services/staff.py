@@ -51,7 +51,7 @@ def resolve(uow: UnitOfWork, ctx: Context, unit_id: str, subject: str, *, field:
     One answer for a subject of another unit and one never seen: which subjects exist
     elsewhere is no business of this caller."""
     known = uow.staff.get(unit_id, StaffIdentity(ctx.principal.issuer, subject))
-    if known is None or not policy.may_be_assigned(Role(known.role)):
+    if known is None or not policy.may_be_assigned(known.role):
         raise Unprocessable(
             "no caseworker or unit lead of this unit is known by this subject", field=field
         )

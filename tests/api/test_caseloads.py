@@ -532,3 +532,25 @@ def test_a_caseworker_of_an_unregistered_unit_is_not_remembered(
     assert client.get(REFERRALS, headers=stranger).status_code == 200
     with database.sessions() as session:
         assert session.scalars(select(UnitStaff)).all() == []
+
+
+def test_a_remembered_row_of_another_role_is_never_assignable(
+    client: FlaskClient, database: Database, cast: Cast, clock: Any
+) -> None:
+    """Only receiving roles are ever remembered; a row of another role (an older version, a
+    hand edit) must still not make its subject assignable."""
+    with database.sessions() as session:
+        session.add(
+            UnitStaff(
+                unit_id="norrmalm",
+                issuer="urn:referrals:development-issuer",
+                subject="dev-youth_worker@ungdomsjouren",
+                role="youth_worker",
+                first_seen_at=clock.now,
+                last_seen_at=clock.now,
+            )
+        )
+        session.commit()
+    rid = accepted(client, cast)
+    refused = assign(client, rid, cast.lina, "dev-youth_worker@ungdomsjouren")
+    assert_problem(refused, 422, UNPROCESSABLE, field="assignee")

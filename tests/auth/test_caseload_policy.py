@@ -51,6 +51,11 @@ def test_no_other_role_is_the_receiving_unit(role: Role) -> None:
     assert not policy.may_assign(other, Side.RECEIVER, True)
 
 
+def test_a_stored_role_that_is_no_role_is_not_assignable() -> None:
+    assert not policy.may_be_assigned("superuser")
+    assert policy.may_be_assigned("caseworker")
+
+
 @pytest.mark.parametrize("role", [Role.AUDITOR, Role.ADMIN, Role.PRIVACY_OFFICER, Role.ANALYST])
 def test_roles_without_case_content_stay_without_it(role: Role) -> None:
     assert not policy.may_work_with_cases(who(role))
