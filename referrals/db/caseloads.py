@@ -44,8 +44,19 @@ class StaffRepository:
     def seen(self, unit_id: str, who: StaffIdentity, role: str, now: datetime) -> None:
         """Remember that ``who`` acted for ``unit_id`` as ``role``.
 
-        INSERT ... ON CONFLICT DO NOTHING, so two first requests of one person at once
-        cannot fail each other; then, at most once an hour, the last-seen time."""
+        Usually one SELECT: someone seen within the hour in the same role is left alone,
+        so a read stays a read (on SQLite a write would take the database's write lock).
+        Otherwise INSERT ... ON CONFLICT DO NOTHING, so two first requests of one person at
+        once cannot fail each other, and the last-seen time and role."""
+        known = self.session.execute(
+            select(UnitStaff.role, UnitStaff.last_seen_at).where(
+                UnitStaff.unit_id == unit_id,
+                UnitStaff.issuer == who.issuer,
+                UnitStaff.subject == who.subject,
+            )
+        ).first()
+        if known is not None and known.role == role and known.last_seen_at >= now - SEEN_PRECISION:
+            return
         values: dict[str, Any] = {
             "unit_id": unit_id,
             "issuer": who.issuer,

@@ -554,3 +554,24 @@ def test_a_remembered_row_of_another_role_is_never_assignable(
     rid = accepted(client, cast)
     refused = assign(client, rid, cast.lina, "dev-youth_worker@ungdomsjouren")
     assert_problem(refused, 422, UNPROCESSABLE, field="assignee")
+
+
+def test_staff_are_seen_again_at_most_hourly_and_in_their_current_role(
+    client: FlaskClient, database: Database, cast: Cast, clock: Any, dev_token: Any
+) -> None:
+    def anna() -> tuple[str, Any, Any]:
+        with database.sessions() as session:
+            row = session.get(UnitStaff, ("norrmalm", "urn:referrals:development-issuer", ANNA))
+            assert row is not None
+            return row.role, row.first_seen_at, row.last_seen_at
+
+    first = clock.now
+    clock.advance(minutes=59)
+    assert client.get(REFERRALS, headers=cast.anna).status_code == 200
+    assert anna() == ("caseworker", first, first)  # a read stays a read
+    clock.advance(minutes=2)
+    assert client.get(REFERRALS, headers=cast.anna).status_code == 200
+    assert anna() == ("caseworker", first, clock.now)
+    promoted = bearer(dev_token("unit_lead", "norrmalm", ANNA))
+    assert client.get(REFERRALS, headers=promoted).status_code == 200
+    assert anna() == ("unit_lead", first, clock.now)
