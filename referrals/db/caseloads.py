@@ -135,7 +135,9 @@ class CaseloadRepository:
         return {referral_id: last.get(referral_id, 0) + 1 for referral_id in referral_ids}
 
     def add_events(self, events: list[dict[str, Any]]) -> None:
-        """One multi-row INSERT (Core executemany), not an ORM object per event."""
+        """One Core executemany, not an ORM object per event.  (psycopg sends it as one
+        pipelined batch; a literal multi-row VALUES of 18,000 parameters measured four
+        times slower, its compilation alone costing more than the database's work.)"""
         if events:
             self.session.execute(insert(TIMELINE), events)
 
