@@ -135,9 +135,10 @@ class CaseloadRepository:
         return {referral_id: last.get(referral_id, 0) + 1 for referral_id in referral_ids}
 
     def add_events(self, events: list[dict[str, Any]]) -> None:
-        """One Core executemany, not an ORM object per event.  (psycopg sends it as one
-        pipelined batch; a literal multi-row VALUES of 18,000 parameters measured four
-        times slower, its compilation alone costing more than the database's work.)"""
+        """One Core executemany, not an ORM object per event.  (A single multi-row
+        ``VALUES`` of 1,000 events measured about four times slower in
+        tests/benchmarks/bench_reassign.py than this, which psycopg sends as one
+        pipelined batch.)"""
         if events:
             self.session.execute(insert(TIMELINE), events)
 
