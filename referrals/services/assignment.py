@@ -90,7 +90,7 @@ def reassign(
 ) -> Reassignment:
     """Every open referral of ``from_subject`` at the unit goes to ``to_subject``.
 
-    One UPDATE, one multi-row INSERT of timeline events and one audit event naming every
+    One UPDATE, one batched INSERT of timeline events and one audit event naming every
     referral moved; ``dry_run`` lists what would move and changes nothing."""
     if not policy.may_reassign_caseload(ctx.principal):
         raise Forbidden("only a unit lead reassigns a caseload")
