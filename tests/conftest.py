@@ -157,11 +157,14 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def dev_token(instance_path: Path, settings: Settings) -> Callable[..., str]:
-    """Mint a development token: ``dev_token("caseworker", "norrmalm")``."""
+    """Mint a development token: ``dev_token("caseworker", "norrmalm")``; ``subject``
+    names a person (default: one per role and unit)."""
 
-    def mint(role: str, unit: str | None = None) -> str:
+    def mint(role: str, unit: str | None = None, subject: str | None = None) -> str:
         key = devissuer.load_or_create_key(instance_path)
-        return devissuer.mint(key, role=Role(role), unit=unit, audience=settings.oidc_audience)
+        return devissuer.mint(
+            key, role=Role(role), unit=unit, audience=settings.oidc_audience, subject=subject
+        )
 
     return mint
 

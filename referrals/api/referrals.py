@@ -15,6 +15,7 @@ from referrals.api.docs import problems
 from referrals.api.inputs import Blueprint
 from referrals.api.schemas.referrals import (
     ACTION_BODIES,
+    AssignBody,
     EventList,
     ListArgs,
     NoteIn,
@@ -39,7 +40,15 @@ from referrals.domain.codes import (
     NoteVisibility,
     RevealReason,
 )
-from referrals.services import consent, disclosure, idempotency, notes, referrals, timeline
+from referrals.services import (
+    assignment,
+    consent,
+    disclosure,
+    idempotency,
+    notes,
+    referrals,
+    timeline,
+)
 from referrals.services.errors import PreconditionRequired, Unprocessable
 
 blp = Blueprint("referrals", __name__, url_prefix="/api/v1", description="Referrals")
@@ -265,6 +274,26 @@ class ReferralWithdrawConsent(MethodView):
         with unit_of_work() as uow:
             view = consent.withdraw(
                 uow, caller(), referral_id, ConsentWithdrawal(body["reason_code"])
+            )
+        return view, 200, _etag(view)
+
+
+@blp.route("/referrals/<uuid:referral_id>/assign")
+class ReferralAssign(MethodView):
+    @authenticated(WRITE, audit=AuditAction.REFERRAL_ASSIGN)
+    @blp.arguments(AssignBody)
+    @blp.response(200, ReferralOut)
+    @problems(blp, *_ERRORS, 409, 412)
+    def post(
+        self, body: dict[str, Any], referral_id: uuid.UUID
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Take, hand over or release an open referral (receiving unit).
+
+        A caseworker moves a referral that is theirs or no one's; a unit lead any of the
+        unit's.  Optional ``If-Match``."""
+        with unit_of_work() as uow:
+            view = assignment.assign(
+                uow, caller(), referral_id, body["assignee"], if_match=_if_match()
             )
         return view, 200, _etag(view)
 

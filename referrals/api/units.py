@@ -9,10 +9,17 @@ from flask.views import MethodView
 from referrals.api.context import authenticated, caller, unit_of_work
 from referrals.api.docs import problems
 from referrals.api.inputs import Blueprint
-from referrals.api.schemas.units import UnitCreate, UnitList, UnitOut, UnitReplace
+from referrals.api.schemas.units import (
+    ReassignBody,
+    ReassignOut,
+    UnitCreate,
+    UnitList,
+    UnitOut,
+    UnitReplace,
+)
 from referrals.audit.actions import AuditAction
 from referrals.auth.principal import Scope
-from referrals.services import units
+from referrals.services import assignment, units
 
 # The directory is not case content: any scope of this API may read it.
 ANY_SCOPE = tuple(Scope)
@@ -63,3 +70,36 @@ class UnitItem(MethodView):
         ``rotate_webhook_secret``, issues a new secret: it is in this answer only."""
         with unit_of_work() as uow:
             return units.replace(uow, caller(), unit_id, body), 200, NO_STORE
+
+
+@blp.route("/units/<slug:unit_id>/reassign")
+class UnitReassign(MethodView):
+    @authenticated(Scope.REFERRALS_WRITE, audit=AuditAction.UNIT_REASSIGN)
+    @blp.arguments(ReassignBody)
+    @blp.response(200, ReassignOut)
+    @problems(blp, 401, 403, 404, 422)
+    def post(
+        self, body: dict[str, Any], unit_id: str
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Move every open referral of one staff member to another (the unit's lead).
+
+        One request, one audit event naming every referral moved, one timeline event per
+        referral.  ``dry_run`` lists the ids that would move and changes nothing."""
+        with unit_of_work() as uow:
+            done = assignment.reassign(
+                uow,
+                caller(),
+                unit_id,
+                from_subject=body["from_"],
+                to_subject=body["to"],
+                dry_run=body["dry_run"],
+            )
+        answer = {
+            "unit": done.unit,
+            "from_": done.from_subject,
+            "to": done.to_subject,
+            "dry_run": done.dry_run,
+            "count": len(done.referrals),
+            "referrals": done.referrals,
+        }
+        return answer, 200, NO_STORE

@@ -57,6 +57,9 @@ class AuditAction(StrEnum):
     REFERRAL_LEGAL_HOLD = "referral:legal-hold"
     REFERRAL_LEGAL_HOLD_RELEASE = "referral:legal-hold-release"
     PRIVACY_RETENTION = "privacy:retention"
+    # Caseloads that move (revision 0009).
+    REFERRAL_ASSIGN = "referral:assign"
+    UNIT_REASSIGN = "unit:reassign"
     # Operators' command-line jobs (``referrals ...``).
     KEYS_ROTATE = "keys:rotate"
     KEYS_REWRAP = "keys:rewrap"

@@ -24,11 +24,20 @@ class ReferralScope(Protocol):
     def receiving_unit_id(self) -> str | None: ...
 
 
-CASE_ROLES = frozenset({Role.YOUTH_WORKER, Role.CASEWORKER})
+# Staff of a receiving unit: a unit lead may do whatever a caseworker of the unit may.
+RECEIVING_ROLES = frozenset({Role.CASEWORKER, Role.UNIT_LEAD})
+CASE_ROLES = frozenset({Role.YOUTH_WORKER}) | RECEIVING_ROLES
+
+
+def works_for_receiving_unit(principal: Principal) -> bool:
+    """The one predicate behind every receiving-side rule (inbox, transitions, break the
+    glass, notes, pages): caseworkers and unit leads of the caller's unit alike."""
+    return bool(principal.roles & RECEIVING_ROLES) and principal.unit is not None
 
 
 def may_work_with_cases(principal: Principal) -> bool:
-    """Only the two case roles ever see case content; auditors and admins never do."""
+    """Only the case roles ever see case content; auditors, admins, privacy officers and
+    analysts never do through these doors."""
     return bool(principal.roles & CASE_ROLES) and principal.unit is not None
 
 
@@ -55,8 +64,7 @@ def may_break_glass(
     registered): a token may name any unit, and only the unit directory says which
     units are social services.  A draft is never opened: it has not left its author."""
     return (
-        principal.has_role(Role.CASEWORKER)
-        and principal.unit is not None
+        works_for_receiving_unit(principal)
         and caller_unit_kind == UnitKind.RECEIVER
         and referral.status != Status.DRAFT
     )
@@ -113,7 +121,7 @@ def side_of(principal: Principal, referral: ReferralScope) -> Side | None:
     if principal.has_role(Role.YOUTH_WORKER) and referral.sending_unit_id == principal.unit:
         return Side.SENDER
     if (
-        principal.has_role(Role.CASEWORKER)
+        works_for_receiving_unit(principal)
         and referral.receiving_unit_id == principal.unit
         and referral.status != Status.DRAFT
     ):
@@ -145,3 +153,24 @@ def may_edit_or_delete(side: Side | None) -> bool:
 def may_see_assignee(side: Side | None) -> bool:
     """The assignee is receiving-unit staff: the sender learns status and outcome, not who."""
     return side is Side.RECEIVER
+
+
+def may_assign(principal: Principal, side: Side | None, held_by_caller_or_nobody: bool) -> bool:
+    """Take, hand over or release a referral of the caller's unit.
+
+    A caseworker moves only what is theirs or no one's (taking a colleague's case is the
+    unit lead's call); a unit lead moves any referral of the unit."""
+    if side is not Side.RECEIVER or not works_for_receiving_unit(principal):
+        return False
+    return principal.has_role(Role.UNIT_LEAD) or held_by_caller_or_nobody
+
+
+def may_reassign_caseload(principal: Principal) -> bool:
+    """Moving every open referral of one staff member to another is the unit lead's."""
+    return principal.has_role(Role.UNIT_LEAD) and principal.unit is not None
+
+
+def may_be_assigned(role: str) -> bool:
+    """Who a referral may be assigned to: staff of the receiving unit (``role`` as stored,
+    so a value that is no role at all is simply not one of them)."""
+    return role in RECEIVING_ROLES

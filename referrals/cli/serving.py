@@ -67,18 +67,27 @@ def worker(
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--unit", default=None, help="The caller's unit (youth workers, caseworkers).")
 @click.option("--ttl", default=3600, show_default=True, help="Lifetime in seconds.")
-def dev_token(role: str, unit: str | None, ttl: int) -> None:
+@click.option(
+    "--subject",
+    default=None,
+    help="The person (``sub``); default: one per role and unit, e.g. dev-caseworker@norrmalm.",
+)
+def dev_token(role: str, unit: str | None, ttl: int, subject: str | None) -> None:
     """Mint a development access token (refused outside development)."""
     runtime = runtime_of(load_app())
-    click.echo(mint_token(runtime, Role(role), unit, ttl))
+    click.echo(mint_token(runtime, Role(role), unit, ttl, subject=subject))
 
 
-def mint_token(runtime: Runtime, role: Role, unit: str | None, ttl: int) -> str:
+def mint_token(
+    runtime: Runtime, role: Role, unit: str | None, ttl: int, *, subject: str | None = None
+) -> str:
     settings = runtime.settings
     if settings.is_production or not settings.dev_tokens:
         raise click.ClickException("development tokens are disabled in this environment")
     key = devissuer.load_or_create_key(runtime.instance_path)
-    return devissuer.mint(key, role=role, unit=unit, audience=settings.oidc_audience, lifetime=ttl)
+    return devissuer.mint(
+        key, role=role, unit=unit, audience=settings.oidc_audience, lifetime=ttl, subject=subject
+    )
 
 
 @main.group()

@@ -56,6 +56,8 @@ class Referral(Base):
         Index("ix_referrals_sending_unit_created", "sending_unit_id", "created_at", "id"),
         # The worker's escalation scan: requested referrals past their deadline.
         Index("ix_referrals_status_due", "status", "due_at"),
+        # A staff member's caseload at a unit: what a unit lead's reassignment moves.
+        Index("ix_referrals_receiving_unit_assignee", "receiving_unit_id", "assignee"),
     )
 
     id: Mapped[uuid_pk]
@@ -73,7 +75,11 @@ class Referral(Base):
     consent_given_at: Mapped[optional_timestamp]
     district: Mapped[str | None] = mapped_column(String(64))
     age_at_submission: Mapped[int | None]
+    # Who at the receiving unit handles it: the OIDC subject of a known staff member of
+    # that unit (``UnitStaff``) under the issuer ``assignee_issuer``.  A value without an
+    # issuer is a free-text name from before revision 0009, kept as it was.
     assignee: Mapped[str | None] = mapped_column(String(200))
+    assignee_issuer: Mapped[str | None] = mapped_column(String(500))
     outcome_code: Mapped[str | None] = mapped_column(String(40))
     reason_code: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[timestamp]
@@ -140,8 +146,30 @@ class TimelineEvent(Base):
     # Set when a routing rule chose ``to_unit`` (submit), so the timeline says why.
     rule_id: Mapped[str | None] = mapped_column(String(64))
     ruleset_version: Mapped[int | None]
+    # An assignment (accept, assign, a unit lead's reassignment): the subjects before and
+    # after, under the actor's issuer; shown to the receiving unit only.
+    previous_assignee: Mapped[str | None] = mapped_column(String(200))
+    assignee: Mapped[str | None] = mapped_column(String(200))
 
     referral: Mapped[Referral] = relationship(back_populates="events")
+
+
+class UnitStaff(Base):
+    """A caseworker or unit lead seen acting for a receiving unit: who a referral of that
+    unit may be assigned to.  The service has no staff directory; the identity provider
+    vouches for role and unit in every token, and this table remembers whom it vouched
+    for.  Recorded when such a caller acts on the unit's referrals (inbox, a referral, an
+    assignment)."""
+
+    __tablename__ = "unit_staff"
+
+    unit_id: Mapped[slug] = mapped_column(ForeignKey("units.id"), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The receiving role the token carried when last seen (caseworker or unit_lead).
+    role: Mapped[code]
+    first_seen_at: Mapped[timestamp]
+    last_seen_at: Mapped[timestamp]
 
 
 class Note(Base):

@@ -13,6 +13,7 @@ from referrals.auth import policy
 from referrals.db.models import BreakGlassGrant, Referral, Unit
 from referrals.domain.codes import Disclosure, Side, UnitKind
 from referrals.domain.disclosure import disclosure_of
+from referrals.services import staff
 from referrals.services.context import Context
 from referrals.services.errors import Forbidden, NotFound, PreconditionFailed
 from referrals.services.uow import UnitOfWork
@@ -40,6 +41,9 @@ def open_referral(
         side = _through_broken_glass(uow, ctx, row)
     if row is None or side is None:
         raise NotFound("no such referral")
+    unit_id = row.receiving_unit_id
+    if side is Side.RECEIVER and unit_id is not None and ctx.principal.unit == unit_id:
+        staff.note_presence(uow, ctx, unit_id)
     return row, side
 
 

@@ -221,10 +221,15 @@ def write_note_text(note: Note, sealer: Sealer, text: str) -> None:
 
 
 def represent_event(
-    event: TimelineEvent, sealer: Sealer | None, *, reader_unit: str | None = None
+    event: TimelineEvent,
+    sealer: Sealer | None,
+    side: Side | None,
+    *,
+    reader_unit: str | None = None,
 ) -> dict[str, Any]:
     """One timeline event.  With ``reader_unit`` (a decision view), the free text of
-    events written by another unit is withheld: it may name the young person."""
+    events written by another unit is withheld: it may name the young person.  The
+    assignee is shown to the receiving side only."""
     shown = sealer is not None and (reader_unit is None or event.actor_unit == reader_unit)
     reason_text = (
         sealer.open("timeline_events", event.id, "reason_text", event.reason_text)
@@ -245,6 +250,11 @@ def represent_event(
         "outcome_code": event.outcome_code,
         "rule_id": event.rule_id,
         "ruleset_version": event.ruleset_version,
+        **(
+            {"previous_assignee": event.previous_assignee, "assignee": event.assignee}
+            if policy.may_see_assignee(side)
+            else {}
+        ),
     }
 
 

@@ -30,7 +30,7 @@ from referrals.domain.codes import (
 )
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
-from referrals.services import cursors, outbox, records, routing
+from referrals.services import assignment, cursors, outbox, records, routing, staff
 from referrals.services.access import (
     case_sealer,
     check_version,
@@ -198,7 +198,7 @@ def list_page(
     principal = ctx.principal
     where = ListFilter(
         sending_unit=principal.unit if principal.has_role(Role.YOUTH_WORKER) else None,
-        receiving_unit=principal.unit if principal.has_role(Role.CASEWORKER) else None,
+        receiving_unit=principal.unit if policy.works_for_receiving_unit(principal) else None,
         hidden_from_receiver=(Status.DRAFT,),
         status=status,
         priority=priority,
@@ -206,6 +206,7 @@ def list_page(
         now=ctx.now,
         pending_statuses=(Status.REQUESTED,),
     )
+    staff.note_inbox_presence(uow, ctx)
     rows = uow.referrals.page(where, limit=limit + 1, after=cursors.decode(cursor))
     items = [_list_item(ctx, r) for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
@@ -320,13 +321,18 @@ def _apply(
         if target.id == row.receiving_unit_id:
             raise Unprocessable("the referral is already at this unit", field="unit")
         row.receiving_unit_id = target.id
-        row.assignee = None
+        row.assignee = row.assignee_issuer = None
         # The new unit has seen nothing: it decides from the decision view too.
         row.identity_disclosed_to = None
+    assignee = None
+    if transition.action is Action.ACCEPT and inputs.get("assignee") is not None:
+        # Resolved before the row changes: the lookup's query would flush a half-made change.
+        unit_id = row.receiving_unit_id or ""
+        assignee = staff.resolve(uow, ctx, unit_id, inputs["assignee"], field="assignee")
     if transition.target is not None:
         row.status = transition.target
     if transition.action is Action.ACCEPT:
-        row.assignee = inputs.get("assignee")
+        assignment.set_assignee(row, ctx, assignee)
         # Two-phase disclosure: accepting discloses identity and free text to the unit.
         row.identity_disclosed_to = row.receiving_unit_id
     # The reason code explains the current status; a transition without one clears it.
@@ -344,6 +350,7 @@ def _apply(
         reason_code=inputs.get("reason_code"),
         reason_text=inputs.get("reason_text"),
         outcome_code=inputs.get("outcome_code"),
+        assignee=assignee,
     )
     outbox.announce_transition(uow, ctx, row, transition.action)
 

@@ -119,7 +119,7 @@ def _referral(
     shared = [n for n in row.notes if n.visibility == NoteVisibility.SHARED]
     return {
         "referral": view,
-        "timeline": [records.represent_event(e, sealer) for e in row.events],
+        "timeline": [records.represent_event(e, sealer, None) for e in row.events],
         "notes": [records.represent_note(n, sealer) for n in shared],
         "internal_notes_withheld": len(row.notes) - len(shared),
         "recipients": recipients(row, names),

@@ -27,6 +27,8 @@ def record_event(
     outcome_code: str | None = None,
     rule_id: str | None = None,
     ruleset_version: int | None = None,
+    previous_assignee: str | None = None,
+    assignee: str | None = None,
 ) -> None:
     """Append who did what, when, from which status to which."""
     event = TimelineEvent(
@@ -44,6 +46,8 @@ def record_event(
         outcome_code=outcome_code,
         rule_id=rule_id,
         ruleset_version=ruleset_version,
+        previous_assignee=previous_assignee,
+        assignee=assignee,
     )
     if reason_text is not None and sealer is not None:
         records.write_event_text(event, sealer, reason_text)
@@ -55,7 +59,7 @@ def events(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> list[dict[s
     sealer = sealer_for(ctx, row)
     # Before disclosure, only the caller's own unit's free text is shown.
     reader = ctx.principal.unit if disclosure(ctx, row, side) is Disclosure.DECISION else None
-    items = [records.represent_event(e, sealer, reader_unit=reader) for e in row.events]
+    items = [records.represent_event(e, sealer, side, reader_unit=reader) for e in row.events]
     # A read commits too: its audit event must be stored before any data leaves.
     uow.commit()
     return items

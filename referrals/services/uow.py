@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.db.caseloads import CaseloadRepository, StaffRepository
 from referrals.db.engine import read_only
 from referrals.db.repositories import (
     OutboxRepository,
@@ -32,6 +33,8 @@ class UnitOfWork:
     units: UnitRepository
     routing: RoutingRepository
     outbox: OutboxRepository
+    staff: StaffRepository
+    caseloads: CaseloadRepository
 
     def __init__(
         self,
@@ -50,6 +53,8 @@ class UnitOfWork:
         self.units = UnitRepository(self.session)
         self.routing = RoutingRepository(self.session)
         self.outbox = OutboxRepository(self.session)
+        self.staff = StaffRepository(self.session)
+        self.caseloads = CaseloadRepository(self.session)
         return self
 
     def __exit__(

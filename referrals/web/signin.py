@@ -179,6 +179,7 @@ def demo_identities() -> list[tuple[Role, str | None]]:
     return [
         *((Role.YOUTH_WORKER, u) for u in referrers),
         *((Role.CASEWORKER, u) for u in receivers),
+        *((Role.UNIT_LEAD, u) for u in receivers),
         (Role.AUDITOR, None),
     ]
 

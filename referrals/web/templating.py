@@ -44,6 +44,7 @@ def role_name(role: str) -> str:
     names = {
         "youth_worker": _("Youth worker"),
         "caseworker": _("Caseworker"),
+        "unit_lead": _("Unit lead"),
         "auditor": _("Auditor"),
         "admin": _("Administrator"),
     }

@@ -37,7 +37,9 @@ ANY_JSON = st.recursive(
 REASON = {"reason_code": "no_capacity", "reason_text": "Full this week."}
 VALID_BODIES = {
     "/notes": {"text": "A note.", "visibility": "shared"},
-    "/accept": {"assignee": "kim"},
+    "/accept": {"assignee": "dev-caseworker@norrmalm"},
+    "/assign": {"assignee": "dev-caseworker@norrmalm"},
+    "/reassign": {"from": "dev-caseworker@norrmalm", "to": "dev-unit_lead@norrmalm"},
     "/redirect": {**REASON, "unit": "sodermalm"},
     "/complete": {"outcome_code": "support_started"},
     "/search": {"personal_number": "19121212-1212"},
@@ -121,11 +123,23 @@ def body_operations(app, submitted, draft):
     return found
 
 
-RECEIVER_ACTIONS = {"accept", "decline", "redirect", "start", "hold", "resume", "complete", "fail"}
+RECEIVER_ACTIONS = {
+    "assign",
+    "accept",
+    "decline",
+    "redirect",
+    "start",
+    "hold",
+    "resume",
+    "complete",
+    "fail",
+}
 
 
 def caller_for(path):
     """The role that may use the operation: a refusal by role would hide the body's fate."""
+    if path.endswith("/reassign"):
+        return ("unit_lead", "norrmalm")
     if path.startswith((f"{API}/units", f"{API}/routing-rules")):
         return ("admin", None)
     if path.rsplit("/", 1)[-1] in RECEIVER_ACTIONS:

@@ -298,6 +298,15 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         yw_own=STATE, yw_other=HIDDEN, cw_own=SIDE, cw_other=HIDDEN,
         auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
     ),
+    # Caseloads that move: only the receiving unit assigns (its own open referrals).
+    ("POST", f"{REFERRAL}/assign", "accepted"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=OK, cw_other=HIDDEN,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
+    ("POST", f"{REFERRAL}/assign", "redirected"): row(
+        yw_own=SIDE, yw_other=HIDDEN, cw_own=HIDDEN, cw_other=STATE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
+    ),
     # Search answers only with what the caller may see: others get an empty list, not 404.
     ("POST", SEARCH, "requested"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
@@ -383,6 +392,11 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
         auditor=SCOPE, admin=CREATED, yw_nounit=SCOPE, cw_nounit=SCOPE,
         privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
+    ),
+    # Reassigning a caseload is a unit lead's (tests/api/test_caseloads.py has the leads).
+    ("POST", f"{UNIT}/reassign", "unit"): row(
+        yw_own=ROLE, yw_other=ROLE, cw_own=ROLE, cw_other=ROLE,
+        auditor=SCOPE, admin=SCOPE, yw_nounit=ROLE, cw_nounit=ROLE,
     ),
     ("GET", UNIT, "unit"): row(
         yw_own=OK, yw_other=OK, cw_own=OK, cw_other=OK,
@@ -509,7 +523,9 @@ def referral_body() -> dict[str, Any]:
 
 ACTION_BODIES: dict[str, dict[str, Any]] = {
     "submit": {},
-    "accept": {"assignee": "Handläggare Ett"},
+    "accept": {},
+    # The receiving caseworker takes it (dev tokens' subject: role@unit).
+    "assign": {"assignee": "dev-caseworker@norrmalm"},
     "decline": {"reason_code": "no_capacity", "reason_text": "Fullt just nu."},
     "redirect": {"unit": "kungsholmen", "reason_code": "wrong_district"},
     "cancel": {"reason_code": "no_longer_needed"},
@@ -526,6 +542,7 @@ ACTION_BODIES: dict[str, dict[str, Any]] = {
 ACTION_RESULTS: dict[str, tuple[str, str | None]] = {
     "submit": ("requested", "norrmalm"),
     "accept": ("accepted", None),
+    "assign": ("accepted", None),
     "decline": ("rejected", None),
     "redirect": ("requested", "kungsholmen"),
     "cancel": ("cancelled", None),
@@ -792,6 +809,12 @@ def request_for(method: str, path: str, rid: str | None, etag: str | None) -> di
         body = NEW_UNIT
     elif (method, path) == ("PUT", UNIT):
         body = UNIT_REPLACEMENT
+    elif (method, path) == ("POST", f"{UNIT}/reassign"):
+        body = {
+            "from": "dev-caseworker@kungsholmen",
+            "to": "dev-unit_lead@kungsholmen",
+            "dry_run": True,
+        }
     elif (method, path) == ("POST", ROUTING_RULES):
         body = NEW_RULE
     elif (method, path) == ("PUT", ROUTING_RULE):

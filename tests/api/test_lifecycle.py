@@ -44,7 +44,7 @@ OUTCOME = {"outcome_code": "support_started"}
 # How to bring a freshly submitted referral (at norrmalm) to each status:
 # (action, who, body) steps; "worker" is the sender, "norrmalm" the receiving unit.
 Step = tuple[str, str, dict[str, Any]]
-ACCEPT: Step = ("accept", "norrmalm", {"assignee": "Handläggare Ett"})
+ACCEPT: Step = ("accept", "norrmalm", {"assignee": "dev-caseworker@norrmalm"})
 START: Step = ("start", "norrmalm", {})
 HOLD: Step = ("hold", "norrmalm", {"reason_code": "awaiting_information"})
 PATHS: dict[str, list[Step]] = {
@@ -95,7 +95,7 @@ def get(client: FlaskClient, referral_id: str, headers: dict[str, str]) -> dict[
 
 TRANSITIONS = [
     # (from status, action, who, body, to status)
-    ("requested", "accept", "norrmalm", {"assignee": "Handläggare Ett"}, "accepted"),
+    ("requested", "accept", "norrmalm", {"assignee": "dev-caseworker@norrmalm"}, "accepted"),
     ("requested", "decline", "norrmalm", REASON, "rejected"),
     ("requested", "cancel", "worker", {"reason_code": "no_longer_needed"}, "cancelled"),
     ("accepted", "start", "norrmalm", {}, "in_progress"),

@@ -250,7 +250,7 @@ ACTION_CASES = [
     ("submit", "draft", "worker", {}, "unit", "sodermalm"),
     ("accept", "requested", "caseworker", {}, "status", "completed"),
     ("accept", "requested", "caseworker", {}, "receiving_unit", "sodermalm"),
-    ("accept", "requested", "caseworker", {"assignee": "Handläggare Ett"}, "version", 1),
+    ("accept", "requested", "caseworker", {"assignee": "dev-caseworker@norrmalm"}, "version", 1),
     ("decline", "requested", "caseworker", {"reason_code": "no_capacity"}, "status", "accepted"),
     ("redirect", "requested", "caseworker",
      {"unit": "kungsholmen", "reason_code": "wrong_district"}, "receiving_unit", "sodermalm"),

@@ -156,7 +156,8 @@ def test_redirect_hands_the_referral_over_and_the_previous_unit_loses_it_at_once
     assert added == [("referral.redirected", SODERMALM), ("referral.redirected", REFERRER)]
     assert of_type(after, "referral.redirected") == [SODERMALM, REFERRER]
 
-    accepted = act(client, rid, "accept", actors.sodermalm, {"assignee": "Handläggare Två"})
+    handler = {"assignee": "dev-caseworker@sodermalm"}
+    accepted = act(client, rid, "accept", actors.sodermalm, handler)
     assert accepted.status_code == 200, accepted.get_json()
     assert of_type(outbox(app, rid), "referral.accepted") == [REFERRER]
     # Norrmalm is never told about what happens at Södermalm.
@@ -331,7 +332,7 @@ def submitted(client: FlaskClient, actors: Actors, *steps: tuple[str, dict[str, 
     return str(rid)
 
 
-ACCEPT = ("accept", {"assignee": "Handläggare Ett"})
+ACCEPT = ("accept", {"assignee": "dev-caseworker@norrmalm"})
 
 
 @pytest.mark.parametrize(

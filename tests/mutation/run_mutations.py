@@ -54,6 +54,10 @@ REDIRECT_TESTS = "tests/api/test_redirect_and_deadlines.py"
 DISCLOSURE = "tests/api/test_disclosure.py"
 DISCLOSURE_PAGES = "tests/web/test_disclosure_pages.py"
 CONSENT = "tests/api/test_consent_withdrawal.py"
+STAFF = "referrals/services/staff.py"
+ASSIGNMENT = "referrals/services/assignment.py"
+CASELOADS = "tests/api/test_caseloads.py"
+CASELOAD_RULES = "tests/auth/test_caseload_policy.py"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,46 @@ class Mutation:
 
 
 MUTATIONS = (
+    Mutation(
+        "unit-lead-is-receiving-staff",
+        "a unit lead works as a caseworker of its unit",
+        POLICY,
+        "RECEIVING_ROLES = frozenset({Role.CASEWORKER, Role.UNIT_LEAD})",
+        "RECEIVING_ROLES = frozenset({Role.CASEWORKER})",
+        (CASELOAD_RULES, CASELOADS),
+    ),
+    Mutation(
+        "assignee-is-known-staff",
+        "only a known caseworker or unit lead of the unit is assigned",
+        STAFF,
+        "    if known is None or not policy.may_be_assigned(known.role):",
+        "    if known is None:",
+        (CASELOAD_RULES, CASELOADS),
+    ),
+    Mutation(
+        "caseworker-moves-own-only",
+        "a caseworker does not take a colleague's referral",
+        POLICY,
+        "return principal.has_role(Role.UNIT_LEAD) or held_by_caller_or_nobody",
+        "return True",
+        (CASELOAD_RULES, CASELOADS),
+    ),
+    Mutation(
+        "reassign-lead-only",
+        "only a unit lead reassigns a caseload",
+        POLICY,
+        "return principal.has_role(Role.UNIT_LEAD) and principal.unit is not None",
+        "return principal.unit is not None",
+        (CASELOAD_RULES, CASELOADS),
+    ),
+    Mutation(
+        "reassign-names-every-referral",
+        "the reassignment's audit event names every referral it moved",
+        ASSIGNMENT,
+        "    uow.audit_disclosed(moved)",
+        "    pass",
+        (CASELOADS,),
+    ),
     Mutation(
         "case-roles-need-a-unit",
         "case content only for case roles with a unit",
@@ -136,11 +180,10 @@ MUTATIONS = (
     ),
     Mutation(
         "glass-caseworker",
-        "only caseworkers break the glass",
+        "only receiving staff (caseworkers, unit leads) break the glass",
         POLICY,
-        "        principal.has_role(Role.CASEWORKER)\n        and principal.unit is not None\n"
-        "        and caller_unit_kind",
-        "        True\n        and principal.unit is not None\n        and caller_unit_kind",
+        "        works_for_receiving_unit(principal)\n        and caller_unit_kind",
+        "        principal.unit is not None\n        and caller_unit_kind",
         (GLASS,),
     ),
     Mutation(
@@ -363,6 +406,7 @@ MUTATIONS = (
         "    if legal_holds.active(uow.session, row.id) is not None:",
         "    if False:",
         ("tests/services/test_retention.py",),
+    ),
     # Two-phase disclosure and consent withdrawal (issue 12, items 1 and 7).
     Mutation(
         "disclosure-decision-view",

@@ -860,7 +860,7 @@ def test_a_change_that_rolls_back_announces_nothing(
     # The outbox row is written, then the audit event cannot be: all of it rolls back.
     seen: list[int] = []
     monkeypatch.setattr("referrals.services.uow.record", failing_record(seen))
-    response = act(client, rid, "accept", actors.norrmalm, {"assignee": "Handläggare Fel"})
+    response = act(client, rid, "accept", actors.norrmalm, {"assignee": "dev-caseworker@norrmalm"})
     assert response.status_code == 503, response.get_json()
     assert seen == [before + 1], "the audit failure did not come after the outbox row"
     monkeypatch.undo()

@@ -177,8 +177,26 @@ class EmptyBody(StrictSchema):
     pass
 
 
+ASSIGNEE_DESCRIPTION = (
+    "The OIDC subject (``sub``, under the caller's issuer) of a caseworker or unit lead of "
+    "the receiving unit whom the service has seen acting for it; anyone else is refused "
+    "(422)."
+)
+
+
 class AcceptBody(StrictSchema):
-    assignee = text(200, allow_none=True)
+    assignee = text(
+        200, allow_none=True, metadata={"description": ASSIGNEE_DESCRIPTION + " Unsaid: nobody."}
+    )
+
+
+class AssignBody(StrictSchema):
+    assignee = text(
+        200,
+        required=True,
+        allow_none=True,
+        metadata={"description": ASSIGNEE_DESCRIPTION + " ``null`` releases the referral."},
+    )
 
 
 class ReasonBody(StrictSchema):
@@ -251,6 +269,14 @@ class EventOut(StrictSchema):
         allow_none=True, metadata={"description": "The routing rule that chose to_unit."}
     )
     ruleset_version = fields.Integer(allow_none=True)
+    previous_assignee = fields.String(
+        allow_none=True,
+        metadata={"description": "Assignments (receiving unit only): the subject before."},
+    )
+    assignee = fields.String(
+        allow_none=True,
+        metadata={"description": "Assignments (receiving unit only): the subject after."},
+    )
 
 
 class EventList(StrictSchema):

@@ -85,3 +85,33 @@ class UnitOut(StrictSchema):
 
 class UnitList(StrictSchema):
     items = fields.List(fields.Nested(UnitOut))
+
+
+class ReassignBody(StrictSchema):
+    from_ = text(
+        200,
+        required=True,
+        data_key="from",
+        metadata={"description": "Subject of the staff member whose open referrals move."},
+    )
+    to = text(
+        200,
+        required=True,
+        metadata={"description": "Subject of a known caseworker or unit lead of the unit."},
+    )
+    dry_run = fields.Boolean(
+        load_default=False,
+        metadata={"description": "List what would move and change nothing."},
+    )
+
+
+class ReassignOut(StrictSchema):
+    unit = fields.String()
+    from_ = fields.String(data_key="from")
+    to = fields.String()
+    dry_run = fields.Boolean()
+    count = fields.Integer()
+    referrals = fields.List(
+        fields.UUID(),
+        metadata={"description": "Ids of the referrals moved (or that would move): no content."},
+    )
