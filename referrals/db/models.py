@@ -228,6 +228,18 @@ class AuditSeal(Base):
     flag: Mapped[str | None] = mapped_column(String(16))
 
 
+class AuditPending(Base):
+    """The sealer's queue: an event not sealed yet.  Filled by a trigger on
+    ``audit_events`` (revision 0012) in the event's own transaction, emptied by the sealer
+    in the transaction that seals the event, so a sealer round reads only new events."""
+
+    __tablename__ = "audit_pending"
+    __table_args__ = (Index("ix_audit_pending_order", "recorded_at", "event_id"),)
+
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audit_events.id"), primary_key=True)
+    recorded_at: Mapped[timestamp]
+
+
 class AuditCheckpoint(Base):
     """A signed (Ed25519) statement of the chain head at ``seq``."""
 
