@@ -41,11 +41,11 @@ def upgrade() -> None:
     op.create_index("ix_audit_pending_order", TABLE, ["recorded_at", "event_id"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
-            f"""
+            """
             CREATE FUNCTION referrals_audit_enqueue() RETURNS trigger
             LANGUAGE plpgsql AS $$
             BEGIN
-                INSERT INTO {TABLE} (event_id, recorded_at) VALUES (NEW.id, NEW.recorded_at);
+                INSERT INTO audit_pending (event_id, recorded_at) VALUES (NEW.id, NEW.recorded_at);
                 RETURN NULL;
             END
             $$
@@ -58,11 +58,11 @@ def upgrade() -> None:
     else:
         op.execute(
             "CREATE TRIGGER audit_events_enqueue AFTER INSERT ON audit_events "
-            f"BEGIN INSERT INTO {TABLE} (event_id, recorded_at) "
+            "BEGIN INSERT INTO audit_pending (event_id, recorded_at) "
             "VALUES (NEW.id, NEW.recorded_at); END"
         )
     op.execute(
-        f"INSERT INTO {TABLE} (event_id, recorded_at) "
+        "INSERT INTO audit_pending (event_id, recorded_at) "
         "SELECT e.id, e.recorded_at FROM audit_events e "
         "LEFT JOIN audit_seals s ON s.event_id = e.id WHERE s.seq IS NULL"
     )

@@ -2,8 +2,8 @@
 
 ``root`` holds the group; importing each module below attaches its commands to it."""
 
-from referrals.cli import audit, database, keys, seeds, serving
+from referrals.cli import audit, bulk, database, keys, seeds, serving
 from referrals.cli.root import main
 from referrals.cli.serving import render_spec
 
-__all__ = ["audit", "database", "keys", "main", "render_spec", "seeds", "serving"]
+__all__ = ["audit", "bulk", "database", "keys", "main", "render_spec", "seeds", "serving"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -37,14 +37,24 @@ def current(uow: UnitOfWork) -> RuleSet | None:
 
 def decide_for(uow: UnitOfWork, facts: Facts) -> Decision:
     """The receiving unit for a referral being submitted."""
+    return decider(uow)(facts)
+
+
+def decider(uow: UnitOfWork) -> Callable[[Facts], Decision]:
+    """``decide_for`` with the current rule set read once: for many referrals decided in
+    one transaction (the bulk import), which sees one rule set throughout anyway."""
     ruleset = current(uow)
-    if ruleset is None:
-        raise Conflict("no routing rules are configured; an administrator must add them")
-    decision = routing.decide(ruleset, facts)
-    unit = uow.units.get(decision.unit)
-    if unit is None or unit.kind != "receiver":
-        raise Conflict("the routing rules name a unit that no longer receives referrals")
-    return decision
+
+    def decide(facts: Facts) -> Decision:
+        if ruleset is None:
+            raise Conflict("no routing rules are configured; an administrator must add them")
+        decision = routing.decide(ruleset, facts)
+        unit = uow.units.get(decision.unit)
+        if unit is None or unit.kind != "receiver":
+            raise Conflict("the routing rules name a unit that no longer receives referrals")
+        return decision
+
+    return decide
 
 
 def facts_of_row(row: Referral, *, age: int | None) -> Facts:
