@@ -6,7 +6,10 @@ event's id (and its ``recorded_at``, the sealer's order) to ``audit_pending`` in
 transaction as the event; the sealer reads the oldest pending ids through the index and
 deletes them in the transaction that seals them, so a round costs O(new events).
 
-The queue is not evidence: the chain is.  The app role may only INSERT into it (through
+The queue has no foreign key to ``audit_events``: one would make a TRUNCATE of the
+events fail on the key before the append-only trigger refuses it by name (the sealer reads
+the queue joined to the events, so an entry naming no event is never sealed).  The queue
+is not evidence: the chain is.  The app role may only INSERT into it (through
 the trigger), the sealer may read and DELETE; the verifier still counts unsealed events
 by the anti-join, so an event whose queue row went missing shows as pending there.
 Existing unsealed events are queued here once.
@@ -33,9 +36,6 @@ def upgrade() -> None:
         TABLE,
         sa.Column("event_id", sa.Uuid(), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["event_id"], ["audit_events.id"], name=op.f("fk_audit_pending_event_id_audit_events")
-        ),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_audit_pending")),
     )
     op.create_index("ix_audit_pending_order", TABLE, ["recorded_at", "event_id"], unique=False)
