@@ -17,6 +17,7 @@ from typing import Any
 
 from referrals.auth.operator import CLI_ISSUER
 from referrals.auth.principal import Principal, Role
+from referrals.db.models import Unit
 from referrals.domain.codes import UnitKind
 from referrals.domain.errors import DomainError
 from referrals.services import referrals, routing
@@ -66,8 +67,13 @@ def import_batch(
     decide = routing.decider(uow)
     created: list[uuid.UUID] = []
     errors: list[LineError] = []
+    # Strong references: the session's identity map alone would let a unit be collected
+    # and looked up (with an autoflush) again for the next line.
+    units: dict[str, Unit | None] = {}
     for line in lines:
-        unit = uow.units.get(line.sending_unit)
+        if line.sending_unit not in units:
+            units[line.sending_unit] = uow.units.get(line.sending_unit)
+        unit = units[line.sending_unit]
         if unit is None or unit.kind != UnitKind.REFERRER:
             errors.append(LineError(line.number, "sending_unit", UNKNOWN_UNIT))
             continue

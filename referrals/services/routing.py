@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from referrals.auth import policy
-from referrals.db.models import Referral, RoutingRuleSet
+from referrals.db.models import Referral, RoutingRuleSet, Unit
 from referrals.domain import routing
 from referrals.domain.codes import Priority
 from referrals.domain.personal_number import age_on
@@ -44,12 +44,17 @@ def decider(uow: UnitOfWork) -> Callable[[Facts], Decision]:
     """``decide_for`` with the current rule set read once: for many referrals decided in
     one transaction (the bulk import), which sees one rule set throughout anyway."""
     ruleset = current(uow)
+    # Held here, not only in the session's (weak) identity map: a unit looked up again
+    # must not cost a query, nor the autoflush that would come with it.
+    units: dict[str, Unit | None] = {}
 
     def decide(facts: Facts) -> Decision:
         if ruleset is None:
             raise Conflict("no routing rules are configured; an administrator must add them")
         decision = routing.decide(ruleset, facts)
-        unit = uow.units.get(decision.unit)
+        if decision.unit not in units:
+            units[decision.unit] = uow.units.get(decision.unit)
+        unit = units[decision.unit]
         if unit is None or unit.kind != "receiver":
             raise Conflict("the routing rules name a unit that no longer receives referrals")
         return decision
