@@ -22,10 +22,12 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Row, Table, delete, func, insert, select, text
+from sqlalchemy import Row, Table, Text, delete, func, insert, select, text
+from sqlalchemy import cast as cast_to
 from sqlalchemy.orm import Session
 
 from referrals.audit import chain, disclosures
@@ -91,28 +93,31 @@ def hashed(
 EVENTS = cast(Table, AuditEvent.__table__)
 SEALS = cast(Table, AuditSeal.__table__)
 PENDING = cast(Table, AuditPending.__table__)
-# Every column ``body`` hashes, for Core selects (the ORM's per-object cost was most of
-# the sealer's and the verifier's time).
-EVENT_COLUMNS = tuple(
-    EVENTS.c[name]
-    for name in (
-        "id",
-        "recorded_at",
-        "request_id",
-        "actor_verified",
-        "actor_issuer",
-        "actor_subject",
-        "client_id",
-        "roles",
-        "unit",
-        "action",
-        "target_type",
-        "target_id",
-        "outcome",
-        "http_status",
-        "purpose",
-        "reason",
-    )
+# For Core selects: the ORM's per-object cost was most of the sealer's and the verifier's
+# time.
+_EVENT_NAMES = (
+    "id",
+    "recorded_at",
+    "request_id",
+    "actor_verified",
+    "actor_issuer",
+    "actor_subject",
+    "client_id",
+    "roles",
+    "unit",
+    "action",
+    "target_type",
+    "target_id",
+    "outcome",
+    "http_status",
+    "purpose",
+    "reason",
+)
+# Every column ``body`` hashes, ``roles`` as its stored JSON text (``encode`` parses each
+# distinct value once instead of the driver parsing every row's).
+ROLES_TEXT = tuple(
+    cast_to(EVENTS.c[name], Text).label(name) if name == "roles" else EVENTS.c[name]
+    for name in _EVENT_NAMES
 )
 
 
@@ -135,61 +140,91 @@ def encode(
     event: Row[Any], flag: str | None, disclosed: Collection[uuid.UUID], seq: int
 ) -> bytes | str:
     """``chain.canonical_json({**hashed(event, flag, disclosed), "seq": seq})`` of a row
-    with ``EVENT_COLUMNS``: the same bytes, built directly (keys in sorted order) for the
-    column types the table stores.  Anything else (a ``roles`` value that is not a list of
-    strings, a naive time) takes the general path.  A body that cannot be hashed returns
-    ``chain.UNHASHABLE`` (the verifier's "altered" detail)."""
+    with ``ROLES_TEXT``: the same bytes, built directly (keys in sorted order) for the
+    column types the table stores.  ``roles`` is the column's stored JSON text (select
+    ``ROLES_TEXT``), parsed once per distinct value.  Anything else (a
+    ``roles`` value that is not a list of strings, a naive time) takes the general path.
+    A body that cannot be hashed returns ``chain.UNHASHABLE`` (the verifier's "altered"
+    detail)."""
     try:
         return _encode_fast(event, flag, disclosed, seq)
     except _Irregular:
         pass
+    values = {name: getattr(event, name) for name in _EVENT_NAMES}
+    try:
+        values["roles"] = json.loads(event.roles)
+    except (TypeError, ValueError):
+        return chain.UNHASHABLE
+    event = SimpleNamespace(**values)  # type: ignore[assignment]
     try:
         return chain.canonical_json({**hashed(event, flag, disclosed), chain.SEQ_FIELD: seq})
     except TypeError:
         return chain.UNHASHABLE
 
 
+# The roles column's stored JSON text -> its canonical fragment (None: irregular).  Few
+# distinct role sets exist, so this stays small; bounded all the same.
+_ROLES: dict[str, str | None] = {}
+_ROLES_LIMIT = 4096
+
+
+def _roles(value: str) -> str:
+    fragment = _ROLES.get(value, _MISSING)
+    if fragment is _MISSING:
+        try:
+            fragment = _roles_list(json.loads(value))
+        except (_Irregular, ValueError):
+            fragment = None
+        if len(_ROLES) < _ROLES_LIMIT:
+            _ROLES[value] = fragment
+    if fragment is None:
+        raise _Irregular
+    return cast(str, fragment)
+
+
+_MISSING: Any = object()
+
+
+def _roles_list(value: object) -> str:
+    if type(value) is not list:
+        raise _Irregular
+    return "[" + ",".join([_text(role) for role in value]) + "]"
+
+
 def _encode_fast(
     event: Row[Any], flag: str | None, disclosed: Collection[uuid.UUID], seq: int
 ) -> bytes:
-    roles = event.roles
-    if type(roles) is not list:
-        raise _Irregular
     verified = event.actor_verified
     status = event.http_status
     moment = event.recorded_at
-    if type(verified) is not bool or type(status) is not int or moment.tzinfo is None:
-        raise _Irregular
     identifier = event.id
-    if type(identifier) is not uuid.UUID:
+    if (
+        type(verified) is not bool
+        or type(status) is not int
+        or moment.tzinfo is None
+        or type(identifier) is not uuid.UUID
+    ):
         raise _Irregular
-    parts = [
-        '{"action":',
-        _text(event.action),
-        ',"actor_issuer":',
-        _text(event.actor_issuer),
-        ',"actor_subject":',
-        _text(event.actor_subject),
-        ',"actor_verified":',
-        "true" if verified else "false",
-        ',"client_id":',
-        _text(event.client_id),
-    ]
-    if disclosed:
-        listed = ",".join(f'"{name}"' for name in sorted(str(each) for each in disclosed))
-        parts += [',"disclosed":[', listed, "]"]
-    parts += [',"http_status":', str(status), ',"id":"', str(identifier), '","outcome":']
-    parts += [_text(event.outcome), ',"purpose":', _text(event.purpose)]
-    if event.reason is not None:
-        parts += [',"reason":', _text(event.reason)]
+    listed = (
+        ',"disclosed":["' + '","'.join(sorted(str(each) for each in disclosed)) + '"]'
+        if disclosed
+        else ""
+    )
+    reason = event.reason
+    why = "" if reason is None else ',"reason":' + _text(reason)
+    flagged = "" if flag is None else ',"sealer_flag":' + _text(flag)
     utc = moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
-    parts += [',"recorded_at":"', utc, 'Z","request_id":', _text(event.request_id)]
-    parts += [',"roles":[', ",".join([_text(role) for role in roles]), "]"]
-    if flag is not None:
-        parts += [',"sealer_flag":', _text(flag)]
-    parts += [',"seq":', str(seq), ',"target_id":', _text(event.target_id)]
-    parts += [',"target_type":', _text(event.target_type), ',"unit":', _text(event.unit), "}"]
-    return "".join(parts).encode("utf-8")
+    return (
+        f'{{"action":{_text(event.action)},"actor_issuer":{_text(event.actor_issuer)}'
+        f',"actor_subject":{_text(event.actor_subject)}'
+        f',"actor_verified":{"true" if verified else "false"}'
+        f',"client_id":{_text(event.client_id)}{listed},"http_status":{status}'
+        f',"id":"{identifier}","outcome":{_text(event.outcome)}'
+        f',"purpose":{_text(event.purpose)}{why},"recorded_at":"{utc}Z"'
+        f',"request_id":{_text(event.request_id)},"roles":{_roles(event.roles)}{flagged}'
+        f',"seq":{seq},"target_id":{_text(event.target_id)}'
+        f',"target_type":{_text(event.target_type)},"unit":{_text(event.unit)}}}'
+    ).encode()
 
 
 def flag_for(
@@ -260,7 +295,7 @@ def _seal_round(
         .limit(1)
     )
     taken: Sequence[Row[Any]] = session.execute(
-        select(SEALS.c.seq.label("sealed_seq"), *EVENT_COLUMNS)
+        select(SEALS.c.seq.label("sealed_seq"), *ROLES_TEXT)
         .select_from(
             PENDING.join(EVENTS, EVENTS.c.id == PENDING.c.event_id).outerjoin(
                 SEALS, SEALS.c.event_id == PENDING.c.event_id
@@ -289,7 +324,8 @@ def _seal_round(
     if seals:
         session.execute(insert(SEALS), seals)
     if taken:
-        session.execute(delete(PENDING).where(PENDING.c.event_id.in_([row.id for row in taken])))
+        done = [row.id for row in taken]
+        session.execute(delete(PENDING).where(disclosures.among(session, PENDING.c.event_id, done)))
     session.commit()
     return len(seals), len(taken)
 
@@ -455,7 +491,7 @@ def verify(
     sealed = 0
 
     rows = session.execute(
-        select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *EVENT_COLUMNS)
+        select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *ROLES_TEXT)
         .select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
         .order_by(SEALS.c.seq),
         execution_options={"stream_results": True, "yield_per": VERIFY_BATCH},

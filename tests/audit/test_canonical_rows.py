@@ -9,6 +9,7 @@ present and absent, disclosures, flags, and ``roles`` values only a tampered row
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import pytest
 
 from referrals.audit import chain, sealing
 
-NAMES = [c.name for c in sealing.EVENT_COLUMNS]
+NAMES = [c.name for c in sealing.ROLES_TEXT]
 
 
 def row(**overrides: Any) -> Any:
@@ -68,17 +69,23 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("stored", ["json text", "json text, spaced"])
 @pytest.mark.parametrize("flag", [None, "backdated"])
 @pytest.mark.parametrize("disclosed", [(), (uuid.UUID(int=5), uuid.UUID(int=3))])
 @pytest.mark.parametrize("case", CASES)
 def test_the_direct_encoding_is_the_canonical_one(
-    case: str, disclosed: tuple[uuid.UUID, ...], flag: str | None
+    case: str, disclosed: tuple[uuid.UUID, ...], flag: str | None, stored: str
 ) -> None:
+    """``roles`` as the sealer and the verifier select it (``ROLES_TEXT``: the stored JSON
+    text, in whatever spacing it was written)."""
     event = row(**CASES[case])
     expected = chain.canonical_json({**sealing.hashed(event, flag, disclosed), "seq": 41})
+    separators = (",", ":") if stored == "json text" else (", ", ": ")
+    event.roles = json.dumps(event.roles, separators=separators, ensure_ascii=False)
     assert sealing.encode(event, flag, disclosed, 41) == expected
+    assert sealing.encode(event, flag, disclosed, 41) == expected  # the memo gives the same
 
 
 def test_a_row_that_cannot_be_hashed_is_reported_not_raised() -> None:
-    event = row(roles=[float("nan")])
+    event = row(roles="[NaN]")
     assert sealing.encode(event, None, (), 1) == chain.UNHASHABLE
