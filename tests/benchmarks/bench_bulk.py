@@ -114,8 +114,8 @@ class Deployment:
 
     def timed(self, *args: str) -> tuple[float, float, float, str]:
         """(seconds, CPU seconds of this process, MiB its peak resident size grew by, output)
-        of ``referrals ARGS``, run in this process as the command line runs it.  A job whose memory is
-        flat in the rows leaves the peak where the fill and the jobs before it left it."""
+        of ``referrals ARGS``, run in this process as the command line runs it.  A job whose
+        memory is flat in the rows leaves the peak where the jobs before it left it."""
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start, cpu = time.perf_counter(), time.process_time()
         result = CliRunner().invoke(cli, list(args), env=self.env)
@@ -344,7 +344,10 @@ def main() -> None:
             "seal", pending, "events/s", "audit", "seal", expect=f"{pending} events sealed"
         )
         now_ms, before_ms = idle_rounds(runtime)
-        sealed.baseline = f"an idle round {now_ms:.1f} ms; the anti-join every round ran before {before_ms:.1f} ms"
+        sealed.baseline = (
+            f"an idle round {now_ms:.1f} ms; "
+            f"the anti-join every round ran before {before_ms:.1f} ms"
+        )
         jobs.append(sealed)
 
         verified = job("verify", pending + rows // 500, "events/s", "audit", "verify", expect="ok")
