@@ -12,7 +12,8 @@ sees every referral):
   list     GET /api/v1/referrals (the first page, 50 referrals);
   page 100 the 100th page of that list, by its cursor (keyset pagination must not scan
            the 99 pages before it);
-  search   POST /api/v1/referrals/search for one personal number (blind index; 4 matches);
+  search   POST /api/v1/referrals/search for one personal number (blind index; one match
+           up to 21,000 referrals, then one more each 21,000);
   get      GET /api/v1/referrals/{id} of a referral drawn at random.
 
 Each is timed ``--requests`` times after a warm-up; the table shows the 95th percentile
@@ -46,8 +47,8 @@ from tests.support.databases import postgres_database
 
 API = "/api/v1/referrals"
 WARM_UP = 5
-# personal_number(2009, 1 + i % 12, 1 + i % 28, i % 1000) repeats every 84,000 referrals
-# (lcm of 12, 28 and 1000 is 21,000 x 4), so one number matches a handful at any size.
+# personal_number(2009, 1 + i % 12, 1 + i % 28, i % 1000) repeats every 21,000 referrals
+# (the lcm of 12, 28 and 1000), so one number matches a handful at any size.
 SEARCHED = 4242
 
 
