@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
+import referrals.cli.audit
 from referrals.db.models import AuditEventTarget, OutboxMessage, Referral, TimelineEvent
 from tests.api.helpers import personal_number, with_wrong_check_digit
 from tests.crypto.canary import Canaries, case_body, scan_database
@@ -197,3 +199,31 @@ def test_use_case_rules_are_reported_per_line(deployment: Deployment, tmp_path: 
     assert "--start-line 1" in output
     assert count(deployment, Referral) == 0
     assert str(uuid.UUID(int=0)) not in output
+
+
+def test_audit_seal_seals_everything_pending_in_batches(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Without --follow the command seals all that waits, not one batch (it used to stop
+    at 1,000); here batches of two, so several transactions."""
+    good = {"subject": {"name": "Gamma Påhittsson"}, "categories": ["violence"]}
+    source = tmp_path / "referrals.jsonl"
+    source.write_text("\n".join(line(good) for _ in range(5)) + "\n", encoding="utf-8")
+    deployment.ok("import", str(source), "--reason", TICKET, "--batch-size", "1")
+    engine = create_engine(deployment.url)
+    try:
+        with engine.connect() as connection:
+            waiting = int(
+                connection.exec_driver_sql("SELECT count(*) FROM audit_pending").scalar_one()
+            )
+    finally:
+        engine.dispose()
+    assert waiting >= 7  # db upgrade, seed, five batches
+    with mock.patch.object(referrals.cli.audit, "SEAL_BATCH", 2):
+        output = deployment.ok("audit", "seal")
+    assert f"{waiting} events sealed" in output
+    verified = deployment.ok("audit", "verify").splitlines()
+    assert verified[-1] == "ok"
+    assert any(
+        f"{waiting} sealed events" in text and "0 awaiting sealing" in text for text in verified
+    )
