@@ -65,6 +65,7 @@ class AuditAction(StrEnum):
     KEYS_REWRAP = "keys:rewrap"
     KEYS_RETIRE = "keys:retire"
     SEED_APPLY = "seed:apply"
+    REFERRALS_IMPORT = "referrals:import"
     DB_HARDEN = "db:harden"
     DB_UPGRADE = "db:upgrade"
 

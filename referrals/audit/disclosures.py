@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, Uuid, any_, bindparam, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from referrals.db.models import AuditEventTarget
 
@@ -25,12 +26,25 @@ def of_events(
         return found
     rows = session.execute(
         select(AuditEventTarget.event_id, AuditEventTarget.referral_id).where(
-            AuditEventTarget.event_id.in_(event_ids)
+            among(session, AuditEventTarget.event_id, event_ids)
         )
     )
     for event_id, referral_id in rows:
         found.setdefault(event_id, []).append(referral_id)
     return found
+
+
+def among(
+    session: Session,
+    column: ColumnElement[uuid.UUID] | QueryableAttribute[uuid.UUID],
+    ids: Collection[uuid.UUID],
+) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter however many
+    ids: the sealer and the verifier ask for thousands at a time, and an IN list of that
+    many parameters costs more to render and parse than to run."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=postgresql.ARRAY(Uuid())))
+    return column.in_(ids)
 
 
 def naming(referral_id: uuid.UUID) -> Select[uuid.UUID]:

@@ -16,21 +16,27 @@ and the verifier lists every flagged event.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, Table, Text, delete, func, insert, select, text
+from sqlalchemy import cast as cast_to
 from sqlalchemy.orm import Session
 
 from referrals.audit import chain, disclosures
-from referrals.db.models import AuditCheckpoint, AuditEvent, AuditSeal
+from referrals.db.models import AuditCheckpoint, AuditEvent, AuditPending, AuditSeal
 
 # Events sealed per round (and per transaction) at most.
 DEFAULT_BATCH = 1000
+# Rows the verifier fetches from its cursor at a time (memory stays flat in the chain).
+VERIFY_BATCH = 2000
 # How far an event's recorded_at may lie before the newest sealed event (a commit that
 # waited for a lock) or after the sealer's clock before it is flagged.  The same window
 # the freshness check allows for late commits.
@@ -44,7 +50,7 @@ FUTURE = "future"
 SEALER_LOCK = 0x726566657272616C
 
 
-def body(event: AuditEvent, disclosed: Collection[uuid.UUID] = ()) -> dict[str, Any]:
+def body(event: AuditEvent | Row[Any], disclosed: Collection[uuid.UUID] = ()) -> dict[str, Any]:
     """What is hashed of an event: every column and the referrals it disclosed
     (``disclosures.of_events``), nothing derived."""
     fields = {
@@ -74,7 +80,7 @@ def body(event: AuditEvent, disclosed: Collection[uuid.UUID] = ()) -> dict[str, 
 
 
 def hashed(
-    event: AuditEvent, flag: str | None, disclosed: Collection[uuid.UUID] = ()
+    event: AuditEvent | Row[Any], flag: str | None, disclosed: Collection[uuid.UUID] = ()
 ) -> dict[str, Any]:
     """The body as sealed: the event's columns and disclosures, and the sealer's flag when
     there is one."""
@@ -82,6 +88,143 @@ def hashed(
     if flag is not None:
         fields[FLAG_FIELD] = flag
     return fields
+
+
+EVENTS = cast(Table, AuditEvent.__table__)
+SEALS = cast(Table, AuditSeal.__table__)
+PENDING = cast(Table, AuditPending.__table__)
+# For Core selects: the ORM's per-object cost was most of the sealer's and the verifier's
+# time.
+_EVENT_NAMES = (
+    "id",
+    "recorded_at",
+    "request_id",
+    "actor_verified",
+    "actor_issuer",
+    "actor_subject",
+    "client_id",
+    "roles",
+    "unit",
+    "action",
+    "target_type",
+    "target_id",
+    "outcome",
+    "http_status",
+    "purpose",
+    "reason",
+)
+# Every column ``body`` hashes, ``roles`` as its stored JSON text (``encode`` parses each
+# distinct value once instead of the driver parsing every row's).
+ROLES_TEXT = tuple(
+    cast_to(EVENTS.c[name], Text).label(name) if name == "roles" else EVENTS.c[name]
+    for name in _EVENT_NAMES
+)
+
+
+class _Irregular(Exception):
+    """A stored value the fast encoder does not take: the general path decides."""
+
+
+_string = json.encoder.encode_basestring  # the C encoder; non-ASCII kept as it is
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "null"
+    if type(value) is not str:
+        raise _Irregular
+    return _string(value)
+
+
+def encode(
+    event: Row[Any], flag: str | None, disclosed: Collection[uuid.UUID], seq: int
+) -> bytes | str:
+    """``chain.canonical_json({**hashed(event, flag, disclosed), "seq": seq})`` of a row
+    with ``ROLES_TEXT``: the same bytes, built directly (keys in sorted order) for the
+    column types the table stores.  ``roles`` is the column's stored JSON text (select
+    ``ROLES_TEXT``), parsed once per distinct value.  Anything else (a
+    ``roles`` value that is not a list of strings, a naive time) takes the general path.
+    A body that cannot be hashed returns ``chain.UNHASHABLE`` (the verifier's "altered"
+    detail)."""
+    try:
+        return _encode_fast(event, flag, disclosed, seq)
+    except _Irregular:
+        pass
+    values = {name: getattr(event, name) for name in _EVENT_NAMES}
+    try:
+        values["roles"] = json.loads(event.roles)
+    except (TypeError, ValueError):
+        return chain.UNHASHABLE
+    event = SimpleNamespace(**values)  # type: ignore[assignment]
+    try:
+        return chain.canonical_json({**hashed(event, flag, disclosed), chain.SEQ_FIELD: seq})
+    except TypeError:
+        return chain.UNHASHABLE
+
+
+# The roles column's stored JSON text -> its canonical fragment (None: irregular).  Few
+# distinct role sets exist, so this stays small; bounded all the same.
+_ROLES: dict[str, str | None] = {}
+_ROLES_LIMIT = 4096
+
+
+def _roles(value: str) -> str:
+    fragment = _ROLES.get(value, _MISSING)
+    if fragment is _MISSING:
+        try:
+            fragment = _roles_list(json.loads(value))
+        except (_Irregular, ValueError):
+            fragment = None
+        if len(_ROLES) < _ROLES_LIMIT:
+            _ROLES[value] = fragment
+    if fragment is None:
+        raise _Irregular
+    return cast(str, fragment)
+
+
+_MISSING: Any = object()
+
+
+def _roles_list(value: object) -> str:
+    if type(value) is not list:
+        raise _Irregular
+    return "[" + ",".join([_text(role) for role in value]) + "]"
+
+
+def _encode_fast(
+    event: Row[Any], flag: str | None, disclosed: Collection[uuid.UUID], seq: int
+) -> bytes:
+    verified = event.actor_verified
+    status = event.http_status
+    moment = event.recorded_at
+    identifier = event.id
+    if (
+        type(verified) is not bool
+        or type(status) is not int
+        or moment.tzinfo is None
+        or type(identifier) is not uuid.UUID
+    ):
+        raise _Irregular
+    listed = (
+        ',"disclosed":["' + '","'.join(sorted(str(each) for each in disclosed)) + '"]'
+        if disclosed
+        else ""
+    )
+    reason = event.reason
+    why = "" if reason is None else ',"reason":' + _text(reason)
+    flagged = "" if flag is None else ',"sealer_flag":' + _text(flag)
+    utc = moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    return (
+        f'{{"action":{_text(event.action)},"actor_issuer":{_text(event.actor_issuer)}'
+        f',"actor_subject":{_text(event.actor_subject)}'
+        f',"actor_verified":{"true" if verified else "false"}'
+        f',"client_id":{_text(event.client_id)}{listed},"http_status":{status}'
+        f',"id":"{identifier}","outcome":{_text(event.outcome)}'
+        f',"purpose":{_text(event.purpose)}{why},"recorded_at":"{utc}Z"'
+        f',"request_id":{_text(event.request_id)},"roles":{_roles(event.roles)}{flagged}'
+        f',"seq":{seq},"target_id":{_text(event.target_id)}'
+        f',"target_type":{_text(event.target_type)},"unit":{_text(event.unit)}}}'
+    ).encode()
 
 
 def flag_for(
@@ -103,7 +246,41 @@ def seal_pending(
     limit: int = DEFAULT_BATCH,
     tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> int:
-    """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many."""
+    """Seal up to ``limit`` committed, unsealed events, oldest first; commits; returns how many.
+
+    The work comes from the queue (``audit_pending``, revision 0011) through its index,
+    so a round costs what it seals, not what the trail holds."""
+    return _seal_round(session, clock, limit, tolerance)[0]
+
+
+def seal_all(
+    session: Session,
+    clock: Callable[[], datetime],
+    limit: int = DEFAULT_BATCH,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
+    progress: Callable[[int], object] | None = None,
+) -> int:
+    """Seal everything pending, ``limit`` events per transaction; returns how many."""
+    total = 0
+    while True:
+        sealed, taken = _seal_round(session, clock, limit, tolerance)
+        total += sealed
+        if progress is not None:
+            progress(sealed)
+        if taken < limit:
+            return total
+
+
+def pending_count(session: Session) -> int:
+    """Events in the sealer's queue (an index-only count)."""
+    return int(session.scalar(select(func.count()).select_from(PENDING)) or 0)
+
+
+def _seal_round(
+    session: Session, clock: Callable[[], datetime], limit: int, tolerance: timedelta
+) -> tuple[int, int]:
+    """(events sealed, queue entries taken): an entry whose event already has a seal
+    (possible only by a direct INSERT into the queue) is removed without a new one."""
     _lock(session)
     now = clock()  # after the lock: a sealer that waited must not stamp the past
     last = session.execute(
@@ -117,26 +294,40 @@ def seal_pending(
         .order_by(AuditSeal.seq.desc())
         .limit(1)
     )
-    pending = session.scalars(
-        select(AuditEvent)
-        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
-        .where(AuditSeal.seq.is_(None))
-        .order_by(AuditEvent.recorded_at, AuditEvent.id)
+    taken: Sequence[Row[Any]] = session.execute(
+        select(SEALS.c.seq.label("sealed_seq"), *ROLES_TEXT)
+        .select_from(
+            PENDING.join(EVENTS, EVENTS.c.id == PENDING.c.event_id).outerjoin(
+                SEALS, SEALS.c.event_id == PENDING.c.event_id
+            )
+        )
+        .order_by(PENDING.c.recorded_at, PENDING.c.event_id)
         .limit(limit)
     ).all()
+    pending = [row for row in taken if row.sealed_seq is None]
     named = disclosures.of_events(session, [event.id for event in pending])
+    seals: list[dict[str, Any]] = []
+    sha256 = hashlib.sha256
     for event in pending:
         seq += 1
         flag = flag_for(event.recorded_at, reference, now, tolerance)
-        sealed = chain.seal(previous, seq, hashed(event, flag, named.get(event.id, ())))
-        session.add(
-            AuditSeal(seq=seq, event_id=event.id, hash=sealed.hash, sealed_at=now, flag=flag)
+        encoded = encode(event, flag, named.get(event.id, ()), seq)
+        if isinstance(encoded, str):
+            raise TypeError(f"audit event {event.id} cannot be hashed")
+        digest = sha256(previous + encoded).digest()
+        seals.append(
+            {"seq": seq, "event_id": event.id, "hash": digest, "sealed_at": now, "flag": flag}
         )
-        previous = sealed.hash
+        previous = digest
         if flag is None:  # a flagged time must not move the reference
             reference = max(reference or event.recorded_at, event.recorded_at)
+    if seals:
+        session.execute(insert(SEALS), seals)
+    if taken:
+        done = [row.id for row in taken]
+        session.execute(delete(PENDING).where(disclosures.among(session, PENDING.c.event_id, done)))
     session.commit()
-    return len(pending)
+    return len(seals), len(taken)
 
 
 def checkpoint(
@@ -280,8 +471,16 @@ class Verification:
         return self.finding is None
 
 
-def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
-    """Recompute the whole chain and every checkpoint; name the first problem."""
+def verify(
+    session: Session,
+    public_keys: Mapping[str, Any],
+    progress: Callable[[int], object] | None = None,
+) -> Verification:
+    """Recompute the whole chain and every checkpoint; name the first problem.
+
+    Streams the chain with Core from a server-side cursor (PostgreSQL) in batches of
+    ``VERIFY_BATCH``: memory stays flat however long the chain.  ``progress`` is told how
+    many events each batch held."""
     checkpoints = [
         chain.Checkpoint(**_checkpoint_fields(c))
         for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
@@ -292,27 +491,30 @@ def verify(session: Session, public_keys: Mapping[str, Any]) -> Verification:
     sealed = 0
 
     rows = session.execute(
-        select(AuditSeal, AuditEvent)
-        .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
-        .order_by(AuditSeal.seq)
-        .execution_options(yield_per=1000)  # streams: memory does not grow with the chain
+        select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *ROLES_TEXT)
+        .select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
+        .order_by(SEALS.c.seq),
+        execution_options={"stream_results": True, "yield_per": VERIFY_BATCH},
     )
 
-    def stream() -> Iterator[chain.SealedEvent]:
+    def stream() -> Iterator[tuple[int, bytes | str, bytes]]:
         nonlocal sealed
         for partition in rows.partitions():
-            named = disclosures.of_events(session, [event.id for _, event in partition])
-            for seal, event in partition:
+            named = disclosures.of_events(session, [row.id for row in partition])
+            for row in partition:
                 sealed += 1
-                if seal.seq in wanted:
-                    heads[seal.seq] = seal.hash
-                if seal.flag is not None:
-                    flagged.append(Flagged(seal.seq, seal.flag))
-                sealed_body = hashed(event, seal.flag, named.get(event.id, ()))
-                yield chain.SealedEvent(seq=seal.seq, body=sealed_body, hash=seal.hash)
+                seq = row.seq
+                if seq in wanted:
+                    heads[seq] = row.hash
+                flag = row.flag
+                if flag is not None:
+                    flagged.append(Flagged(seq, flag))
+                yield seq, encode(row, flag, named.get(row.id, ()), seq), row.hash
+            if progress is not None:
+                progress(len(partition))
 
     try:
-        finding = chain.verify_chain(stream())
+        finding = chain.verify_encoded(stream())
     finally:
         rows.close()  # the verifier may stop at the first problem; free the server cursor
     if finding is None:

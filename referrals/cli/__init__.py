@@ -2,12 +2,13 @@
 
 ``root`` holds the group; importing each module below attaches its commands to it."""
 
-from referrals.cli import audit, database, keys, privacy, retention, seeds, serving
+from referrals.cli import audit, bulk, database, keys, privacy, retention, seeds, serving
 from referrals.cli.root import main
 from referrals.cli.serving import render_spec
 
 __all__ = [
     "audit",
+    "bulk",
     "database",
     "keys",
     "main",

@@ -14,6 +14,7 @@ from typing import IO
 
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
 
 from referrals.audit import chain, freshness, sealing
 from referrals.audit import export as audit_export_rows
@@ -30,10 +31,13 @@ from referrals.cli.common import (
 )
 from referrals.cli.root import main
 from referrals.config import ConfigError
-from referrals.db.models import AuditCheckpoint
+from referrals.db.models import AuditCheckpoint, AuditSeal
 from referrals.runtime import Runtime, audit_public_keys
 
 log = logging.getLogger(__name__)
+
+# Events per transaction when `audit seal` seals everything pending.
+SEAL_BATCH = 5000
 
 
 @main.group()
@@ -78,8 +82,19 @@ def audit_seal(
     if not follow:
         sessions = runtime.sealer_database().sessions
         tolerance = timedelta(seconds=runtime.settings.audit_time_tolerance)
+        # Everything pending, one batch per transaction (an interrupted run keeps what
+        # it sealed; the next one goes on from there).
         with sessions() as session:
-            sealed = sealing.seal_pending(session, runtime.clock, tolerance=tolerance)
+            waiting = sealing.pending_count(session)
+            session.rollback()
+            with click.progressbar(length=waiting, label="sealing", file=sys.stderr) as bar:
+                sealed = sealing.seal_all(
+                    session,
+                    runtime.clock,
+                    limit=SEAL_BATCH,
+                    tolerance=tolerance,
+                    progress=bar.update,
+                )
         with sessions() as session:
             row = sealing.checkpoint(session, _signing_key(runtime), runtime.clock)
         if row is not None and publisher is not None:
@@ -191,7 +206,9 @@ def audit_verify() -> None:
     runtime = runtime_of(load_app())
     limits = runtime.freshness_limits()
     with runtime.database.read_session() as session:
-        result = sealing.verify(session, audit_public_keys(runtime))
+        length = session.scalar(select(func.max(AuditSeal.seq))) or 0
+        with click.progressbar(length=length, label="verifying", file=sys.stderr) as bar:
+            result = sealing.verify(session, audit_public_keys(runtime), progress=bar.update)
         fresh = freshness.judge(sealing.backlog(session), runtime.clock(), limits)
     click.echo(
         f"{result.sealed} sealed events, {result.checkpoints} checkpoints, "

@@ -128,7 +128,7 @@ def keys_rotate(actor: str | None, reason: str) -> None:
 
 
 @keys.command("rewrap")
-@click.option("--batch-size", default=500, show_default=True)
+@click.option("--batch-size", default=2000, show_default=True)
 @operator_options(reason_required=True)
 def keys_rewrap(batch_size: int, actor: str | None, reason: str) -> None:
     """Re-wrap every data key under the current KEK, in batches (resumable, idempotent)."""

@@ -57,6 +57,9 @@ EVENT_TABLES = ("audit_events", "audit_event_targets")
 SEALER_TABLES = ("audit_seals", "audit_checkpoints")
 # Refusals of unverified actors, counted per minute (revision 0006).
 TALLIES = "audit_refusal_tallies"
+# The sealer's queue of unsealed events (revision 0011): the app's trigger adds, the
+# sealer reads and removes.
+PENDING = "audit_pending"
 
 
 def harden(
@@ -70,7 +73,8 @@ def harden(
 
     The app role may INSERT and SELECT events (and the referrals they disclosed) and only
     read seals and checkpoints; the sealer role may read events and INSERT seals and
-    checkpoints, and nothing else in the database.  The append-only trigger (revision 0003)
+    checkpoints, and read and remove entries of its queue (``audit_pending``, which the
+    app may only add to), and nothing else in the database.  The append-only trigger (revision 0003)
     refuses UPDATE, DELETE and TRUNCATE for every role; taking the privileges away as well
     makes it a second wall.  ``before_commit`` runs in the same transaction (the command's
     audit event)."""
@@ -95,6 +99,12 @@ def harden(
             for table in SEALER_TABLES:
                 connection.execute(text(f"REVOKE INSERT ON {table} FROM {app}"))
                 connection.execute(text(f"GRANT SELECT, INSERT ON {table} TO {sealer}"))
+            # The trigger on audit_events runs as the app: it may add to the queue only.
+            connection.execute(
+                text(f"REVOKE SELECT, UPDATE, DELETE, TRUNCATE ON {PENDING} FROM {app}")
+            )
+            connection.execute(text(f"GRANT INSERT ON {PENDING} TO {app}"))
+            connection.execute(text(f"GRANT SELECT, DELETE ON {PENDING} TO {sealer}"))
             if before_commit is not None:
                 before_commit(connection)
     finally:

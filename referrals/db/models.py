@@ -261,6 +261,20 @@ class AuditSeal(Base):
     flag: Mapped[str | None] = mapped_column(String(16))
 
 
+class AuditPending(Base):
+    """The sealer's queue: an event not sealed yet.  Filled by a trigger on
+    ``audit_events`` (revision 0011) in the event's own transaction, emptied by the sealer
+    in the transaction that seals the event, so a sealer round reads only new events."""
+
+    __tablename__ = "audit_pending"
+    __table_args__ = (Index("ix_audit_pending_order", "recorded_at", "event_id"),)
+
+    # No foreign key: see revision 0011 (a TRUNCATE of the events must meet the
+    # append-only trigger, not the key).
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    recorded_at: Mapped[timestamp]
+
+
 class AuditCheckpoint(Base):
     """A signed (Ed25519) statement of the chain head at ``seq``."""
 

@@ -6,11 +6,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
+    bindparam,
     delete,
     exists,
     false,
@@ -146,6 +148,27 @@ class ReferralRepository:
             .execution_options(synchronize_session=False)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    def replace_wrapped_keys(self, changes: Sequence[tuple[uuid.UUID, str, bytes, str]]) -> int:
+        """Many ``replace_wrapped_key`` in one executemany (pipelined on PostgreSQL):
+        ``(referral id, old KEK id, wrapped key, KEK id)`` each; returns how many rows
+        changed.  The same compare-and-swap on the old KEK id, and no version bump."""
+        if not changes:
+            return 0
+        table = cast(Table, Referral.__table__)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.kek_id == bindparam("b_old"))
+            .values(dek_wrapped=bindparam("b_wrapped"), kek_id=bindparam("b_kek"))
+        )
+        result = self.session.connection().execute(
+            statement,
+            [
+                {"b_id": referral_id, "b_old": old, "b_wrapped": wrapped, "b_kek": kek_id}
+                for referral_id, old, wrapped, kek_id in changes
+            ],
+        )
+        return int(getattr(result, "rowcount", 0))
 
     def active_grant(
         self, actor: str, referral_id: uuid.UUID, now: datetime

@@ -64,8 +64,12 @@ class Batch:
 def rewrap_batch(
     uow: UnitOfWork, vault: Vault, batch_size: int, after: uuid.UUID | None = None
 ) -> Batch:
-    """Re-wrap up to ``batch_size`` data keys with ids after ``after``, and commit."""
-    moved, last_id, unreadable = 0, None, []
+    """Re-wrap up to ``batch_size`` data keys with ids after ``after``, and commit.
+
+    One SELECT and one batched UPDATE (executemany, compare-and-swap on the old KEK id
+    per row) per batch: a row another job re-wrapped meanwhile is left as it is."""
+    last_id, unreadable = None, []
+    changes: list[tuple[uuid.UUID, str, bytes, str]] = []
     current = vault.keyring.current
     for referral_id, wrapped, old_kek_id in uow.referrals.wrapped_keys_not_under(
         current, batch_size, after
@@ -76,7 +80,8 @@ def rewrap_batch(
         except DecryptionError:
             unreadable.append(referral_id)
             continue
-        moved += uow.referrals.replace_wrapped_key(referral_id, old_kek_id, new_wrapped, kek_id)
+        changes.append((referral_id, old_kek_id, new_wrapped, kek_id))
+    moved = uow.referrals.replace_wrapped_keys(changes)
     uow.commit()
     return Batch(moved, last_id, unreadable)
 

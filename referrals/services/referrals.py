@@ -30,6 +30,7 @@ from referrals.domain.codes import (
 )
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
+from referrals.domain.routing import Decision, Facts
 from referrals.services import assignment, cursors, outbox, records, routing, staff
 from referrals.services.access import (
     case_sealer,
@@ -72,6 +73,34 @@ def create(
     submit: bool,
     before_commit: BeforeCommit | None = None,
 ) -> View:
+    row, plain = open_new(uow, ctx, body, submit=submit)
+    if before_commit is not None:
+        before_commit(uow, row.id)
+    uow.audit_target("referral", row.id)
+    # Before the commit: whatever this finds, the answer cannot fail after the change.
+    duplicates = duplicates_of(uow, ctx, row, plain) if submit else None
+    uow.audit_disclosed(d["id"] for d in duplicates or ())
+    uow.commit()
+    view = records.represent(row, Side.SENDER, plain, now=ctx.now)
+    if duplicates is not None:
+        view["possible_duplicates"] = duplicates
+    return view
+
+
+def open_new(
+    uow: UnitOfWork,
+    ctx: Context,
+    body: Mapping[str, Any],
+    *,
+    submit: bool,
+    decide: Callable[[Facts], Decision] | None = None,
+    flush: bool = True,
+) -> tuple[Referral, records.Plain]:
+    """A new referral from a validated body, sealed, with its timeline (and submitted,
+    routed and announced when ``submit``); not committed.  ``create`` and the bulk import
+    (services/bulk_import.py) both make referrals here.  The import passes a ``decide``
+    that reads the rule set once per batch, and ``flush=False`` so that a batch's rows
+    are written together."""
     sending_unit = referring_unit(uow, ctx)
     row = Referral(
         id=uuid.uuid4(),
@@ -84,21 +113,14 @@ def create(
     )
     sealer = ctx.vault.new_sealer(row)
     plain = records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
-    uow.referrals.add(row)
+    if flush:
+        uow.referrals.add(row)
+    else:
+        uow.session.add(row)
     record_event(row, ctx, sealer, action="create", from_status=None)
     if submit:
-        _submit(uow, ctx, row, sealer, plain)
-    if before_commit is not None:
-        before_commit(uow, row.id)
-    uow.audit_target("referral", row.id)
-    # Before the commit: whatever this finds, the answer cannot fail after the change.
-    duplicates = duplicates_of(uow, ctx, row, plain) if submit else None
-    uow.audit_disclosed(d["id"] for d in duplicates or ())
-    uow.commit()
-    view = records.represent(row, Side.SENDER, plain, now=ctx.now)
-    if duplicates is not None:
-        view["possible_duplicates"] = duplicates
-    return view
+        _submit(uow, ctx, row, sealer, plain, decide)
+    return row, plain
 
 
 def get(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> View:
@@ -356,7 +378,12 @@ def _apply(
 
 
 def _submit(
-    uow: UnitOfWork, ctx: Context, row: Referral, sealer: Sealer, plain: records.Plain
+    uow: UnitOfWork,
+    ctx: Context,
+    row: Referral,
+    sealer: Sealer,
+    plain: records.Plain,
+    decide: Callable[[Facts], Decision] | None = None,
 ) -> None:
     """draft -> requested: check what submission needs, route, set the deadline."""
     if row.status != Status.DRAFT:
@@ -370,7 +397,8 @@ def _submit(
     birth_date = records.birth_date_of(plain)
     age = age_on(birth_date, ctx.today) if birth_date else None
     # Decide before changing the row: the queries deciding would flush a half-made change.
-    decision = routing.decide_for(uow, routing.facts_of_row(row, age=age))
+    facts = routing.facts_of_row(row, age=age)
+    decision = decide(facts) if decide is not None else routing.decide_for(uow, facts)
     row.age_at_submission = age
     row.receiving_unit_id = decision.unit
     row.routing_rule_id = decision.rule_id

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from referrals.auth import policy
-from referrals.db.models import Referral, RoutingRuleSet
+from referrals.db.models import Referral, RoutingRuleSet, Unit
 from referrals.domain import routing
 from referrals.domain.codes import Priority
 from referrals.domain.personal_number import age_on
@@ -37,14 +37,29 @@ def current(uow: UnitOfWork) -> RuleSet | None:
 
 def decide_for(uow: UnitOfWork, facts: Facts) -> Decision:
     """The receiving unit for a referral being submitted."""
+    return decider(uow)(facts)
+
+
+def decider(uow: UnitOfWork) -> Callable[[Facts], Decision]:
+    """``decide_for`` with the current rule set read once: for many referrals decided in
+    one transaction (the bulk import), which sees one rule set throughout anyway."""
     ruleset = current(uow)
-    if ruleset is None:
-        raise Conflict("no routing rules are configured; an administrator must add them")
-    decision = routing.decide(ruleset, facts)
-    unit = uow.units.get(decision.unit)
-    if unit is None or unit.kind != "receiver":
-        raise Conflict("the routing rules name a unit that no longer receives referrals")
-    return decision
+    # Held here, not only in the session's (weak) identity map: a unit looked up again
+    # must not cost a query, nor the autoflush that would come with it.
+    units: dict[str, Unit | None] = {}
+
+    def decide(facts: Facts) -> Decision:
+        if ruleset is None:
+            raise Conflict("no routing rules are configured; an administrator must add them")
+        decision = routing.decide(ruleset, facts)
+        if decision.unit not in units:
+            units[decision.unit] = uow.units.get(decision.unit)
+        unit = units[decision.unit]
+        if unit is None or unit.kind != "receiver":
+            raise Conflict("the routing rules name a unit that no longer receives referrals")
+        return decision
+
+    return decide
 
 
 def facts_of_row(row: Referral, *, age: int | None) -> Facts:

@@ -1,0 +1,395 @@
+"""The bulk jobs of issue 13, on PostgreSQL, each as an operator runs it, against the goals.
+
+    .venv/bin/python -m tests.benchmarks.bench_bulk                  # 20,000 referrals
+    .venv/bin/python -m tests.benchmarks.bench_bulk --rows 100000    # the issue's size
+
+A throw-away PostgreSQL database (``tests.support.databases``) and instance folder; every
+job is the real ``referrals`` command, run in this process (its time less what a command
+that only loads the app takes; and how far it raised the process's peak resident memory,
+which stays near zero when a job's memory is flat in the rows):
+
+  import   ``referrals import`` of N JSON lines (every personal field filled, every other
+           line submitted and routed): referrals/s, goal 2,000.
+           Baseline: the create use case one referral and one commit at a time (as the
+           API creates), in this process, on a sample.
+  seal     ``referrals audit seal`` of N read events (one per referral, written straight
+           into the trail as the API's reads would) plus the import's: events/s, goal
+           20,000.  Baseline: one idle round, the queue's against the anti-join of the
+           whole trail that each round ran before (revision 0011), median of 20.
+  verify   ``referrals audit verify`` of the whole chain: events/s, goal 100,000.
+           Baseline: the ORM verifier as it was (entities per row, general canonical
+           form), in this process, on the same chain.
+  rewrap   ``referrals keys rotate`` then ``keys rewrap`` of every data key: referrals/s,
+           goal 10,000.  Baseline: one UPDATE per row (as before), on a sample, first.
+
+Not a test: pytest does not collect this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from click.testing import CliRunner
+from sqlalchemy import Table, create_engine, insert, select
+
+from referrals import create_app
+from referrals.audit import chain, disclosures, sealing
+from referrals.audit.actions import AuditAction
+from referrals.auth.operator import identify
+from referrals.cli import main as cli
+from referrals.config import Settings
+from referrals.db.models import AuditEvent, AuditSeal
+from referrals.runtime import Runtime, audit_public_keys, operator_event
+from referrals.services import bulk_import
+from referrals.services import referrals as referral_cases
+from referrals.services.uow import UnitOfWork
+from referrals.services.vault import Vault
+from tests.api.helpers import personal_number
+from tests.benchmarks.report import say
+from tests.support.databases import postgres_database
+
+REFERRER = "ungdomsjouren"
+DISTRICTS = ("norrmalm", "sodermalm", "kungsholmen", "gamla-stan")
+GOALS = {"import": 2_000, "seal": 20_000, "verify": 100_000, "rewrap": 10_000}
+BASELINE_CREATES = 300
+BASELINE_REWRAPS = 3_000  # at most; a fifth of the referrals on small runs
+FILL_BATCH = 5_000
+
+
+def body(i: int) -> dict[str, Any]:
+    """Made-up values in every personal field; every other referral submitted."""
+    return {
+        "subject": {
+            "name": f"Påhittad Testperson {i}",
+            "personal_number": personal_number(2009, 1 + i % 12, 1 + i % 28, f"{i % 1000:03d}"),
+            "phone": f"070-{i % 1000:03d} 00 01",
+            "district": DISTRICTS[i % 4],
+        },
+        "guardian": {"name": f"Påhittad Vårdnadshavare {i}", "phone": "08-000 11 22"},
+        "categories": ["drugs", "school_absence"] if i % 2 else ["violence"],
+        "priority": ("normal", "urgent", "acute")[i % 3],
+        "legal_basis": "duty_to_report",
+        "place_met": f"Påhittade torget {i}",
+        "narrative": f"Påhittad berättelse {i}: träffades sent på kvällen, verkade orolig. " * 3,
+        "submit": i % 2 == 0,
+    }
+
+
+def write_lines(path: Path, rows: int, start: int = 0) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(start, start + rows):
+            out.write(json.dumps({"sending_unit": REFERRER, **body(i)}, ensure_ascii=False))
+            out.write("\n")
+
+
+@dataclass
+class Deployment:
+    instance: Path
+    url: str
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        cleared = {k: None for k in os.environ if k.startswith("REFERRALS_")}
+        return cleared | {
+            "REFERRALS_ENV": "development",
+            "REFERRALS_INSTANCE_PATH": str(self.instance),
+            "REFERRALS_DATABASE_URL": self.url,
+        }
+
+    def run(self, *args: str) -> tuple[float, float, str]:
+        seconds, _, grown, output = self.timed(*args)
+        return seconds, grown, output
+
+    def timed(self, *args: str) -> tuple[float, float, float, str]:
+        """(seconds, CPU seconds of this process, MiB its peak resident size grew by, output)
+        of ``referrals ARGS``, run in this process as the command line runs it.  A job whose
+        memory is flat in the rows leaves the peak where the jobs before it left it."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start, cpu = time.perf_counter(), time.process_time()
+        result = CliRunner().invoke(cli, list(args), env=self.env)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+        if result.exit_code != 0:
+            raise SystemExit(f"referrals {' '.join(args)} failed:\n{result.output}")
+        return seconds, cpu, grown, result.output
+
+    def runtime(self) -> Runtime:
+        app = create_app(Settings(instance_path=self.instance, database_url=self.url))
+        runtime = app.extensions["referrals"]
+        assert isinstance(runtime, Runtime)
+        return runtime
+
+
+# --- the baselines: how the jobs ran before issue 13 ---------------------------------------
+
+
+def create_one_at_a_time(runtime: Runtime, count: int) -> float:
+    """Referrals/s through the create use case, one transaction and audit event each."""
+    operator = identify()
+    principal = bulk_import.youth_worker(operator.principal, REFERRER)
+    start = time.perf_counter()
+    for i in range(count):
+        data = body(10_000_000 + i)
+        submit = data.pop("submit")
+        pending = operator_event(operator, AuditAction.REFERRAL_CREATE)
+        with runtime.unit_of_work(pending) as uow:
+            referral_cases.create(uow, runtime.context(principal), data, submit=submit)
+    return count / (time.perf_counter() - start)
+
+
+def idle_rounds(runtime: Runtime) -> tuple[float, float]:
+    """Median ms of one idle sealer round now, and of the anti-join each round ran before."""
+    before = (
+        select(AuditEvent)
+        .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+        .where(AuditSeal.seq.is_(None))
+        .order_by(AuditEvent.recorded_at, AuditEvent.id)
+        .limit(sealing.DEFAULT_BATCH)
+    )
+    now_ms, before_ms = [], []
+    for _ in range(20):
+        with runtime.database.sessions() as session:
+            start = time.perf_counter()
+            assert sealing.seal_pending(session, runtime.clock) == 0
+            now_ms.append((time.perf_counter() - start) * 1000)
+        with runtime.database.sessions() as session:
+            start = time.perf_counter()
+            assert session.scalars(before).all() == []
+            before_ms.append((time.perf_counter() - start) * 1000)
+    return statistics.median(now_ms), statistics.median(before_ms)
+
+
+def verify_as_before(runtime: Runtime) -> tuple[float, int]:
+    """Events/s of the ORM verifier as it was, over the whole chain."""
+    start = time.perf_counter()
+    count = 0
+    with runtime.database.read_session() as session:
+        rows = session.execute(
+            select(AuditSeal, AuditEvent)
+            .join(AuditEvent, AuditEvent.id == AuditSeal.event_id)
+            .order_by(AuditSeal.seq)
+            .execution_options(yield_per=1000)
+        )
+
+        def stream() -> Iterator[chain.SealedEvent]:
+            nonlocal count
+            for partition in rows.partitions():
+                named = disclosures.of_events(session, [event.id for _, event in partition])
+                for seal, event in partition:
+                    count += 1
+                    hashed = sealing.hashed(event, seal.flag, named.get(event.id, ()))
+                    yield chain.SealedEvent(seq=seal.seq, body=hashed, hash=seal.hash)
+
+        finding = chain.verify_chain(stream())
+        rows.close()
+        assert finding is None, finding
+        assert chain.verify_checkpoints([], {}, audit_public_keys(runtime)) is None
+    return count / (time.perf_counter() - start), count
+
+
+def rewrap_one_row_at_a_time(runtime: Runtime, vault: Vault, count: int) -> float:
+    """Referrals/s re-wrapped with one UPDATE per row (the repository's single-row swap)."""
+    start = time.perf_counter()
+    done = 0
+    after = None
+    while done < count:
+        with UnitOfWork(runtime.database.sessions) as uow:
+            rows = uow.referrals.wrapped_keys_not_under(
+                vault.keyring.current, min(500, count - done), after
+            )
+            if not rows:
+                break
+            for referral_id, wrapped, old in rows:
+                new, kek_id = vault.rewrap(str(referral_id), wrapped)
+                uow.referrals.replace_wrapped_key(referral_id, old, new, kek_id)
+                after = referral_id
+                done += 1
+            uow.commit()
+    return done / (time.perf_counter() - start)
+
+
+# --- the fill ------------------------------------------------------------------------------
+
+
+def fill_read_events(url: str, count: int) -> float:
+    """``count`` read events as the API writes them (one per referral), straight into the
+    trail; the trigger queues each for the sealer.  Returns seconds."""
+    events = cast(Table, AuditEvent.__table__)
+    engine = create_engine(url)
+    start = time.perf_counter()
+    base = datetime.now(UTC) - timedelta(minutes=1)
+    try:
+        with engine.connect() as connection:
+            referral_ids = [
+                str(rid) for rid in connection.exec_driver_sql("SELECT id FROM referrals").scalars()
+            ]
+            for offset in range(0, count, FILL_BATCH):
+                rows = [
+                    {
+                        "id": uuid.uuid4(),
+                        "recorded_at": base + timedelta(microseconds=offset + i),
+                        "request_id": uuid.uuid4().hex,
+                        "actor_verified": True,
+                        "actor_issuer": "https://idp.example/realms/stockholm",
+                        "actor_subject": "bench-caseworker-7",
+                        "client_id": "referrals-web",
+                        "roles": ["caseworker"],
+                        "unit": "norrmalm",
+                        "action": "referral:read",
+                        "target_type": "referral",
+                        "target_id": referral_ids[(offset + i) % len(referral_ids)],
+                        "outcome": "allowed",
+                        "http_status": 200,
+                        "purpose": None,
+                        "reason": None,
+                    }
+                    for i in range(min(FILL_BATCH, count - offset))
+                ]
+                connection.execute(insert(events), rows)
+                connection.commit()
+    finally:
+        engine.dispose()
+    return time.perf_counter() - start
+
+
+def queued(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.exec_driver_sql("SELECT count(*) FROM audit_pending").scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    name: str
+    items: int
+    unit: str
+    seconds: float  # wall, less start-up
+    cpu: float  # this process's CPU seconds, less start-up's
+    rss: float
+    baseline: str = ""
+
+    def report(self) -> None:
+        goal = GOALS[self.name]
+        rate, cpu_rate = self.items / self.seconds, self.items / max(self.cpu, 1e-9)
+        say(
+            f"  {self.name:<7} {rate:>9,.0f} {self.unit:<12} {rate / goal:5.2f}x goal {goal:>7,}"
+            f"  {self.seconds:7.2f} s   per CPU-second {cpu_rate:>9,.0f}"
+            f" ({cpu_rate / goal:4.2f}x)   RSS +{self.rss:5.1f} MiB"
+        )
+        say(f"          baseline: {self.baseline}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000, help="referrals to import")
+    arguments = parser.parse_args()
+    rows = arguments.rows
+    with tempfile.TemporaryDirectory() as folder, postgres_database() as url:
+        deployment = Deployment(Path(folder) / "instance", url)
+        deployment.run("db", "upgrade")
+        deployment.run("seed", "demo", "--reason", "bench")
+        source = Path(folder) / "referrals.jsonl"
+        write_lines(source, rows)
+        megabytes = source.stat().st_size / 2**20
+        say(f"bench_bulk: {rows:,} referrals on PostgreSQL ({megabytes:.1f} MiB of JSON lines)")
+        runtime = deployment.runtime()
+
+        # What every command pays before its job: interpreter state, the app, the keyring.
+        startup = min((deployment.timed("keys", "status") for _ in range(3)), key=lambda t: t[0])
+
+        def job(name: str, items: int, unit: str, *args: str, expect: str) -> Job:
+            seconds, cpu, rss, output = deployment.timed(*args)
+            assert expect in output, output
+            return Job(name, items, unit, seconds - startup[0], cpu - startup[1], rss)
+
+        jobs = []
+        imported = job(
+            "import",
+            rows,
+            "referrals/s",
+            "import",
+            str(source),
+            "--reason",
+            "bench",
+            expect=f"{rows} referrals imported",
+        )
+        created = create_one_at_a_time(runtime, BASELINE_CREATES)
+        rate = rows / imported.seconds
+        imported.baseline = f"create one at a time {created:,.0f}/s; import x{rate / created:.1f}"
+        jobs.append(imported)
+
+        fill = fill_read_events(url, rows)
+        pending = queued(url)
+        sealed = job(
+            "seal", pending, "events/s", "audit", "seal", expect=f"{pending} events sealed"
+        )
+        now_ms, before_ms = idle_rounds(runtime)
+        sealed.baseline = (
+            f"an idle round {now_ms:.1f} ms; "
+            f"the anti-join every round ran before {before_ms:.1f} ms"
+        )
+        jobs.append(sealed)
+
+        verified = job("verify", pending + rows // 500, "events/s", "audit", "verify", expect="ok")
+        old_rate, chained = verify_as_before(runtime)
+        verified.items = chained
+        rate = chained / verified.seconds
+        verified.baseline = f"the ORM verifier before {old_rate:,.0f}/s; now x{rate / old_rate:.1f}"
+        jobs.append(verified)
+
+        deployment.run("keys", "rotate", "--reason", "bench")
+        runtime.dispose()
+        runtime = deployment.runtime()  # the rotated keyring
+        total = rows + BASELINE_CREATES
+        sample = min(BASELINE_REWRAPS, total // 5)
+        old_rate = rewrap_one_row_at_a_time(runtime, runtime.vault, sample)
+        rewrapped = job(
+            "rewrap",
+            total - sample,
+            "referrals/s",
+            "keys",
+            "rewrap",
+            "--reason",
+            "bench",
+            expect="0 left under older KEKs",
+        )
+        rate = rewrapped.items / rewrapped.seconds
+        rewrapped.baseline = f"one UPDATE per row {old_rate:,.0f}/s; now x{rate / old_rate:.1f}"
+        jobs.append(rewrapped)
+        runtime.dispose()
+
+        say(
+            f"  (the {rows:,} read events were written in {fill:.1f} s, unmeasured fill;"
+            f" {pending:,} events sealed, {chained:,} verified)"
+        )
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        say(
+            f"  a job's time is its command's less a command that only starts ({startup[0]:.2f} s);"
+        )
+        say(f"  load average {load} on {os.cpu_count()} CPUs")
+        for each in jobs:
+            each.report()
+
+
+if __name__ == "__main__":
+    main()
