@@ -116,26 +116,34 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
         if digest is not None:
             with self._lock:
                 hit = self._verified.get(digest)
-            if hit is not None and self._still_published(hit):
-                return JWTAccessTokenClaims(copy.deepcopy(hit.claims), dict(hit.header))
-        claims = self._verify(token_string)
+            if hit is not None:
+                trusted = self._issuers.get(hit.issuer)
+                key = trusted.keys.find(hit.kid) if trusted is not None else None
+                if key is None:
+                    # What the full check would conclude for these very bytes, without a
+                    # second look-up (which may refetch the issuer's keys).
+                    with self._lock:
+                        self._verified.pop(digest, None)
+                    raise RejectedToken("unknown key id")
+                if key is hit.key:
+                    return JWTAccessTokenClaims(copy.deepcopy(hit.claims), dict(hit.header))
+        claims, key = self._verify(token_string)
         expires = claims.get("exp")
         if digest is not None and _finite_number(expires):
-            kid, issuer = claims.header["kid"], claims["iss"]
-            key = self._issuers[issuer].keys.find(kid)
-            if key is not None:
-                entry = _Verified(
-                    copy.deepcopy(dict(claims)), dict(claims.header), issuer, kid, key, expires
-                )
-                with self._lock:
-                    self._verified[digest] = entry
+            entry = _Verified(
+                claims=copy.deepcopy(dict(claims)),
+                header=dict(claims.header),
+                issuer=claims["iss"],
+                kid=claims.header["kid"],
+                key=key,
+                expires=expires,
+            )
+            with self._lock:
+                self._verified[digest] = entry
         return claims
 
-    def _still_published(self, hit: _Verified) -> bool:
-        trusted = self._issuers.get(hit.issuer)
-        return trusted is not None and trusted.keys.find(hit.kid) is hit.key
-
-    def _verify(self, token_string: str) -> JWTAccessTokenClaims:
+    def _verify(self, token_string: str) -> tuple[JWTAccessTokenClaims, Key]:
+        """The full check of a token's header and signature; the claims and the key."""
         header, unverified = _peek(token_string)
         alg, kid = header.get("alg"), header.get("kid")
         typ = header.get("typ")
@@ -163,7 +171,7 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
             token = jwt.decode(token_string, key, algorithms=[alg])
         except (JoseError, ValueError) as exc:
             raise RejectedToken("bad signature or malformed token") from exc
-        return JWTAccessTokenClaims(token.claims, token.header)
+        return JWTAccessTokenClaims(token.claims, token.header), key
 
     def validate_token(
         self, token: JWTAccessTokenClaims, scopes: list[str] | None, request: object

@@ -28,6 +28,7 @@ from referrals.domain.codes import (
 )
 from referrals.domain.errors import ActionNotAllowed, InvalidPersonalNumber, MissingRequirement
 from referrals.domain.personal_number import age_on, parse_personal_number
+from referrals.domain.routing import Decision
 from referrals.services import cursors, outbox, records, routing
 from referrals.services.access import check_version, open_referral, referring_unit, sealer_for
 from referrals.services.context import Context
@@ -63,6 +64,10 @@ def create(
     submit: bool,
     before_commit: BeforeCommit | None = None,
 ) -> View:
+    if submit:
+        # Both units this request looks up (the sender's, the routed receiver's) come from
+        # one statement; afterwards they are in the session and cost no query.
+        uow.units.all()
     sending_unit = referring_unit(uow, ctx)
     row = Referral(
         id=uuid.uuid4(),
@@ -75,10 +80,14 @@ def create(
     )
     sealer = ctx.vault.new_sealer(row)
     plain = records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
-    uow.referrals.add(row)
+    # Route before the row joins the session: the routing queries would otherwise flush
+    # it half-made (an INSERT, then an UPDATE).  Built whole, the referral, its timeline
+    # events and outbox messages go out in one flush.
+    routed = _route(uow, ctx, row, plain) if submit else None
     record_event(row, ctx, sealer, action="create", from_status=None)
-    if submit:
-        _submit(uow, ctx, row, sealer, plain)
+    if routed is not None:
+        _submit(uow, ctx, row, sealer, plain, routed)
+    uow.referrals.add(row)
     if before_commit is not None:
         before_commit(uow, row.id)
     uow.audit_target("referral", row.id)
@@ -318,21 +327,16 @@ def _apply(
 
 
 def _submit(
-    uow: UnitOfWork, ctx: Context, row: Referral, sealer: Sealer, plain: records.Plain
+    uow: UnitOfWork,
+    ctx: Context,
+    row: Referral,
+    sealer: Sealer,
+    plain: records.Plain,
+    routed: tuple[Decision, int | None] | None = None,
 ) -> None:
     """draft -> requested: check what submission needs, route, set the deadline."""
-    if row.status != Status.DRAFT:
-        raise Conflict(f"cannot submit a referral that is {row.status}", field="status")
-    if row.legal_basis is None:
-        raise MissingRequirement("a legal basis is required to submit", field="legal_basis")
-    if row.legal_basis == LegalBasis.CONSENT and row.consent_given_by is None:
-        raise MissingRequirement("consent needs who gave it and when", field="consent")
-    if not row.categories:
-        raise MissingRequirement("at least one concern category is required", field="categories")
-    birth_date = records.birth_date_of(plain)
-    age = age_on(birth_date, ctx.today) if birth_date else None
     # Decide before changing the row: the queries deciding would flush a half-made change.
-    decision = routing.decide_for(uow, routing.facts_of_row(row, age=age))
+    decision, age = routed if routed is not None else _route(uow, ctx, row, plain)
     row.age_at_submission = age
     row.receiving_unit_id = decision.unit
     row.routing_rule_id = decision.rule_id
@@ -350,6 +354,23 @@ def _submit(
         ruleset_version=decision.ruleset_version,
     )
     outbox.announce_transition(uow, ctx, row, Action.SUBMIT)
+
+
+def _route(
+    uow: UnitOfWork, ctx: Context, row: Referral, plain: records.Plain
+) -> tuple[Decision, int | None]:
+    """What submitting needs checked, and where the referral goes: (decision, age)."""
+    if row.status != Status.DRAFT:
+        raise Conflict(f"cannot submit a referral that is {row.status}", field="status")
+    if row.legal_basis is None:
+        raise MissingRequirement("a legal basis is required to submit", field="legal_basis")
+    if row.legal_basis == LegalBasis.CONSENT and row.consent_given_by is None:
+        raise MissingRequirement("consent needs who gave it and when", field="consent")
+    if not row.categories:
+        raise MissingRequirement("at least one concern category is required", field="categories")
+    birth_date = records.birth_date_of(plain)
+    age = age_on(birth_date, ctx.today) if birth_date else None
+    return routing.decide_for(uow, routing.facts_of_row(row, age=age)), age
 
 
 def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:
