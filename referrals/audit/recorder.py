@@ -30,6 +30,7 @@ class AuditUnavailable(Exception):
 
 TARGET_ID_LENGTH = 64
 TARGETS = cast(Table, AuditEventTarget.__table__)
+EVENTS = cast(Table, AuditEvent.__table__)
 
 
 @dataclass
@@ -70,16 +71,18 @@ def record(
 ) -> uuid.UUID:
     """Insert the event in ``session``'s transaction; a failure surfaces here.
 
-    One Core INSERT, not an ORM object and a flush: every request pays for this line,
-    and the ORM's bookkeeping was most of its cost (tests/benchmarks/bench_audit.py).
+    One Core INSERT of the table on the session's own connection, not an ORM object and
+    a flush, nor an ORM-enabled INSERT (its bulk-insert bookkeeping per statement): every
+    request pays for this line (tests/benchmarks/bench_audit.py).
     A response that disclosed several referrals adds one multi-row INSERT of their ids;
     a refused or failed call disclosed nothing, so it names nothing."""
     actor = pending.actor
     claimed = pending.claimed
     event_id = uuid.uuid4()
     outcome = outcome_of(http_status)
-    session.execute(
-        insert(AuditEvent),
+    connection = session.connection() if isinstance(session, Session) else session
+    connection.execute(
+        insert(EVENTS),
         {
             "id": event_id,
             "recorded_at": now,
@@ -102,7 +105,7 @@ def record(
     if pending.disclosed and outcome is Outcome.ALLOWED:
         # The table, not the mapped class: a plain Core executemany (one multi-row
         # INSERT), without the ORM's bulk-insert bookkeeping per row.
-        session.execute(
+        connection.execute(
             insert(TARGETS),
             [{"event_id": event_id, "referral_id": r} for r in sorted(pending.disclosed)],
         )

@@ -67,7 +67,7 @@ def create(
     if submit:
         # Both units this request looks up (the sender's, the routed receiver's) come from
         # one statement; afterwards they are in the session and cost no query.
-        uow.units.all()
+        uow.units.preload()
     sending_unit = referring_unit(uow, ctx)
     row = Referral(
         id=uuid.uuid4(),
