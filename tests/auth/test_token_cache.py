@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt as joserfc_jwt
+from joserfc.jwk import RSAKey
 
 from referrals.auth import tokens
 from referrals.auth.tokens import AccessTokenValidator
@@ -147,3 +148,24 @@ def test_a_cached_token_ends_with_its_key(
     monkeypatch.setattr(source, "find", lambda k: None if k == kid else real_find(k))
     assert_invalid_token(inbox_with(client, token))
     assert verifications == [token]  # refused before any signature check: no such key
+
+
+def test_a_cached_token_is_checked_again_when_its_kid_names_another_key(
+    idp_app: Flask,
+    oidc_provider: TestIdP,
+    verifications: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = idp_app.test_client()
+    token = oidc_provider.token("norrmalm-system")
+    assert inbox_with(client, token).status_code == 200
+    kid = header_of(token)["kid"]
+    source = validator_of(idp_app)._issuers[oidc_provider.issuer].keys
+    # The issuer now publishes another key under the same kid: the cached verification
+    # was against the old key, so the token is verified again, against the new one.
+    other = RSAKey.generate_key(2048, parameters={"kid": kid, "alg": "RS256", "use": "sig"})
+    replaced = RSAKey.import_key(other.as_dict(private=False))
+    real_find = source.find
+    monkeypatch.setattr(source, "find", lambda k: replaced if k == kid else real_find(k))
+    assert_invalid_token(inbox_with(client, token))
+    assert verifications == [token, token]
