@@ -80,14 +80,15 @@ def create(
     )
     sealer = ctx.vault.new_sealer(row)
     plain = records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
-    # Route before the row joins the session: the routing queries would otherwise flush
-    # it half-made (an INSERT, then an UPDATE).  Built whole, the referral, its timeline
-    # events and outbox messages go out in one flush.
     routed = _route(uow, ctx, row, plain) if submit else None
+    # The event before the row joins the session: its timeline is then known to be this
+    # one event, and is never loaded back.  The draft is stored first (version 1);
+    # submitting it is a change of its own (version 2), exactly as when a draft is
+    # submitted later, so the ETag a client holds means the same either way.
     record_event(row, ctx, sealer, action="create", from_status=None)
+    uow.referrals.add(row)
     if routed is not None:
         _submit(uow, ctx, row, sealer, plain, routed)
-    uow.referrals.add(row)
     if before_commit is not None:
         before_commit(uow, row.id)
     uow.audit_target("referral", row.id)
