@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from referrals.audit.actions import AuditAction
 from referrals.audit.freshness import FreshnessLimits
+from referrals.audit.group import AuditGroup
 from referrals.audit.keys import AuditKeys
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record, record_unverified
 from referrals.audit.sealer import Sealer, SealerPolicy
@@ -60,6 +61,8 @@ class Runtime:
     # The sealer's own connection (REFERRALS_SEALER_DATABASE_URL), made when first needed:
     # API processes never open it.
     _sealer_database: Database | None = None
+    # Reads of this process share their audit commits (referrals/audit/group.py).
+    audit_group: AuditGroup = field(default_factory=AuditGroup)
 
     @property
     def audit_signing_key(self) -> Ed25519PrivateKey:
@@ -91,7 +94,9 @@ class Runtime:
             self._sealer_database.dispose()
 
     def unit_of_work(self, audit: PendingAudit | None = None) -> UnitOfWork:
-        return UnitOfWork(self.database.sessions, audit=audit, clock=self.clock)
+        return UnitOfWork(
+            self.database.sessions, audit=audit, clock=self.clock, group=self.audit_group
+        )
 
     def record_refusal(self, pending: PendingAudit, http_status: int) -> None:
         """The event of a request that changed nothing, in a transaction of its own.

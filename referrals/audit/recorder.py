@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
@@ -30,6 +30,7 @@ class AuditUnavailable(Exception):
 
 TARGET_ID_LENGTH = 64
 TARGETS = cast(Table, AuditEventTarget.__table__)
+EVENTS = cast(Table, AuditEvent.__table__)
 
 
 @dataclass
@@ -70,43 +71,62 @@ def record(
 ) -> uuid.UUID:
     """Insert the event in ``session``'s transaction; a failure surfaces here.
 
-    One Core INSERT, not an ORM object and a flush: every request pays for this line,
-    and the ORM's bookkeeping was most of its cost (tests/benchmarks/bench_audit.py).
+    One Core INSERT of the table on the session's own connection, not an ORM object and
+    a flush, nor an ORM-enabled INSERT (its bulk-insert bookkeeping per statement): every
+    request pays for this line (tests/benchmarks/bench_audit.py).
     A response that disclosed several referrals adds one multi-row INSERT of their ids;
     a refused or failed call disclosed nothing, so it names nothing."""
+    return record_many(session, [(pending, http_status, now)])[0]
+
+
+def record_many(
+    session: Session | Connection, events: Sequence[tuple[PendingAudit, int, datetime]]
+) -> list[uuid.UUID]:
+    """Several requests' events in one multi-row INSERT (and their disclosures in one
+    more), in ``session``'s transaction: the group commit of reads (``AuditGroup``)."""
+    connection = session.connection() if isinstance(session, Session) else session
+    rows: list[dict[str, object]] = []
+    targets: list[dict[str, uuid.UUID]] = []
+    ids: list[uuid.UUID] = []
+    for pending, http_status, now in events:
+        event_id = uuid.uuid4()
+        ids.append(event_id)
+        rows.append(_event_row(event_id, pending, http_status, now))
+        if pending.disclosed and outcome_of(http_status) is Outcome.ALLOWED:
+            targets.extend(
+                {"event_id": event_id, "referral_id": r} for r in sorted(pending.disclosed)
+            )
+    # The tables, not the mapped classes: plain Core (one statement for many rows),
+    # without the ORM's bulk-insert bookkeeping.
+    connection.execute(insert(EVENTS), rows if len(rows) > 1 else rows[0])
+    if targets:
+        connection.execute(insert(TARGETS), targets)
+    return ids
+
+
+def _event_row(
+    event_id: uuid.UUID, pending: PendingAudit, http_status: int, now: datetime
+) -> dict[str, object]:
     actor = pending.actor
     claimed = pending.claimed
-    event_id = uuid.uuid4()
-    outcome = outcome_of(http_status)
-    session.execute(
-        insert(AuditEvent),
-        {
-            "id": event_id,
-            "recorded_at": now,
-            "request_id": pending.request_id,
-            "actor_verified": actor is not None and pending.actor_verified,
-            "actor_issuer": actor.issuer if actor else (claimed.issuer if claimed else None),
-            "actor_subject": actor.subject if actor else (claimed.subject if claimed else None),
-            "client_id": actor.client_id if actor else None,
-            "roles": sorted(actor.roles) if actor else [],
-            "unit": actor.unit if actor else None,
-            "action": pending.action,
-            "target_type": pending.target_type,
-            "target_id": pending.target_id,
-            "outcome": outcome,
-            "http_status": http_status,
-            "purpose": pending.purpose,
-            "reason": pending.reason,
-        },
-    )
-    if pending.disclosed and outcome is Outcome.ALLOWED:
-        # The table, not the mapped class: a plain Core executemany (one multi-row
-        # INSERT), without the ORM's bulk-insert bookkeeping per row.
-        session.execute(
-            insert(TARGETS),
-            [{"event_id": event_id, "referral_id": r} for r in sorted(pending.disclosed)],
-        )
-    return event_id
+    return {
+        "id": event_id,
+        "recorded_at": now,
+        "request_id": pending.request_id,
+        "actor_verified": actor is not None and pending.actor_verified,
+        "actor_issuer": actor.issuer if actor else (claimed.issuer if claimed else None),
+        "actor_subject": actor.subject if actor else (claimed.subject if claimed else None),
+        "client_id": actor.client_id if actor else None,
+        "roles": sorted(actor.roles) if actor else [],
+        "unit": actor.unit if actor else None,
+        "action": pending.action,
+        "target_type": pending.target_type,
+        "target_id": pending.target_id,
+        "outcome": outcome_of(http_status),
+        "http_status": http_status,
+        "purpose": pending.purpose,
+        "reason": pending.reason,
+    }
 
 
 def record_unverified(

@@ -8,8 +8,11 @@ this subclass closes each of those gaps.  Every check that fails raises
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -18,8 +21,10 @@ from typing import Any
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError, InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
+from cachetools import TLRUCache
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
+from joserfc.jwk import Key
 from joserfc.jwt import JWTClaimsRegistry
 
 from referrals.auth.keys import KeySource
@@ -37,6 +42,8 @@ _FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
 # Key ids are looked up in a dict, never used as a path or URL; still, refuse anything
 # that is not a plain identifier so that a "../" kid never reaches a log or a cache key.
 _KID = re.compile(r"^[A-Za-z0-9._~-]{1,128}\Z")
+# Tokens whose signature has been verified, kept per process (see ``_Verified``).
+VERIFIED_CACHE_SIZE = 4096
 
 
 class RejectedToken(InvalidTokenError):  # type: ignore[misc]
@@ -55,6 +62,27 @@ class TrustedIssuer:
     algorithms: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token whose signature checked out, under the SHA-256 of the whole token string.
+
+    Only the signature check (and the parsing before it) is skipped on a hit: the key must
+    still be the one the issuer publishes under that ``kid`` (a key the issuer withdrew
+    ends every cached token it signed), and ``validate_token`` checks the claims (expiry,
+    audience, issuer, scope) on every request.  An entry leaves the cache at the token's
+    expiry at the latest; the cache is bounded (``VERIFIED_CACHE_SIZE``, least recently
+    used out first).  Any change to the token, a single bit of its signature included,
+    is another digest: a miss, and the full verification."""
+
+    # As JSON: every hit gets its own copy (json.loads is far cheaper than deepcopy).
+    claims: str
+    header: dict[str, Any]
+    issuer: str
+    kid: str
+    key: Key
+    expires: float
+
+
 class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
     def __init__(
         self,
@@ -71,8 +99,51 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
         self._leeway = leeway
         self._types = _ACCESS_TOKEN_TYPES | ({"jwt"} if accept_jwt_typ else set())
         self._now = now
+        # cachetools caches are not thread-safe: gthread workers share this one.
+        self._lock = threading.Lock()
+        self._verified: TLRUCache[bytes, _Verified] = TLRUCache(
+            maxsize=VERIFIED_CACHE_SIZE, ttu=lambda _k, v, _now: v.expires, timer=now
+        )
 
     def authenticate_token(self, token_string: str) -> JWTAccessTokenClaims:
+        # Only ASCII tokens are compact JWS at all (``_peek`` refuses the rest): the digest
+        # is of exactly the bytes that were verified.
+        digest = (
+            hashlib.sha256(token_string.encode("ascii")).digest()
+            if token_string.isascii()
+            else None
+        )
+        if digest is not None:
+            with self._lock:
+                hit = self._verified.get(digest)
+            if hit is not None:
+                trusted = self._issuers.get(hit.issuer)
+                key = trusted.keys.find(hit.kid) if trusted is not None else None
+                if key is None:
+                    # What the full check would conclude for these very bytes, without a
+                    # second look-up (which may refetch the issuer's keys).
+                    with self._lock:
+                        self._verified.pop(digest, None)
+                    raise RejectedToken("unknown key id")
+                if key is hit.key:
+                    return JWTAccessTokenClaims(json.loads(hit.claims), dict(hit.header))
+        claims, key = self._verify(token_string)
+        expires = claims.get("exp")
+        if digest is not None and _finite_number(expires):
+            entry = _Verified(
+                claims=json.dumps(dict(claims)),
+                header=dict(claims.header),
+                issuer=claims["iss"],
+                kid=claims.header["kid"],
+                key=key,
+                expires=expires,
+            )
+            with self._lock:
+                self._verified[digest] = entry
+        return claims
+
+    def _verify(self, token_string: str) -> tuple[JWTAccessTokenClaims, Key]:
+        """The full check of a token's header and signature; the claims and the key."""
         header, unverified = _peek(token_string)
         alg, kid = header.get("alg"), header.get("kid")
         typ = header.get("typ")
@@ -100,7 +171,7 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
             token = jwt.decode(token_string, key, algorithms=[alg])
         except (JoseError, ValueError) as exc:
             raise RejectedToken("bad signature or malformed token") from exc
-        return JWTAccessTokenClaims(token.claims, token.header)
+        return JWTAccessTokenClaims(token.claims, token.header), key
 
     def validate_token(
         self, token: JWTAccessTokenClaims, scopes: list[str] | None, request: object
@@ -122,6 +193,10 @@ class AccessTokenValidator(JWTBearerTokenValidator):  # type: ignore[misc]
             raise RejectedToken("empty subject")
         if self.scope_insufficient(_scope_claim(token), scopes):
             raise InsufficientScopeError()
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _peek(token_string: str) -> tuple[dict[str, Any], Mapping[str, Any]]:

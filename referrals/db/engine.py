@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Seconds a SQLite writer waits for the write lock before the request fails with 503.
@@ -15,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT = 15.0
 # Execution option: this connection only reads, so on SQLite it never takes the write lock.
 READ_ONLY = "referrals_read_only"
+# Seconds after which a pooled PostgreSQL connection is replaced rather than reused: it
+# bounds how long a connection silently dropped by a firewall or proxy can linger.
+POOL_RECYCLE = 1800
 
 
 @dataclass
@@ -47,9 +52,34 @@ def connect(
         engine = create_engine(url, **engine_options)
         _make_sqlite_transactional(engine, sqlite_busy_timeout)
     else:
-        engine_options.setdefault("pool_pre_ping", True)
+        # No "SELECT 1" per checkout (pool_pre_ping): that was a round trip on every
+        # request.  A connection the server has closed (restart, idle timeout,
+        # pg_terminate_backend) has its close already waiting on the socket: a poll of it,
+        # no round trip, finds it at checkout (``_drop_closed``), and SQLAlchemy
+        # invalidates the whole pool on any disconnect a statement meets.
+        engine_options.setdefault("pool_pre_ping", False)
+        engine_options.setdefault("pool_recycle", POOL_RECYCLE)
         engine = create_engine(url, **engine_options)
+        event.listen(engine, "checkout", _drop_closed)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection whose server side has spoken while it sat idle.
+
+    An idle connection has nothing to read; anything waiting (the server's "terminating
+    connection" notice, end of file) means it is closed or closing.  Raising
+    ``DisconnectionError`` makes the pool drop it and check out another (SQLAlchemy's
+    documented pessimistic-disconnect hook).  A harmless message (an asynchronous
+    notice) costs one reconnect, never a wrong answer."""
+    try:
+        fileno = dbapi_connection.fileno()
+    except Exception as exc:  # closed or broken: no socket any more
+        raise DisconnectionError("connection closed") from exc
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection while it was idle")
 
 
 def _create_private_file(path: str | None) -> None:

@@ -212,12 +212,19 @@ def _visibility(where: ListFilter) -> ColumnElement[bool]:
 class UnitRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._loaded: Sequence[Unit] = ()
 
     def get(self, unit_id: str) -> Unit | None:
         return self.session.get(Unit, unit_id)
 
     def all(self) -> Sequence[Unit]:
         return self.session.scalars(select(Unit).order_by(Unit.id)).all()
+
+    def preload(self) -> None:
+        """Every unit in one statement (there are a few dozen at most); ``get`` then finds
+        them in the session without a query.  Held here: the session keeps unchanged
+        objects only by weak reference."""
+        self._loaded = self.all()
 
     def add(self, unit: Unit) -> None:
         self.session.add(unit)

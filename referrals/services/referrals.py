@@ -101,6 +101,10 @@ def open_new(
     (services/bulk_import.py) both make referrals here.  The import passes a ``decide``
     that reads the rule set once per batch, and ``flush=False`` so that a batch's rows
     are written together."""
+    if submit and decide is None:
+        # Both units this request looks up (the sender's, the routed receiver's) come from
+        # one statement; afterwards they are in the session and cost no query.
+        uow.units.preload()
     sending_unit = referring_unit(uow, ctx)
     row = Referral(
         id=uuid.uuid4(),
@@ -113,13 +117,18 @@ def open_new(
     )
     sealer = ctx.vault.new_sealer(row)
     plain = records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
+    routed = _route(uow, ctx, row, plain, decide) if submit else None
+    # The event before the row joins the session: its timeline is then known to be this
+    # one event, and is never loaded back.  The draft is stored first (version 1);
+    # submitting it is a change of its own (version 2), exactly as when a draft is
+    # submitted later, so the ETag a client holds means the same either way.
+    record_event(row, ctx, sealer, action="create", from_status=None)
     if flush:
         uow.referrals.add(row)
     else:
         uow.session.add(row)
-    record_event(row, ctx, sealer, action="create", from_status=None)
-    if submit:
-        _submit(uow, ctx, row, sealer, plain, decide)
+    if routed is not None:
+        _submit(uow, ctx, row, sealer, plain, routed)
     return row, plain
 
 
@@ -383,22 +392,11 @@ def _submit(
     row: Referral,
     sealer: Sealer,
     plain: records.Plain,
-    decide: Callable[[Facts], Decision] | None = None,
+    routed: tuple[Decision, int | None] | None = None,
 ) -> None:
     """draft -> requested: check what submission needs, route, set the deadline."""
-    if row.status != Status.DRAFT:
-        raise Conflict(f"cannot submit a referral that is {row.status}", field="status")
-    if row.legal_basis is None:
-        raise MissingRequirement("a legal basis is required to submit", field="legal_basis")
-    if row.legal_basis == LegalBasis.CONSENT and row.consent_given_by is None:
-        raise MissingRequirement("consent needs who gave it and when", field="consent")
-    if not row.categories:
-        raise MissingRequirement("at least one concern category is required", field="categories")
-    birth_date = records.birth_date_of(plain)
-    age = age_on(birth_date, ctx.today) if birth_date else None
     # Decide before changing the row: the queries deciding would flush a half-made change.
-    facts = routing.facts_of_row(row, age=age)
-    decision = decide(facts) if decide is not None else routing.decide_for(uow, facts)
+    decision, age = routed if routed is not None else _route(uow, ctx, row, plain)
     row.age_at_submission = age
     row.receiving_unit_id = decision.unit
     row.routing_rule_id = decision.rule_id
@@ -416,6 +414,28 @@ def _submit(
         ruleset_version=decision.ruleset_version,
     )
     outbox.announce_transition(uow, ctx, row, Action.SUBMIT)
+
+
+def _route(
+    uow: UnitOfWork,
+    ctx: Context,
+    row: Referral,
+    plain: records.Plain,
+    decide: Callable[[Facts], Decision] | None = None,
+) -> tuple[Decision, int | None]:
+    """What submitting needs checked, and where the referral goes: (decision, age)."""
+    if row.status != Status.DRAFT:
+        raise Conflict(f"cannot submit a referral that is {row.status}", field="status")
+    if row.legal_basis is None:
+        raise MissingRequirement("a legal basis is required to submit", field="legal_basis")
+    if row.legal_basis == LegalBasis.CONSENT and row.consent_given_by is None:
+        raise MissingRequirement("consent needs who gave it and when", field="consent")
+    if not row.categories:
+        raise MissingRequirement("at least one concern category is required", field="categories")
+    birth_date = records.birth_date_of(plain)
+    age = age_on(birth_date, ctx.today) if birth_date else None
+    facts = routing.facts_of_row(row, age=age)
+    return (decide(facts) if decide is not None else routing.decide_for(uow, facts)), age
 
 
 def _require_draft_owner(row: Referral, side: Side, verb: str) -> None:

@@ -7,15 +7,17 @@ first: the event and the change it records commit together or not at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from referrals.audit.recorder import AuditUnavailable, PendingAudit, record
+from referrals.audit.group import AuditGroup
+from referrals.audit.recorder import AuditUnavailable, PendingAudit, record, record_many
 from referrals.db.caseloads import CaseloadRepository, StaffRepository
 from referrals.db.engine import read_only
 from referrals.db.repositories import (
@@ -25,6 +27,29 @@ from referrals.db.repositories import (
     UnitRepository,
 )
 from referrals.services.errors import Conflict
+
+# Set in a session's ``info`` once it has written anything (a flush, or any statement that
+# is not a SELECT): its audit event must then commit with that change, in its transaction.
+WROTE = "referrals_wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _flush_context: UOWTransaction) -> None:
+    session.info[WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info[WROTE] = True
+
+
+def _write(session: Session, events: Sequence[tuple[PendingAudit, int, datetime]]) -> None:
+    """A batch of read events: one alone is the same single INSERT as any event."""
+    if len(events) == 1:
+        record(session, *events[0])
+    else:
+        record_many(session, events)
 
 
 class UnitOfWork:
@@ -42,10 +67,12 @@ class UnitOfWork:
         *,
         audit: PendingAudit | None = None,
         clock: Callable[[], datetime] | None = None,
+        group: AuditGroup | None = None,
     ) -> None:
         self._sessions = sessions
         self.audit = audit
         self._clock = clock
+        self._group = group
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -78,6 +105,13 @@ class UnitOfWork:
         # The change first: a lost race or a constraint surfaces as itself, and only a
         # failure to write the audit event below counts as the audit being unavailable.
         self.session.flush()
+        if audit is not None and self._group is not None and not self.session.info.get(WROTE):
+            # A read: nothing to commit but its audit event, which may share one INSERT
+            # and one durable commit with concurrent reads (referrals/audit/group.py).
+            now = self._clock() if self._clock else datetime.now(UTC)
+            self._group.commit(self.session, audit, audit.success_status, now, _write)
+            audit.written = True
+            return
         if audit is not None:
             now = self._clock() if self._clock else datetime.now(UTC)
             try:

@@ -29,6 +29,8 @@ AUTHENTICATE = "referrals/auth/authenticate.py"
 DECORATOR = "referrals/api/context.py"
 RECORDER = "referrals/audit/recorder.py"
 UOW = "referrals/services/uow.py"
+GROUP_COMMIT = "referrals/audit/group.py"
+TOKEN_CACHE = "referrals/auth/tokens.py"
 ACCESS = "referrals/services/access.py"
 PAGES = "referrals/web/pages.py"
 DISCLOSURE_RULE = "referrals/domain/disclosure.py"
@@ -58,6 +60,8 @@ STAFF = "referrals/services/staff.py"
 ASSIGNMENT = "referrals/services/assignment.py"
 CASELOADS = "tests/api/test_caseloads.py"
 CASELOAD_RULES = "tests/auth/test_caseload_policy.py"
+GROUP_TESTS = "tests/audit/test_group_commit.py"
+CACHE_TESTS = "tests/auth/test_token_cache.py"
 
 
 @dataclass(frozen=True)
@@ -325,6 +329,46 @@ MUTATIONS = (
         "                record(self.session, audit, audit.success_status, now)",
         "                pass",
         (RECORDING, LIFECYCLE),
+    ),
+    Mutation(
+        "read-event-in-group-commit",
+        "a read's audit event is written by the group commit that answers it",
+        UOW,
+        "        record(session, *events[0])",
+        "        pass",
+        (RECORDING, GROUP_TESTS),
+    ),
+    Mutation(
+        "read-waits-for-its-batch",
+        "no read answers before the commit holding its own event",
+        GROUP_COMMIT,
+        "            while self._writing and not mine.done:",
+        "            while False:",
+        (GROUP_TESTS,),
+    ),
+    Mutation(
+        "read-that-wrote-commits-alone",
+        "a request that wrote anything commits its event with its change",
+        UOW,
+        " and not self.session.info.get(WROTE):",
+        ":",
+        (GROUP_TESTS,),
+    ),
+    Mutation(
+        "token-cache-whole-digest",
+        "the verified-token cache is keyed by the digest of the whole token",
+        TOKEN_CACHE,
+        'hashlib.sha256(token_string.encode("ascii")).digest()',
+        'hashlib.sha256(token_string.rpartition(".")[0].encode("ascii")).digest()',
+        (CACHE_TESTS,),
+    ),
+    Mutation(
+        "token-cache-key-still-published",
+        "a cached token counts only while its key is published",
+        TOKEN_CACHE,
+        "                if key is hit.key:",
+        "                if True:",
+        (CACHE_TESTS,),
     ),
     Mutation(
         "actor-verified-flag",
