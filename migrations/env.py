@@ -33,10 +33,11 @@ def run_migrations_online() -> None:
         prefix="sqlalchemy.",
         poolclass=pool.NullPool,
     )
-    if engine.dialect.name == "sqlite":
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
         _transactional_ddl(engine)
     with engine.connect() as connection:
-        _run(connection)
+        _run(connection, sqlite_begins=sqlite)
 
 
 def _transactional_ddl(engine: Engine) -> None:
@@ -53,9 +54,17 @@ def _transactional_ddl(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
-def _run(connection: object) -> None:
-    # Batch mode lets ALTER TABLE migrations run on SQLite as well.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+def _run(connection: object, *, sqlite_begins: bool = False) -> None:
+    # Batch mode lets ALTER TABLE migrations run on SQLite as well.  Alembic assumes DDL
+    # cannot be transactional on SQLite and commits after each revision; with the BEGIN
+    # of ``_transactional_ddl`` it can, so a run that fails half-way (a downgrade meeting
+    # an irreversible revision) rolls back whole.
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        transactional_ddl=True if sqlite_begins else None,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

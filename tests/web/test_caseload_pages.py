@@ -44,7 +44,14 @@ def test_a_unit_lead_signs_in_and_works_the_units_referrals(client: FlaskClient)
     inbox = text(lead.get(f"{APP}/referrals"))
     assert f'href="/app/referrals/{referral}"' in inbox
     page = text(lead.get(f"{APP}/referrals/{referral}"))
-    assert "Testa Testsson" in page
+    # Two-phase disclosure holds for the lead as for a caseworker: the decision view
+    # first, the identity after an audited reveal (or accept).
+    assert "Testa Testsson" not in page
+    assert "Du ser det du behöver för att besluta." in page
+    url = f"{APP}/referrals/{referral}"
+    revealed = post(lead, f"{url}/reveal", {"reason_code": "known_to_unit"}, page=url)
+    assert revealed.status_code == 302
+    assert "Testa Testsson" in text(lead.get(url))
     # Another unit's lead does not see it: the page answers as for no referral at all.
     other = client.application.test_client()
     sign_in(other, "unit_lead@sodermalm")
