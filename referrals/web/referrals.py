@@ -7,6 +7,7 @@ event per call); the form is checked by the API's schema and the same domain rul
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
@@ -26,6 +27,7 @@ from referrals.domain.codes import (
 from referrals.domain.errors import DomainError
 from referrals.services import consent, disclosure, notes, referrals, timeline
 from referrals.services.errors import ServiceError, Unprocessable
+from referrals.services.uow import UnitOfWork
 from referrals.web import forms
 from referrals.web.pages import (
     audited,
@@ -222,57 +224,67 @@ def add_note(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
 @bp.post("/referrals/<uuid:referral_id>/cancel")
 @signed_in(WRITE, audit=AuditAction.REFERRAL_CANCEL)
 def cancel(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
-    reason = request.form.get("reason_code", "")
-    inputs: dict[str, Any] = {"reason_code": reason}
-    try:
-        with audited(AuditAction.REFERRAL_CANCEL, referral=referral_id) as uow:
-            if reason not in {r.value for r in CANCEL_REASONS}:
-                raise Unprocessable("choose a reason", field="reason_code")
-            referrals.perform(uow, caller(), referral_id, Action.CANCEL, inputs, if_match=None)
-    except (ServiceError, DomainError) as exc:
-        errors = _form_errors(exc)
-        if errors is None:
-            raise
-        return _detail(referral_id, values=request.form.to_dict(flat=False), errors=errors), 422
-    session["notice"] = {"kind": "cancelled"}
-    return redirect(url_for("web.referrals.show", referral_id=referral_id))
+    def perform(uow: UnitOfWork, reason: str) -> object:
+        inputs: dict[str, Any] = {"reason_code": reason}
+        return referrals.perform(uow, caller(), referral_id, Action.CANCEL, inputs, if_match=None)
+
+    codes = {r.value for r in CANCEL_REASONS}
+    return _reason_coded(referral_id, AuditAction.REFERRAL_CANCEL, codes, perform, "cancelled")
 
 
 @bp.post("/referrals/<uuid:referral_id>/reveal")
 @signed_in(WRITE, audit=AuditAction.REFERRAL_REVEAL)
 def reveal(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
     """The receiving unit reveals the identity before deciding (two-phase disclosure)."""
-    reason = request.form.get("reason_code", "")
-    try:
-        with audited(AuditAction.REFERRAL_REVEAL, referral=referral_id) as uow:
-            if reason not in {r.value for r in RevealReason}:
-                raise Unprocessable("choose a reason", field="reason_code")
-            disclosure.reveal(uow, caller(), referral_id, RevealReason(reason))
-    except (ServiceError, DomainError) as exc:
-        errors = _form_errors(exc)
-        if errors is None:
-            raise
-        return _detail(referral_id, values=request.form.to_dict(flat=False), errors=errors), 422
-    session["notice"] = {"kind": "revealed"}
-    return redirect(url_for("web.referrals.show", referral_id=referral_id))
+
+    def perform(uow: UnitOfWork, reason: str) -> object:
+        return disclosure.reveal(uow, caller(), referral_id, RevealReason(reason))
+
+    codes = {r.value for r in RevealReason}
+    return _reason_coded(referral_id, AuditAction.REFERRAL_REVEAL, codes, perform, "revealed")
 
 
 @bp.post("/referrals/<uuid:referral_id>/withdraw-consent")
 @signed_in(WRITE, audit=AuditAction.REFERRAL_WITHDRAW_CONSENT)
 def withdraw_consent(referral_id: uuid.UUID) -> BaseResponse | tuple[str, int]:
     """The sender records that the consent was withdrawn."""
+
+    def perform(uow: UnitOfWork, reason: str) -> object:
+        return consent.withdraw(uow, caller(), referral_id, ConsentWithdrawal(reason))
+
+    return _reason_coded(
+        referral_id,
+        AuditAction.REFERRAL_WITHDRAW_CONSENT,
+        {r.value for r in ConsentWithdrawal},
+        perform,
+        "consent_withdrawn",
+        missing="choose who withdrew it",
+    )
+
+
+def _reason_coded(
+    referral_id: uuid.UUID,
+    action: AuditAction,
+    codes: set[str],
+    perform: Callable[[UnitOfWork, str], object],
+    notice: str,
+    *,
+    missing: str = "choose a reason",
+) -> BaseResponse | tuple[str, int]:
+    """A form whose one field is a reason code: checked, performed and audited in one unit
+    of work; a refusal shows the page again with the field named (422)."""
     reason = request.form.get("reason_code", "")
     try:
-        with audited(AuditAction.REFERRAL_WITHDRAW_CONSENT, referral=referral_id) as uow:
-            if reason not in {r.value for r in ConsentWithdrawal}:
-                raise Unprocessable("choose who withdrew it", field="reason_code")
-            consent.withdraw(uow, caller(), referral_id, ConsentWithdrawal(reason))
+        with audited(action, referral=referral_id) as uow:
+            if reason not in codes:
+                raise Unprocessable(missing, field="reason_code")
+            perform(uow, reason)
     except (ServiceError, DomainError) as exc:
         errors = _form_errors(exc)
         if errors is None:
             raise
         return _detail(referral_id, values=request.form.to_dict(flat=False), errors=errors), 422
-    session["notice"] = {"kind": "consent_withdrawn"}
+    session["notice"] = {"kind": notice}
     return redirect(url_for("web.referrals.show", referral_id=referral_id))
 
 
