@@ -11,7 +11,7 @@ class Role(StrEnum):
     CASEWORKER = "caseworker"
     AUDITOR = "auditor"
     ADMIN = "admin"
-    # Added with the privacy lifecycle: see DESIGN.md §1 for what each may do.
+    # Added with the privacy lifecycle: README "Roles and what each may see".
     UNIT_LEAD = "unit_lead"
     PRIVACY_OFFICER = "privacy_officer"
     ANALYST = "analyst"

@@ -420,7 +420,7 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
         privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
-    # -- routing rules and webhook deliveries: operator business, scope admin (§1, §6) ----
+    # -- routing rules and webhook deliveries: operator business, scope admin (README: Roles) -
     ("GET", ROUTING_RULES, "rule"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
         auditor=SCOPE, admin=OK, yw_nounit=SCOPE, cw_nounit=SCOPE,
@@ -464,7 +464,7 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         privacy=SCOPE, analyst=SCOPE, lead_own=SCOPE,
     ),
     # -- retention and legal holds: privacy officers (scope privacy) and auditors
-    # (audit:read); ids, statuses and dates, never case content (DESIGN §7) -------------
+    # (audit:read); ids, statuses and dates, never case content (README: API) ----------------
     ("PUT", LEGAL_HOLD, "completed"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
         auditor=OK, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
@@ -481,7 +481,7 @@ MATRIX: dict[tuple[str, str, str], dict[str, Expect]] = {
         privacy=OK, analyst=SCOPE, lead_own=SCOPE,
     ),
     # -- the privacy lifecycle: the privacy officer's export (scope privacy) and the
-    # analysts' suppressed statistics (scope statistics:read); no one else (§1, §7).
+    # analysts' suppressed statistics (scope statistics:read); no one else (README: Roles).
     ("POST", SUBJECT_ACCESS, "requested"): row(
         yw_own=SCOPE, yw_other=SCOPE, cw_own=SCOPE, cw_other=SCOPE,
         auditor=SCOPE, admin=SCOPE, yw_nounit=SCOPE, cw_nounit=SCOPE,
@@ -1124,7 +1124,7 @@ def check_allowed(
         assert after.rulesets == before.rulesets
     transition = path.rsplit("/", 1)[1] if path.startswith(REFERRAL + "/") else None
     if transition in ACTION_EVENTS:
-        # One pending webhook per unit on the referral, other than the caller's (§6).
+        # One pending webhook per unit on the referral, other than the caller's (README).
         assert key is not None
         _status, _version, sender, receiver = after.referrals[key]
         recipients = {sender, receiver} - {CALLERS[caller][1]}
