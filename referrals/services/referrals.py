@@ -293,6 +293,10 @@ def update_draft(
 def delete_draft(uow: UnitOfWork, ctx: Context, referral_id: uuid.UUID) -> None:
     row, side = open_referral(uow, ctx, referral_id)
     _require_draft_owner(row, side, "deleted")
+    if legal_holds.active(uow.session, row.id) is not None:
+        # Deleting a draft erases it: a hold stops that too, as it stops every erasure.
+        raise Conflict("the referral is under a legal hold", field="id")
+    legal_holds.forget_released(uow.session, row.id)
     uow.referrals.delete(row)
     uow.commit()
 

@@ -281,6 +281,24 @@ def test_a_hold_stops_a_manual_erasure_too_until_it_is_released(
     assert refused.get_json()["errors"][0]["field"] == "id"
 
 
+def test_a_held_draft_cannot_be_deleted_until_the_hold_is_released(
+    client: FlaskClient, actors: Actors, officer: dict[str, str]
+) -> None:
+    """Deleting a draft is an erasure too: a hold stops it, with a 409 and no change."""
+    draft = create(client, actors.worker)
+    rid = draft["id"]
+    assert hold(client, rid, officer, "complaint").status_code == 200
+    url = f"/api/v1/referrals/{rid}"
+    refused = client.delete(url, headers=actors.worker)
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["errors"][0]["field"] == "id"
+    assert "legal hold" in refused.get_json()["detail"]
+    assert client.get(url, headers=actors.worker).status_code == 200
+    assert release(client, rid, officer).status_code == 204
+    assert client.delete(url, headers=actors.worker).status_code == 204
+    assert client.get(url, headers=actors.worker).status_code == 404
+
+
 def test_holds_are_reason_coded_replaced_by_put_and_released_explicitly(
     client: FlaskClient,
     actors: Actors,
