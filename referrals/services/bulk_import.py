@@ -19,9 +19,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, inspect
+from sqlalchemy import Table, insert, inspect
 from sqlalchemy.orm import Session
 
 from referrals.auth.operator import CLI_ISSUER
@@ -151,7 +151,7 @@ def _insert_new(session: Session) -> None:
         for values in rows[model]:
             groups.setdefault(frozenset(values), []).append(values)
         for group in groups.values():
-            session.execute(insert(model.__table__), group)  # type: ignore[attr-defined]
+            session.execute(insert(cast(Table, model.__table__)), group)
 
 
 def _column_values(obj: object) -> dict[str, Any]:
