@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, inspect
-from sqlalchemy.orm import Session
 
 from referrals.auth.operator import CLI_ISSUER
 from referrals.auth.principal import Principal, Role
@@ -79,19 +78,19 @@ def import_batch(
     # Strong references: the session's identity map alone would let a unit be collected
     # and looked up (with an autoflush) again for the next line.
     units: dict[str, Unit | None] = {}
-    with uow.session.no_autoflush:
-        _make(uow, contexts, lines, decide, units, created, errors)
+    batch = _Batch(uow)
+    _make(batch, contexts, lines, decide, units, created, errors)
     if errors:
         uow.session.rollback()
         return errors
-    _insert_new(uow.session)
+    batch.insert()
     uow.audit_disclosed(created)
     uow.commit()
     return created
 
 
 def _make(
-    uow: UnitOfWork,
+    batch: _Batch,
     contexts: Mapping[str, Context],
     lines: Sequence[Line],
     decide: Any,
@@ -99,10 +98,11 @@ def _make(
     created: list[uuid.UUID],
     errors: list[LineError],
 ) -> None:
-    """Every line's referral, made by the create use case, pending in the session."""
+    """Every line's referral, made by the create use case, held by ``batch``."""
+    uow = cast(UnitOfWork, batch)
     for line in lines:
         if line.sending_unit not in units:
-            units[line.sending_unit] = uow.units.get(line.sending_unit)
+            units[line.sending_unit] = batch.units.get(line.sending_unit)
         unit = units[line.sending_unit]
         if unit is None or unit.kind != UnitKind.REFERRER:
             errors.append(LineError(line.number, "sending_unit", UNKNOWN_UNIT))
@@ -122,36 +122,59 @@ def _make(
         created.append(row.id)
 
 
+class _Collected:
+    """The ``add`` of a session or a repository, holding the new objects instead; every
+    other attribute is the real one's."""
+
+    def __init__(self, real: Any, objects: list[object]) -> None:
+        self._real = real
+        self._objects = objects
+
+    def add(self, obj: object) -> None:
+        self._objects.append(obj)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _Batch:
+    """The unit of work as the create use case sees it while a batch is made: what it
+    adds (referrals to the session, messages to the outbox) is held here, never tracked
+    by the session, and written by ``insert`` with one executemany per table."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+        self.objects: list[object] = []
+        self.session = _Collected(uow.session, self.objects)
+        self.outbox = _Collected(uow.outbox, self.objects)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+    def insert(self) -> None:
+        rows: dict[type, list[dict[str, Any]]] = {model: [] for model in _ORDER}
+        for obj in self.objects:
+            if type(obj) not in (Referral, OutboxMessage):
+                raise TypeError(f"the import does not write {type(obj).__name__} rows")
+            values = _column_values(obj)
+            if isinstance(obj, Referral):
+                # The version the API's create leaves: 1 for the stored draft, one more
+                # for its submission (a change of its own), i.e. one per timeline event.
+                values["version"] = len(obj.events)
+                for event in obj.events:
+                    # The foreign key a flush copies from the relationship.
+                    rows[TimelineEvent].append({**_column_values(event), "referral_id": obj.id})
+            rows[type(obj)].append(values)
+        for model in _ORDER:
+            groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+            for values in rows[model]:
+                groups.setdefault(frozenset(values), []).append(values)
+            for group in groups.values():
+                self._uow.session.execute(insert(cast(Table, model.__table__)), group)
+
+
 # The tables a batch writes, in the order their foreign keys need.
 _ORDER = (Referral, TimelineEvent, OutboxMessage)
-
-
-def _insert_new(session: Session) -> None:
-    """Insert the session's pending objects with one executemany per table and key set,
-    then let the session forget them (they are written; the batch commits next)."""
-    pending = list(session.new)
-    for obj in pending:
-        if isinstance(obj, Referral):
-            for event in obj.events:
-                # The foreign key a flush copies from the relationship.
-                event.referral_id = obj.id
-    rows: dict[type, list[dict[str, Any]]] = {model: [] for model in _ORDER}
-    for obj in pending:
-        if type(obj) not in rows:
-            raise TypeError(f"the import does not write {type(obj).__name__} rows")
-        values = _column_values(obj)
-        if isinstance(obj, Referral):
-            # What the ORM's version counter sets on the INSERT of a new row.
-            values.setdefault("version", 1)
-        rows[type(obj)].append(values)
-    # Forgotten before the statements: none of them may flush the objects as well.
-    session.expunge_all()
-    for model in _ORDER:
-        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-        for values in rows[model]:
-            groups.setdefault(frozenset(values), []).append(values)
-        for group in groups.values():
-            session.execute(insert(cast(Table, model.__table__)), group)
 
 
 def _column_values(obj: object) -> dict[str, Any]:
