@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, inspect
+from sqlalchemy.orm import Mapper
 
 from referrals.auth.operator import CLI_ISSUER
 from referrals.auth.principal import Principal, Role
@@ -180,11 +181,17 @@ _ORDER = (Referral, TimelineEvent, OutboxMessage)
 def _column_values(obj: object) -> dict[str, Any]:
     """The column values set on a new object, by column name (unset ones take the
     column's default, as in a flush)."""
-    state = inspect(obj)
-    mapper = state.mapper
-    present = state.dict
-    return {
-        prop.columns[0].key: present[prop.key]
-        for prop in mapper.column_attrs
-        if prop.key in present
-    }
+    present = obj.__dict__  # an instrumented object's loaded and set attributes
+    return {column: present[key] for key, column in _columns(type(obj)) if key in present}
+
+
+def _columns(model: type) -> tuple[tuple[str, str], ...]:
+    """(attribute, column name) of each of ``model``'s columns."""
+    found = _COLUMNS.get(model)
+    if found is None:
+        mapper: Mapper[Any] = inspect(model)
+        found = _COLUMNS[model] = tuple((p.key, p.columns[0].key) for p in mapper.column_attrs)
+    return found
+
+
+_COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}
