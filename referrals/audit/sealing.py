@@ -230,10 +230,53 @@ _TEMPLATE = (
 def _encode_fast(
     event: Row[Any], flag: str | None, disclosed: Collection[uuid.UUID], seq: int
 ) -> bytes:
-    verified = event.actor_verified
-    status = event.http_status
-    moment = event.recorded_at
-    identifier = event.id
+    return encode_fields(
+        flag,
+        disclosed,
+        seq,
+        event.id,
+        event.recorded_at,
+        event.request_id,
+        event.actor_verified,
+        event.actor_issuer,
+        event.actor_subject,
+        event.client_id,
+        event.roles,
+        event.unit,
+        event.action,
+        event.target_type,
+        event.target_id,
+        event.outcome,
+        event.http_status,
+        event.purpose,
+        event.reason,
+    )
+
+
+def encode_fields(
+    flag: str | None,
+    disclosed: Collection[uuid.UUID],
+    seq: int,
+    identifier: Any,
+    moment: Any,
+    request_id: Any,
+    verified: Any,
+    issuer: Any,
+    subject: Any,
+    client_id: Any,
+    roles: Any,
+    unit: Any,
+    action: Any,
+    target_type: Any,
+    target_id: Any,
+    outcome: Any,
+    status: Any,
+    purpose: Any,
+    reason: Any,
+) -> bytes:
+    """The fast path of ``encode``, from the columns of ``ROLES_TEXT`` in their order
+    (the verifier passes a row's values as they are unpacked).  Raises ``_Irregular``
+    (or ``TypeError``) for anything it does not take; ``encode`` then decides."""
     if (
         type(verified) is not bool
         or type(status) is not int
@@ -246,33 +289,32 @@ def _encode_fast(
         if disclosed
         else ""
     )
-    reason = event.reason
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     common = _TEXTS.get
     return (
         _TEMPLATE
         % (
-            common(event.action) or _common(event.action),
-            common(event.actor_issuer) or _common(event.actor_issuer),
-            common(event.actor_subject) or _common(event.actor_subject),
+            common(action) or _common(action),
+            common(issuer) or _common(issuer),
+            common(subject) or _common(subject),
             "true" if verified else "false",
-            common(event.client_id) or _common(event.client_id),
+            common(client_id) or _common(client_id),
             listed,
             status,
             identifier,
-            common(event.outcome) or _common(event.outcome),
-            common(event.purpose) or _common(event.purpose),
+            common(outcome) or _common(outcome),
+            common(purpose) or _common(purpose),
             "" if reason is None else ',"reason":' + _text(reason),
             # isoformat of a UTC time ends "+00:00": the canonical form ends "Z" instead.
             moment.isoformat(timespec="microseconds")[:-6],
-            _text(event.request_id),
-            _roles(event.roles),
+            _text(request_id),
+            _roles(roles),
             "" if flag is None else ',"sealer_flag":' + _text(flag),
             seq,
-            _text(event.target_id),
-            common(event.target_type) or _common(event.target_type),
-            common(event.unit) or _common(event.unit),
+            _text(target_id),
+            common(target_type) or _common(target_type),
+            common(unit) or _common(unit),
         )
     ).encode()
 
@@ -605,15 +647,19 @@ def verify(
     def stream() -> Iterator[tuple[int, bytes | str, bytes]]:
         nonlocal sealed
         for partition, named in fetched:
+            sealed += len(partition)
             for row in partition:
-                sealed += 1
-                seq = row.seq
+                seq, stored, flag, identifier, *fields = row
                 if seq in wanted:
-                    heads[seq] = row.hash
-                flag = row.flag
+                    heads[seq] = stored
                 if flag is not None:
                     flagged.append(Flagged(seq, flag))
-                yield seq, encode(row, flag, named.get(row.id, ()), seq), row.hash
+                disclosed = named.get(identifier, ())
+                try:
+                    encoded: bytes | str = encode_fields(flag, disclosed, seq, identifier, *fields)
+                except (_Irregular, TypeError):
+                    encoded = encode(row, flag, disclosed, seq)  # the general path decides
+                yield seq, encoded, stored
             if progress is not None:
                 progress(len(partition))
 
