@@ -588,6 +588,19 @@ class _Prefetch:
         self._thread.join()
 
 
+class _InTurn:
+    """``_Prefetch``'s interface, fetching in the caller's thread."""
+
+    def __init__(self, source: Iterator[Any]) -> None:
+        self._source = source
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._source
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Flagged:
     """An event the sealer flagged: its time was not close to when it was first seen."""
@@ -629,7 +642,8 @@ def verify(
     flagged: list[Flagged] = []
     sealed = 0
 
-    columns = RAW_TIME if session.get_bind().dialect.name == "postgresql" else ROLES_TEXT
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    columns = RAW_TIME if postgresql else ROLES_TEXT
     rows = session.execute(
         select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *columns)
         .select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
@@ -642,7 +656,9 @@ def verify(
             # Ordered by seq, so the batch is every seal from its first seq to its last.
             yield partition, disclosures.of_sealed(session, partition[0].seq, partition[-1].seq)
 
-    fetched = _Prefetch(batches())
+    # On PostgreSQL the server works while this process hashes; SQLite runs in-process
+    # (and its connections belong to their thread), so there the batches come in turn.
+    fetched = _Prefetch(batches()) if postgresql else _InTurn(batches())
 
     def stream() -> Iterator[tuple[int, bytes | str, bytes]]:
         nonlocal sealed
