@@ -39,10 +39,12 @@ def of_sealed(session: Session, first: int, last: int) -> dict[uuid.UUID, list[u
     (events that named none are absent): what ``of_events`` gives for those events, asked
     by a range of the seals' primary key rather than a list of thousands of ids."""
     found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    # A semi-join (IN), not a join: each target once, however many seals name its event.
+    sealed = select(AuditSeal.event_id).where(AuditSeal.seq >= first, AuditSeal.seq <= last)
     rows = session.execute(
-        select(AuditEventTarget.event_id, AuditEventTarget.referral_id)
-        .join(AuditSeal, AuditSeal.event_id == AuditEventTarget.event_id)
-        .where(AuditSeal.seq >= first, AuditSeal.seq <= last)
+        select(AuditEventTarget.event_id, AuditEventTarget.referral_id).where(
+            AuditEventTarget.event_id.in_(sealed)
+        )
     )
     for event_id, referral_id in rows:
         found.setdefault(event_id, []).append(referral_id)
