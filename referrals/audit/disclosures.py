@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, Uuid, any_, bindparam, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from referrals.db.models import AuditEventTarget
+from referrals.db.models import AuditEventTarget, AuditSeal
 
 
 def of_events(
@@ -27,6 +27,23 @@ def of_events(
     rows = session.execute(
         select(AuditEventTarget.event_id, AuditEventTarget.referral_id).where(
             among(session, AuditEventTarget.event_id, event_ids)
+        )
+    )
+    for event_id, referral_id in rows:
+        found.setdefault(event_id, []).append(referral_id)
+    return found
+
+
+def of_sealed(session: Session, first: int, last: int) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Per event id, the referrals it named, for the events sealed at ``first`` to ``last``
+    (events that named none are absent): what ``of_events`` gives for those events, asked
+    by a range of the seals' primary key rather than a list of thousands of ids."""
+    found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    # A semi-join (IN), not a join: each target once, however many seals name its event.
+    sealed = select(AuditSeal.event_id).where(AuditSeal.seq >= first, AuditSeal.seq <= last)
+    rows = session.execute(
+        select(AuditEventTarget.event_id, AuditEventTarget.referral_id).where(
+            AuditEventTarget.event_id.in_(sealed)
         )
     )
     for event_id, referral_id in rows:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Row, Table, Text, delete, func, insert, select, text
+from sqlalchemy import DateTime, Row, Table, Text, delete, func, insert, select, text, type_coerce
 from sqlalchemy import cast as cast_to
 from sqlalchemy.orm import Session
 
@@ -120,6 +122,16 @@ ROLES_TEXT = tuple(
     for name in _EVENT_NAMES
 )
 
+# The verifier's on PostgreSQL: ``recorded_at`` as the driver gives it (aware, in the
+# session's zone; the encoder converts it to UTC) without the column type's per-row
+# conversion.  SQLite stores naive UTC, so it keeps ``ROLES_TEXT``.
+RAW_TIME = tuple(
+    type_coerce(column, DateTime(timezone=True)).label("recorded_at")
+    if column.name == "recorded_at"
+    else column
+    for column in ROLES_TEXT
+)
+
 
 class _Irregular(Exception):
     """A stored value the fast encoder does not take: the general path decides."""
@@ -148,7 +160,7 @@ def encode(
     detail)."""
     try:
         return _encode_fast(event, flag, disclosed, seq)
-    except _Irregular:
+    except (_Irregular, TypeError):  # TypeError: an unhashable value met the memo
         pass
     values = {name: getattr(event, name) for name in _EVENT_NAMES}
     try:
@@ -191,13 +203,80 @@ def _roles_list(value: object) -> str:
     return "[" + ",".join([_text(role) for role in value]) + "]"
 
 
+# Encoded text fields (``None`` -> ``null``) of the columns with few distinct values
+# (actions, units, issuers, ...): one dict lookup in C instead of a call per field.
+# Bounded; a value not yet in it is encoded by ``_text`` (which also refuses non-strings).
+_TEXTS: dict[str | None, str] = {None: "null"}
+_TEXTS_LIMIT = 4096
+
+
+def _common(value: object) -> str:
+    encoded: str | None = _TEXTS.get(cast(str, value))
+    if encoded is None:
+        encoded = _text(value)
+        if len(_TEXTS) < _TEXTS_LIMIT:
+            _TEXTS[cast(str, value)] = encoded
+    return encoded
+
+
+# The canonical form of a row, keys in sorted order, as one template.
+_TEMPLATE = (
+    '{"action":%s,"actor_issuer":%s,"actor_subject":%s,"actor_verified":%s,"client_id":%s%s'
+    ',"http_status":%d,"id":"%s","outcome":%s,"purpose":%s%s,"recorded_at":"%sZ"'
+    ',"request_id":%s,"roles":%s%s,"seq":%d,"target_id":%s,"target_type":%s,"unit":%s}'
+)
+
+
 def _encode_fast(
     event: Row[Any], flag: str | None, disclosed: Collection[uuid.UUID], seq: int
 ) -> bytes:
-    verified = event.actor_verified
-    status = event.http_status
-    moment = event.recorded_at
-    identifier = event.id
+    return encode_fields(
+        flag,
+        disclosed,
+        seq,
+        event.id,
+        event.recorded_at,
+        event.request_id,
+        event.actor_verified,
+        event.actor_issuer,
+        event.actor_subject,
+        event.client_id,
+        event.roles,
+        event.unit,
+        event.action,
+        event.target_type,
+        event.target_id,
+        event.outcome,
+        event.http_status,
+        event.purpose,
+        event.reason,
+    )
+
+
+def encode_fields(
+    flag: str | None,
+    disclosed: Collection[uuid.UUID],
+    seq: int,
+    identifier: Any,
+    moment: Any,
+    request_id: Any,
+    verified: Any,
+    issuer: Any,
+    subject: Any,
+    client_id: Any,
+    roles: Any,
+    unit: Any,
+    action: Any,
+    target_type: Any,
+    target_id: Any,
+    outcome: Any,
+    status: Any,
+    purpose: Any,
+    reason: Any,
+) -> bytes:
+    """The fast path of ``encode``, from the columns of ``ROLES_TEXT`` in their order
+    (the verifier passes a row's values as they are unpacked).  Raises ``_Irregular``
+    (or ``TypeError``) for anything it does not take; ``encode`` then decides."""
     if (
         type(verified) is not bool
         or type(status) is not int
@@ -206,24 +285,37 @@ def _encode_fast(
     ):
         raise _Irregular
     listed = (
-        ',"disclosed":["' + '","'.join(sorted(str(each) for each in disclosed)) + '"]'
+        ',"disclosed":["' + '","'.join(sorted([str(each) for each in disclosed])) + '"]'
         if disclosed
         else ""
     )
-    reason = event.reason
-    why = "" if reason is None else ',"reason":' + _text(reason)
-    flagged = "" if flag is None else ',"sealer_flag":' + _text(flag)
-    utc = moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    common = _TEXTS.get
     return (
-        f'{{"action":{_text(event.action)},"actor_issuer":{_text(event.actor_issuer)}'
-        f',"actor_subject":{_text(event.actor_subject)}'
-        f',"actor_verified":{"true" if verified else "false"}'
-        f',"client_id":{_text(event.client_id)}{listed},"http_status":{status}'
-        f',"id":"{identifier}","outcome":{_text(event.outcome)}'
-        f',"purpose":{_text(event.purpose)}{why},"recorded_at":"{utc}Z"'
-        f',"request_id":{_text(event.request_id)},"roles":{_roles(event.roles)}{flagged}'
-        f',"seq":{seq},"target_id":{_text(event.target_id)}'
-        f',"target_type":{_text(event.target_type)},"unit":{_text(event.unit)}}}'
+        _TEMPLATE
+        % (
+            common(action) or _common(action),
+            common(issuer) or _common(issuer),
+            common(subject) or _common(subject),
+            "true" if verified else "false",
+            common(client_id) or _common(client_id),
+            listed,
+            status,
+            identifier,
+            common(outcome) or _common(outcome),
+            common(purpose) or _common(purpose),
+            "" if reason is None else ',"reason":' + _text(reason),
+            # isoformat of a UTC time ends "+00:00": the canonical form ends "Z" instead.
+            moment.isoformat(timespec="microseconds")[:-6],
+            _text(request_id),
+            _roles(roles),
+            "" if flag is None else ',"sealer_flag":' + _text(flag),
+            seq,
+            _text(target_id),
+            common(target_type) or _common(target_type),
+            common(unit) or _common(unit),
+        )
     ).encode()
 
 
@@ -449,6 +541,66 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEALER_LOCK})
 
 
+class _Prefetch:
+    """Iterates ``source`` in a thread of its own, ``depth`` items ahead: the database
+    reads the next batch (the thread waits on the socket without the GIL) while the caller
+    hashes this one.  Only that thread touches the source (and its session) until
+    ``close`` has joined it; an exception in it is raised to the caller, in order."""
+
+    _END: Any = object()
+
+    def __init__(self, source: Iterator[Any], depth: int = 2) -> None:
+        self._source = source
+        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="verify-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._source:
+                if self._stop.is_set():
+                    return
+                self._put((item, None))
+            self._put((self._END, None))
+        except BaseException as exc:  # handed to the caller, who raises it
+            self._put((self._END, exc))
+
+    def _put(self, entry: tuple[Any, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item, error = self._queue.get()
+            if error is not None:
+                raise error
+            if item is self._END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _InTurn:
+    """``_Prefetch``'s interface, fetching in the caller's thread."""
+
+    def __init__(self, source: Iterator[Any]) -> None:
+        self._source = source
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._source
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Flagged:
     """An event the sealer flagged: its time was not close to when it was first seen."""
@@ -490,32 +642,47 @@ def verify(
     flagged: list[Flagged] = []
     sealed = 0
 
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    columns = RAW_TIME if postgresql else ROLES_TEXT
     rows = session.execute(
-        select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *ROLES_TEXT)
+        select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *columns)
         .select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
         .order_by(SEALS.c.seq),
         execution_options={"stream_results": True, "yield_per": VERIFY_BATCH},
     )
 
+    def batches() -> Iterator[tuple[Sequence[Row[Any]], dict[uuid.UUID, list[uuid.UUID]]]]:
+        for partition in rows.partitions():
+            # Ordered by seq, so the batch is every seal from its first seq to its last.
+            yield partition, disclosures.of_sealed(session, partition[0].seq, partition[-1].seq)
+
+    # On PostgreSQL the server works while this process hashes; SQLite runs in-process
+    # (and its connections belong to their thread), so there the batches come in turn.
+    fetched = _Prefetch(batches()) if postgresql else _InTurn(batches())
+
     def stream() -> Iterator[tuple[int, bytes | str, bytes]]:
         nonlocal sealed
-        for partition in rows.partitions():
-            named = disclosures.of_events(session, [row.id for row in partition])
+        for partition, named in fetched:
+            sealed += len(partition)
             for row in partition:
-                sealed += 1
-                seq = row.seq
+                seq, stored, flag, identifier, *fields = row
                 if seq in wanted:
-                    heads[seq] = row.hash
-                flag = row.flag
+                    heads[seq] = stored
                 if flag is not None:
                     flagged.append(Flagged(seq, flag))
-                yield seq, encode(row, flag, named.get(row.id, ()), seq), row.hash
+                disclosed = named.get(identifier, ())
+                try:
+                    encoded: bytes | str = encode_fields(flag, disclosed, seq, identifier, *fields)
+                except (_Irregular, TypeError):
+                    encoded = encode(row, flag, disclosed, seq)  # the general path decides
+                yield seq, encoded, stored
             if progress is not None:
                 progress(len(partition))
 
     try:
         finding = chain.verify_encoded(stream())
     finally:
+        fetched.close()  # the fetching thread is done with the session before it is used
         rows.close()  # the verifier may stop at the first problem; free the server cursor
     if finding is None:
         finding = chain.verify_checkpoints(checkpoints, heads, public_keys)

@@ -10,6 +10,7 @@ present and absent, disclosures, flags, and ``roles`` values only a tampered row
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -89,3 +90,76 @@ def test_the_direct_encoding_is_the_canonical_one(
 def test_a_row_that_cannot_be_hashed_is_reported_not_raised() -> None:
     event = row(roles="[NaN]")
     assert sealing.encode(event, None, (), 1) == chain.UNHASHABLE
+
+
+# -- random rows: the fast path against the reference ------------------------------------------
+
+_ALPHABET = 'aöÅ"\\/\t\n\x00\x1f\u2028\u00e9🦉 -:_.,{}[]'
+_ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-9, minutes=-30))]
+
+
+def _random_text(rng: random.Random, empty: bool = True) -> str:
+    return "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0 if empty else 1, 12)))
+
+
+def _maybe(rng: random.Random, value: Any) -> Any:
+    return None if rng.random() < 0.3 else value
+
+
+def _random_row(rng: random.Random) -> Any:
+    moment = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(
+        microseconds=rng.randrange(10**15) if rng.random() < 0.8 else rng.randrange(10**9) * 10**6
+    )
+    return row(
+        id=uuid.UUID(int=rng.getrandbits(128)),
+        recorded_at=moment.astimezone(rng.choice(_ZONES)),
+        request_id=_maybe(rng, _random_text(rng)),
+        actor_verified=rng.random() < 0.5,
+        actor_issuer=_maybe(rng, _random_text(rng)),
+        actor_subject=_maybe(rng, _random_text(rng)),
+        client_id=_maybe(rng, _random_text(rng)),
+        roles=[_random_text(rng) for _ in range(rng.randint(0, 3))],
+        unit=_maybe(rng, rng.choice(["norrmalm", "södermalm", _random_text(rng)])),
+        action=rng.choice(["referral:read", "referral:list", _random_text(rng)]),
+        target_type=_maybe(rng, "referral"),
+        target_id=_maybe(rng, _random_text(rng)),
+        outcome=rng.choice(["allowed", "denied", _random_text(rng)]),
+        http_status=rng.choice([200, 201, 403, 404, 409, 0, -1, 10**12]),
+        purpose=_maybe(rng, _random_text(rng)),
+        reason=_maybe(rng, _random_text(rng)),
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_fast_paths_agree_with_the_reference_on_random_rows(seed: int) -> None:
+    """``encode`` (the sealer's) and ``encode_fields`` (the verifier's, from a row's values
+    in ``ROLES_TEXT`` order) give ``chain.canonical_json``'s bytes for random rows."""
+    rng = random.Random(seed)
+    for _ in range(250):
+        event = _random_row(rng)
+        flag = rng.choice([None, "backdated", "future"])
+        disclosed = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(rng.choice([0, 0, 1, 4]))]
+        seq = rng.randint(1, 10**9)
+        expected = chain.canonical_json({**sealing.hashed(event, flag, disclosed), "seq": seq})
+        event.roles = json.dumps(event.roles, ensure_ascii=rng.random() < 0.5)
+        fields = [getattr(event, name) for name in NAMES]
+        assert sealing.encode(event, flag, disclosed, seq) == expected
+        assert sealing.encode_fields(flag, disclosed, seq, *fields) == expected
+
+
+def test_the_verifiers_fast_path_refuses_what_it_does_not_take() -> None:
+    """Irregular values are not encoded by the fast path (the general path decides)."""
+    regular = row(roles='["caseworker"]')
+    fields = {name: getattr(regular, name) for name in NAMES}
+    for name, value in [
+        ("recorded_at", datetime(2026, 3, 14, 9, 0, 0)),
+        ("actor_verified", 1),
+        ("http_status", "200"),
+        ("id", str(fields["id"])),
+        ("unit", 7),
+        ("roles", '{"admin": true}'),
+        ("request_id", ["list"]),
+    ]:
+        changed = {**fields, name: value}
+        with pytest.raises((TypeError, sealing._Irregular)):
+            sealing.encode_fields(None, (), 1, *[changed[n] for n in NAMES])

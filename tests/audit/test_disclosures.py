@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, delete, text
 from sqlalchemy.exc import DBAPIError
 
-from referrals.audit import sealing
+from referrals.audit import disclosures, sealing
 from referrals.db.models import AuditEventTarget
 from referrals.runtime import Runtime, audit_public_keys
 from tests.api.helpers import REFERRALS, Actors, act, bearer, create, personal_number
@@ -218,3 +218,27 @@ def test_submitting_a_draft_names_its_possible_duplicates(
     assert [d["id"] for d in response.get_json()["possible_duplicates"]] == [earlier]
     submits = entries(access_log(client, auditor, earlier), "referral:submit")
     assert submits == [("dev-youth_worker@ungdomsjouren", "allowed")]
+
+
+def test_the_verifiers_range_lookup_finds_what_the_id_lookup_finds(
+    client: FlaskClient, actors: Actors
+) -> None:
+    """``of_sealed`` (by a range of seal numbers, the verifier's) gives ``of_events``' names
+    for the events sealed in that range, and nothing for events outside it."""
+    submitted(client, actors)
+    submitted(client, actors)
+    client.get(REFERRALS, headers=actors.norrmalm)
+    client.get(REFERRALS, headers=actors.worker)
+    runtime: Runtime = client.application.extensions["referrals"]
+    with runtime.database.sessions() as session:
+        sealing.seal_pending(session, runtime.clock)
+        seals = session.execute(text("SELECT seq, event_id FROM audit_seals ORDER BY seq")).all()
+        by_seq = {seq: uuid.UUID(str(event_id)) for seq, event_id in seals}
+        everything = disclosures.of_events(session, list(by_seq.values()))
+        assert sum(len(names) for names in everything.values()) >= 4
+        last = max(by_seq)
+        for first, upto in [(1, last), (2, last - 1), (last, last), (last + 1, last + 5)]:
+            inside = [by_seq[s] for s in by_seq if first <= s <= upto]
+            expected = {k: sorted(v) for k, v in everything.items() if k in inside}
+            found = disclosures.of_sealed(session, first, upto)
+            assert {k: sorted(v) for k, v in found.items()} == expected
