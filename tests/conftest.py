@@ -180,3 +180,12 @@ def committed_database(engine_database: Database) -> Iterator[Database]:
             connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(delete(table))
+
+
+@pytest.fixture
+def live_app(settings: Settings, committed_database: Database, clock: FakeClock) -> Flask:
+    """The app on the real engine (real commits, emptied afterwards) with the demo units:
+    for concurrent requests and for processes that work beside the app."""
+    app = create_app(settings, database=committed_database, clock=clock)
+    seed_units(app)
+    return app

@@ -25,16 +25,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from referrals import create_app
 from referrals.audit.group import AuditGroup
 from referrals.audit.recorder import PendingAudit
-from referrals.config import Settings
 from referrals.db.engine import Database
 from referrals.db.models import AuditEvent
 from referrals.services import uow as uow_module
 from tests.api.helpers import REFERRALS, Actors, referral_body
-from tests.conftest import seed_units
-from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.postgres_only
 
@@ -42,16 +38,6 @@ READERS = 6
 WAIT = 20.0  # far above any real wait: a hang fails the test, not the suite
 
 Batch = Sequence[tuple[PendingAudit, int, datetime]]
-
-
-@pytest.fixture
-def live_app(
-    backend: str, settings: Settings, committed_database: Database, clock: FakeClock
-) -> Flask:
-    assert backend == "postgresql"
-    app = create_app(settings, database=committed_database, clock=clock)
-    seed_units(app)
-    return app
 
 
 @pytest.fixture

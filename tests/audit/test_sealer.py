@@ -19,14 +19,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, make_url, text
 
-from referrals import create_app
 from referrals.audit import sealing
 from referrals.audit.sealer import Round, Sealer, SealerPolicy
-from referrals.config import Settings
 from referrals.db.engine import Database, connect
 from referrals.runtime import Runtime, audit_public_keys
 from tests.api.helpers import REFERRALS, Actors, referral_body
-from tests.conftest import seed_units
 from tests.support.clock import FakeClock
 
 WAIT = 30.0  # far above any backoff here: a sealer that never recovers fails, not hangs
@@ -53,13 +50,6 @@ def sealer_database(database_url: str, committed_database: Database) -> Iterator
     database = connect(database_url, sqlite_busy_timeout=0.2)
     yield database
     database.dispose()
-
-
-@pytest.fixture
-def live_app(settings: Settings, committed_database: Database, clock: FakeClock) -> Flask:
-    app = create_app(settings, database=committed_database, clock=clock)
-    seed_units(app)
-    return app
 
 
 def traffic(app: Flask, dev_token: Any, count: int = 3) -> None:

@@ -19,33 +19,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from referrals import create_app
-from referrals.config import Settings
 from referrals.db.engine import Database
 from referrals.db.models import Referral, TimelineEvent
 from tests.api.helpers import REFERRALS, bearer, referral_body
-from tests.conftest import seed_units
 from tests.db.test_concurrency import BARRIER_TIMEOUT
-from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.postgres_only
 
 ANNA, BO = "anna@norrmalm", "bo@norrmalm"
 REASSIGN = "/api/v1/units/norrmalm/reassign"
 CASELOAD = 6
-
-
-@pytest.fixture
-def live_database(backend: str, committed_database: Database) -> Database:
-    assert backend == "postgresql"
-    return committed_database
-
-
-@pytest.fixture
-def live_app(settings: Settings, live_database: Database, clock: FakeClock) -> Flask:
-    app = create_app(settings, database=live_database, clock=clock)
-    seed_units(app)
-    return app
 
 
 @pytest.fixture
@@ -95,7 +78,7 @@ def start(client: Any, *, rid: str, headers: dict[str, str]) -> Any:
 
 
 def test_a_reassignment_racing_transitions_loses_nothing(
-    live_app: Flask, live_database: Database, team: dict[str, dict[str, str]]
+    live_app: Flask, committed_database: Database, team: dict[str, dict[str, str]]
 ) -> None:
     ids = annas_caseload(live_app, team)
     requests: list[Callable[[Any], Any]] = [
@@ -107,12 +90,12 @@ def test_a_reassignment_racing_transitions_loses_nothing(
     assert results[0].get_json()["count"] == CASELOAD
     for rid, response in zip(ids, results[1:], strict=True):
         assert response.status_code in (200, 409), response.get_json()
-        with live_database.sessions() as session:
+        with committed_database.sessions() as session:
             row = session.get(Referral, uuid.UUID(rid))
             assert row is not None
             assert (row.assignee, row.version) == (BO, 4 + (response.status_code == 200))
             status = row.status
-        actions = timeline(live_database, rid)
+        actions = timeline(committed_database, rid)
         assert [p for p, _ in actions] == list(range(1, len(actions) + 1))
         assert [a for _, a in actions].count("reassign") == 1
         started = response.status_code == 200
@@ -121,7 +104,7 @@ def test_a_reassignment_racing_transitions_loses_nothing(
 
 
 def test_two_leads_moving_one_caseload_at_once_move_it_once(
-    live_app: Flask, live_database: Database, team: dict[str, dict[str, str]]
+    live_app: Flask, committed_database: Database, team: dict[str, dict[str, str]]
 ) -> None:
     ids = annas_caseload(live_app, team)
     body = {"from": ANNA, "to": BO}
@@ -135,7 +118,7 @@ def test_two_leads_moving_one_caseload_at_once_move_it_once(
     assert [r.status_code for r in results] == [200, 200]
     assert sorted(r.get_json()["count"] for r in results) == [0, CASELOAD]
     for rid in ids:
-        assert [a for _, a in timeline(live_database, rid)].count("reassign") == 1
+        assert [a for _, a in timeline(committed_database, rid)].count("reassign") == 1
 
 
 def run_each(app: Flask, requests: list[Callable[[Any], Any]]) -> list[Any]:

@@ -18,32 +18,14 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from referrals import create_app
-from referrals.config import Settings
 from referrals.db.engine import Database
 from referrals.db.models import Referral, TimelineEvent
 from tests.api.helpers import REFERRALS, Actors, referral_body
-from tests.conftest import seed_units
-from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.postgres_only
 
 # Far below any lock or pool timeout: a hang fails the test instead of the suite.
 BARRIER_TIMEOUT = 30.0
-
-
-@pytest.fixture
-def live_database(backend: str, committed_database: Database) -> Database:
-    assert backend == "postgresql"
-    return committed_database
-
-
-@pytest.fixture
-def live_app(settings: Settings, live_database: Database, clock: FakeClock) -> Flask:
-    # No 5xx check here: every test asserts the exact status of each concurrent request.
-    app = create_app(settings, database=live_database, clock=clock)
-    seed_units(app)
-    return app
 
 
 @pytest.fixture
@@ -83,7 +65,7 @@ def stored(database: Database, referral_id: str) -> tuple[Referral, list[Timelin
 
 
 @pytest.mark.parametrize("with_if_match", [False, True], ids=["no-if-match", "if-match"])
-def test_fifty_simultaneous_accepts_one_wins(live_app, live_database, actors, with_if_match):
+def test_fifty_simultaneous_accepts_one_wins(live_app, committed_database, actors, with_if_match):
     client = live_app.test_client()
     created = client.post(REFERRALS, json=referral_body(submit=True), headers=actors.worker)
     assert created.status_code == 201, created.get_json()
@@ -105,7 +87,7 @@ def test_fifty_simultaneous_accepts_one_wins(live_app, live_database, actors, wi
     # that read the new version may instead be told its precondition failed.
     losers = {409, 412} if with_if_match else {409}
     assert set(statuses) - {200} <= losers, statuses
-    row, events = stored(live_database, rid)
+    row, events = stored(committed_database, rid)
     assert row.status == "accepted"
     assert row.version == version + 1
     assert [e.action for e in events].count("accept") == 1
@@ -114,7 +96,7 @@ def test_fifty_simultaneous_accepts_one_wins(live_app, live_database, actors, wi
 
 @pytest.mark.parametrize("writers", [2, 10])
 def test_simultaneous_patches_with_the_same_if_match_one_wins(
-    live_app, live_database, actors, writers
+    live_app, committed_database, actors, writers
 ):
     client = live_app.test_client()
     created = client.post(REFERRALS, json=referral_body(), headers=actors.worker)
@@ -137,16 +119,16 @@ def test_simultaneous_patches_with_the_same_if_match_one_wins(
 
     assert statuses.count(200) == 1, statuses
     assert set(statuses) - {200} <= {409, 412}, statuses
-    row, _events = stored(live_database, rid)
+    row, _events = stored(committed_database, rid)
     assert row.version == 2
     # The stored narrative is ciphertext now; read it back the way a client does.
     read = live_app.test_client().get(f"{REFERRALS}/{rid}", headers=actors.worker)
     assert read.get_json()["narrative"] == winners[0]
-    with live_database.sessions() as session:
+    with committed_database.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Referral)) == 1
 
 
-def test_simultaneous_submits_of_one_draft_one_wins(live_app, live_database, actors):
+def test_simultaneous_submits_of_one_draft_one_wins(live_app, committed_database, actors):
     """A double tap on "send" from a phone on a bad connection."""
     client = live_app.test_client()
     created = client.post(REFERRALS, json=referral_body(), headers=actors.worker)
@@ -163,12 +145,12 @@ def test_simultaneous_submits_of_one_draft_one_wins(live_app, live_database, act
 
     assert statuses.count(200) == 1, statuses
     assert set(statuses) - {200} <= {409}, statuses
-    row, events = stored(live_database, rid)
+    row, events = stored(committed_database, rid)
     assert row.status == "requested"
     assert [e.action for e in events].count("submit") == 1
 
 
-def test_delete_racing_patch_never_fails_the_server(live_app, live_database, actors):
+def test_delete_racing_patch_never_fails_the_server(live_app, committed_database, actors):
     """Ten drafts, each deleted and edited at the same instant by two requests."""
     client = live_app.test_client()
     drafts = []
@@ -201,7 +183,7 @@ def test_delete_racing_patch_never_fails_the_server(live_app, live_database, act
         deleted, patched = outcomes[rid, "delete"], outcomes[rid, "patch"]
         assert deleted in {204, 409}, (deleted, patched)
         assert patched in {200, 404, 409}, (deleted, patched)
-        with live_database.sessions() as session:
+        with committed_database.sessions() as session:
             row = session.get(Referral, uuid.UUID(rid))
             assert (row is None) is (deleted == 204), (deleted, patched)
             if row is not None:
@@ -210,7 +192,7 @@ def test_delete_racing_patch_never_fails_the_server(live_app, live_database, act
 
 
 def test_simultaneous_creates_with_one_idempotency_key_make_one_referral(
-    live_app, live_database, actors
+    live_app, committed_database, actors
 ):
     headers = {**actors.worker, "Idempotency-Key": "retry-storm"}
     body = referral_body(submit=True)
@@ -221,6 +203,6 @@ def test_simultaneous_creates_with_one_idempotency_key_make_one_referral(
     assert len({r.get_json()["id"] for r in responses}) == 1
     replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
     assert replayed.count("true") == 9, replayed
-    with live_database.sessions() as session:
+    with committed_database.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Referral)) == 1
         assert session.scalar(select(func.count()).select_from(TimelineEvent)) == 2

@@ -14,28 +14,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from flask import Flask
 
-from referrals import create_app
 from referrals.audit import sealing
-from referrals.config import Settings
 from referrals.db.engine import Database
 from referrals.runtime import Runtime, audit_public_keys
 from tests.api.helpers import REFERRALS, SODERMALM, Actors, referral_body
-from tests.conftest import seed_units
-from tests.support.clock import FakeClock
 
 CLIENTS = 8
 ROUNDS = 6
 BARRIER_TIMEOUT = 30.0
-
-
-@pytest.fixture
-def live_app(settings: Settings, committed_database: Database, clock: FakeClock) -> Flask:
-    app = create_app(settings, database=committed_database, clock=clock)
-    seed_units(app)
-    return app
 
 
 def client_loop(app: Flask, actors: Actors, barrier: threading.Barrier) -> Counter[int]:
