@@ -126,17 +126,21 @@ def witness() -> Iterator[Witness]:
     logger = logging.getLogger("referrals")
     logger.addHandler(handler)
 
-    def on_execute(
-        conn: Any, clauseelement: Any, multiparams: Any, params: Any, execution_options: Any
+    def on_cursor_execute(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        # The ORM hands over an annotated copy of the table: compare by name.
-        table = getattr(clauseelement, "table", None)
-        if clauseelement.is_insert and getattr(table, "name", None) == AuditEvent.__tablename__:
-            watcher.audit_rows.append(audit_row_text([multiparams, params]))
+        # What reaches the driver, however it was built (Core, or the recorder's statement
+        # compiled once): every INSERT into the trail is seen.
+        if (
+            statement.lstrip()
+            .upper()
+            .startswith(f"INSERT INTO {AuditEvent.__tablename__.upper()} ")
+        ):
+            watcher.audit_rows.append(audit_row_text(parameters))
 
-    event.listen(Engine, "before_execute", on_execute)
+    event.listen(Engine, "before_cursor_execute", on_cursor_execute)
     yield watcher
-    event.remove(Engine, "before_execute", on_execute)
+    event.remove(Engine, "before_cursor_execute", on_cursor_execute)
     logger.removeHandler(handler)
     assert watcher.audit_rows, "the witness saw no audit event at all"
     assert watcher.leaks() == [], "personal data or tokens reached the audit trail or logs"

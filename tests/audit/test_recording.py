@@ -72,6 +72,7 @@ from tests.crypto.canary import (
     populate,
     text_forms,
 )
+from tests.support.witness import Witness
 
 DEV_ISSUER = "urn:referrals:development-issuer"
 DEV_CLIENT_ID = "referrals-dev-token"
@@ -1005,3 +1006,18 @@ def test_an_unwritable_audit_table_fails_requests_closed(
             assert_audit_unavailable(response)
     assert audit_count(db_connection) == count
     assert case_state(database, rid) == before
+
+
+def test_the_witness_sees_every_audit_insert_however_it_is_sent(
+    client: FlaskClient, callers: Callers, witness: Witness
+) -> None:
+    """The session-wide leak check (tests/conftest.py) reads the INSERTs that reach the
+    driver: one request's event, sent as the recorder's precompiled statement, is seen
+    with its request id, so the check cannot pass by seeing nothing."""
+    rid, _ = requested_canary_referral(client, callers)
+    before = len(witness.audit_rows)
+    read = client.get(f"{API}/referrals/{rid}", headers=callers("cw_own"))
+    assert read.status_code == 200
+    seen = witness.audit_rows[before:]
+    assert len(seen) == 1
+    assert read.headers["X-Request-ID"] in seen[0]
