@@ -68,12 +68,21 @@ BASELINE_REWRAPS = 3_000  # at most; a fifth of the referrals on small runs
 FILL_BATCH = 5_000
 
 
+def unique_personal_number(i: int) -> str:
+    """A different valid test number for each i below 2,688,000: serial, day, month and
+    year of birth (2006-2013) in turn, so a search at any size matches one referral."""
+    serial, rest = i % 1000, i // 1000
+    day, rest = 1 + rest % 28, rest // 28
+    month, rest = 1 + rest % 12, rest // 12
+    return personal_number(2006 + rest % 8, month, day, f"{serial:03d}")
+
+
 def body(i: int) -> dict[str, Any]:
     """Made-up values in every personal field; every other referral submitted."""
     return {
         "subject": {
             "name": f"Påhittad Testperson {i}",
-            "personal_number": personal_number(2009, 1 + i % 12, 1 + i % 28, f"{i % 1000:03d}"),
+            "personal_number": unique_personal_number(i),
             "phone": f"070-{i % 1000:03d} 00 01",
             "district": DISTRICTS[i % 4],
         },
