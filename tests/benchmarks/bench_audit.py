@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_audit          # one referral: GET /referrals/{id}
     .venv/bin/python -m tests.benchmarks.bench_audit list     # a list of 50: GET /referrals
+    .venv/bin/python -m tests.benchmarks.bench_audit --threads 8   # 8 concurrent readers
 
 The list variant is where an event names many referrals (``audit_event_targets``: one
 extra multi-row INSERT per audited list), so it shows that cost beside the decryption of
@@ -17,6 +18,11 @@ Flask test client:
      ``session.commit()`` that marks the request's pending audit event as written, so the
      request neither records anything nor fails closed.
 
+With ``--threads N`` each round's reads are made by N threads at once, each with its own
+test client, as a gunicorn gthread worker serves them (deploy/gunicorn.conf.py): reads
+that reach their commit together share one INSERT and one durable commit of their
+events (referrals/audit/group.py), which one reader at a time never can.
+
 Rounds alternate A and B (ABBA...) so both see the same machine noise; each variant's
 figure is the median over its rounds of requests per second.  The script checks that A
 writes exactly one event per request and B none.  Sealing is not running: it happens in its
@@ -25,12 +31,15 @@ own process, off the request path.  Not a test: pytest does not collect this fil
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
@@ -87,18 +96,44 @@ VARIANTS = {"A": audited, "B": unaudited}
 LABELS = {"A": "audited read", "B": "unaudited read"}
 
 
+@dataclass(frozen=True)
+class Readers:
+    """The threads that make a round's reads together (``--threads``)."""
+
+    pool: ThreadPoolExecutor
+    threads: int
+
+
 def one_round(
-    client: FlaskClient, path: str, headers: dict[str, str], per_round: int = PER_ROUND
+    client: FlaskClient,
+    path: str,
+    headers: dict[str, str],
+    per_round: int = PER_ROUND,
+    readers: Readers | None = None,
 ) -> tuple[float, float]:
-    """(requests per wall-clock second, requests per process-CPU second) over one round."""
+    """(requests per wall-clock second, requests per process-CPU second) over one round;
+    with ``readers``, the round's reads are shared out among its threads."""
     gc.collect()
     start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(per_round):
+    if readers is None:
+        read(client, path, headers, per_round)
+    else:
+        threads = readers.threads
+        shares = [per_round // threads + (i < per_round % threads) for i in range(threads)]
+        app = client.application
+        for done in [
+            readers.pool.submit(read, app.test_client(), path, headers, n) for n in shares if n
+        ]:
+            done.result()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return per_round / wall, per_round / cpu
+
+
+def read(client: FlaskClient, path: str, headers: dict[str, str], count: int) -> None:
+    for _ in range(count):
         response = client.get(path, headers=headers)
         if response.status_code != 200:
             raise SystemExit(f"read failed: {response.status_code} {response.get_data()!r}")
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return per_round / wall, per_round / cpu
 
 
 def events(runtime: Runtime) -> int:
@@ -107,18 +142,25 @@ def events(runtime: Runtime) -> int:
 
 
 def check_variants(
-    client: FlaskClient, path: str, headers: dict[str, str], rt: Runtime, per_round: int
+    client: FlaskClient,
+    path: str,
+    headers: dict[str, str],
+    rt: Runtime,
+    per_round: int,
+    readers: Readers | None,
 ) -> None:
     """Prove each variant is what it claims: one event per read in A, none in B."""
     for name, expected in (("A", per_round), ("B", 0)):
         before = events(rt)
         with VARIANTS[name]():
-            one_round(client, path, headers, per_round)
+            one_round(client, path, headers, per_round, readers)
         if events(rt) - before != expected:
             raise SystemExit(f"variant check failed: {name} wrote {events(rt) - before} events")
 
 
-def measure(url: str, listing: bool) -> tuple[dict[str, list[tuple[float, float]]], int]:
+def measure(
+    url: str, listing: bool, readers: Readers | None
+) -> tuple[dict[str, list[tuple[float, float]]], int]:
     """The timings of every round, and how many audit events the run wrote."""
     with tempfile.TemporaryDirectory(prefix="referrals-bench-") as directory:
         instance = Path(directory) / "instance"
@@ -144,28 +186,37 @@ def measure(url: str, listing: bool) -> tuple[dict[str, list[tuple[float, float]
                 path = f"/api/v1/referrals/{created.get_json()['id']}"
                 rounds, per_round = ROUNDS, PER_ROUND
 
-            check_variants(client, path, headers, runtime, per_round)
+            check_variants(client, path, headers, runtime, per_round, readers)
             for context in VARIANTS.values():  # warm-up: caches, the connection pool
                 with context():
-                    one_round(client, path, headers, per_round)
+                    one_round(client, path, headers, per_round, readers)
             timings: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
             for i in range(rounds):
                 for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
                     with VARIANTS[name]():
-                        timings[name].append(one_round(client, path, headers, per_round))
+                        timings[name].append(one_round(client, path, headers, per_round, readers))
             return timings, events(runtime)
         finally:
             runtime.database.dispose()
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", nargs="?", choices=["list"], help="a list of 50 instead of one")
+    parser.add_argument("--threads", type=int, default=1, help="concurrent readers (default 1)")
+    arguments = parser.parse_args()
     started = time.perf_counter()
-    listing = sys.argv[1:] == ["list"]
+    listing = arguments.what == "list"
+    threads = max(1, arguments.threads)
+    readers = Readers(ThreadPoolExecutor(max_workers=threads), threads) if threads > 1 else None
     try:
         with postgres_database() as url:
-            timings, written = measure(url, listing)
+            timings, written = measure(url, listing, readers)
     except pytest.skip.Exception as exc:
         raise SystemExit(f"no PostgreSQL: {exc}") from None
+    finally:
+        if readers is not None:
+            readers.pool.shutdown()
     # The creates, the variant check's A round, A's warm-up round and every A round.
     if listing:
         expected = LISTED + LIST_PER_ROUND * (2 + LIST_ROUNDS)
@@ -183,7 +234,7 @@ def main() -> None:
     say(f"audit benchmark: Python {sys.version.split()[0]}, PostgreSQL (throw-away database)")
     say(
         f"{rounds} interleaved rounds per variant x {per_round} reads"
-        f" of {what}, Flask test client, one process"
+        f" of {what}, Flask test client, one process, {threads} reader thread(s)"
     )
     say(f"audit events written in the run: {written} (one per audited request, none for B)")
     for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
