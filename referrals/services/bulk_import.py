@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, inspect
-from sqlalchemy.orm import Mapper
+from sqlalchemy import Column, Table, insert, inspect
+from sqlalchemy.orm import Mapper, Session
 
 from referrals.auth.operator import CLI_ISSUER
 from referrals.auth.principal import Principal, Role
@@ -168,16 +168,69 @@ class _Batch:
                     # The foreign key a flush copies from the relationship.
                     rows[TimelineEvent].append({**_column_values(event), "referral_id": obj.id})
             rows[type(obj)].append(values)
+        session = self._uow.session
+        postgresql = session.get_bind().dialect.name == "postgresql"
         for model in _ORDER:
+            table = cast(Table, model.__table__)
             groups: dict[frozenset[str], list[dict[str, Any]]] = {}
             for values in rows[model]:
                 groups.setdefault(frozenset(values), []).append(values)
             for group in groups.values():
-                self._uow.session.execute(insert(cast(Table, model.__table__)), group)
+                if postgresql:
+                    _copy(session, table, group)
+                else:
+                    session.execute(insert(table), group)
 
 
 # The tables a batch writes, in the order their foreign keys need.
 _ORDER = (Referral, TimelineEvent, OutboxMessage)
+
+
+def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``rows`` (each with the same columns) into ``table`` by COPY, on PostgreSQL: the
+    server takes them as one stream instead of one INSERT each (most of a batch's time in
+    the database).  Each value goes through its column type's bind processing, as in an
+    INSERT, and a column left unset takes its Python-side default, as in an INSERT; the
+    driver escapes every value."""
+    dialect = session.get_bind().dialect
+    given = list(rows[0])
+    defaulted = [
+        column
+        for column in table.columns
+        if column.key not in rows[0] and column.default is not None
+    ]
+    columns = [table.c[name] for name in given] + defaulted
+    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+    preparer = dialect.identifier_preparer
+    statement = "COPY {} ({}) FROM STDIN".format(
+        preparer.format_table(table),
+        ", ".join(preparer.format_column(column) for column in columns),
+    )
+    cursor = session.connection().connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for values in rows:
+                row = [values[name] for name in given]
+                row += [_default(column) for column in defaulted]
+                copy.write_row(
+                    [
+                        value if process is None else process(value)
+                        for value, process in zip(row, processors, strict=True)
+                    ]
+                )
+    finally:
+        cursor.close()
+
+
+def _default(column: Column[Any]) -> Any:
+    """The value an INSERT would give ``column`` when it is not set (a Python-side default;
+    the import's objects carry no server-side or SQL-expression ones)."""
+    default = cast(Any, column.default)
+    if default.is_scalar:
+        return default.arg
+    if default.is_callable:
+        return default.arg(None)  # wrapped by SQLAlchemy to take an execution context
+    raise TypeError(f"the import cannot compute the default of {column.table.name}.{column.key}")
 
 
 def _column_values(obj: object) -> dict[str, Any]:
