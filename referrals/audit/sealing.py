@@ -416,20 +416,28 @@ def _seal_round(
         seals.insert(session, now, postgresql)
     if taken:
         done = [row.id for row in taken]
-        session.execute(delete(PENDING).where(disclosures.among(session, PENDING.c.event_id, done)))
+        if postgresql:
+            session.connection().exec_driver_sql(_DONE_FROM_ARRAY, {"event_ids": done})
+        else:
+            session.execute(delete(PENDING).where(PENDING.c.event_id.in_(done)))
     session.commit()
     return len(seals.event_ids), len(taken)
 
 
-# A round's seals on PostgreSQL: one INSERT of four arrays the server unnests, instead of
-# an executemany (one statement per seal, most of a round's time in the database).  The
-# parameters are untyped, so the driver adapts each list whole; the casts type them.
-_SEALS_FROM_ARRAYS = text(
+# A round's seals on PostgreSQL: one INSERT of arrays the server unnests, instead of an
+# executemany (one statement per seal, most of a round's time in the database); each
+# seal's number is the round's first plus its place in the arrays.  Driver SQL, so that
+# ``%(...)b`` sends the event ids and hashes in binary: as text, quoting and escaping
+# every element was a quarter of the sealer's own time.
+_SEALS_FROM_ARRAYS = (
     "INSERT INTO audit_seals (seq, event_id, hash, sealed_at, flag)"
-    " SELECT seal.seq, seal.event_id, seal.hash, CAST(:sealed_at AS timestamptz), seal.flag"
-    " FROM unnest(CAST(:seqs AS integer[]), CAST(:event_ids AS uuid[]),"
-    " CAST(:hashes AS bytea[]), CAST(:flags AS varchar[])) AS seal(seq, event_id, hash, flag)"
+    " SELECT %(first)s::integer + seal.place - 1, seal.event_id, seal.hash,"
+    " %(sealed_at)s::timestamptz, seal.flag"
+    " FROM unnest(%(event_ids)b::uuid[], %(hashes)b::bytea[], %(flags)s::varchar[])"
+    " WITH ORDINALITY AS seal(event_id, hash, flag, place)"
 )
+# The queue entries a round took, removed in its transaction (ids in binary, as above).
+_DONE_FROM_ARRAY = "DELETE FROM audit_pending WHERE event_id = ANY(%(event_ids)b::uuid[])"
 
 
 class _Seals:
@@ -447,19 +455,19 @@ class _Seals:
         self.flags.append(flag)
 
     def insert(self, session: Session, sealed_at: datetime, postgresql: bool) -> None:
-        seqs = list(range(self.first, self.first + len(self.event_ids)))
         if postgresql:
-            session.execute(
+            session.connection().exec_driver_sql(
                 _SEALS_FROM_ARRAYS,
                 {
+                    "first": self.first,
                     "sealed_at": sealed_at.astimezone(UTC),
-                    "seqs": seqs,
                     "event_ids": self.event_ids,
                     "hashes": self.hashes,
                     "flags": self.flags,
                 },
             )
             return
+        seqs = range(self.first, self.first + len(self.event_ids))
         rows = zip(seqs, self.event_ids, self.hashes, self.flags, strict=True)
         session.execute(
             insert(SEALS),
