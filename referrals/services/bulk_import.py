@@ -168,22 +168,26 @@ class _Batch:
                     # The foreign key a flush copies from the relationship.
                     rows[TimelineEvent].append({**_column_values(event), "referral_id": obj.id})
             rows[type(obj)].append(values)
-        session = self._uow.session
-        postgresql = session.get_bind().dialect.name == "postgresql"
         for model in _ORDER:
-            table = cast(Table, model.__table__)
             groups: dict[frozenset[str], list[dict[str, Any]]] = {}
             for values in rows[model]:
                 groups.setdefault(frozenset(values), []).append(values)
             for group in groups.values():
-                if postgresql:
-                    _copy(session, table, group)
-                else:
-                    session.execute(insert(table), group)
+                write(self._uow.session, cast(Table, model.__table__), group)
 
 
 # The tables a batch writes, in the order their foreign keys need.
 _ORDER = (Referral, TimelineEvent, OutboxMessage)
+
+
+def write(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``rows`` (column values by name, each row with the same columns) into ``table``, as
+    an INSERT of each would write them: by COPY on PostgreSQL, by one executemany
+    elsewhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        _copy(session, table, rows)
+    else:
+        session.execute(insert(table), rows)
 
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
