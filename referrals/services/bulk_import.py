@@ -9,11 +9,12 @@ transaction.  A batch is all or nothing: one bad line and none of the batch is w
 
 The rows are written without the ORM's unit of work: the use case builds its objects as
 for the API (``flush=False``), but what it adds to the session or the outbox is held by
-the batch (``_Batch``), never tracked by the session; the batch then inserts the column
-values of every new referral, its timeline events and outbox messages with one Core
-executemany per table (pipelined by psycopg), instead of a flush that tracks each
-object.  The values are the objects' own; tests/services/test_bulk_import.py compares
-every column with the rows the API writes for the same body.
+the batch (``_Batch``), never tracked by the session; the batch then writes the column
+values of every new referral, its timeline events and outbox messages table by table
+(``write``: a COPY on PostgreSQL, a Core executemany elsewhere, per set of columns), instead
+of a flush that tracks each object.  The values are the objects' own, bound as an INSERT
+binds them; tests/services/test_bulk_import.py compares every column with the rows the
+API writes for the same body.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class _Collected:
 class _Batch:
     """The unit of work as the create use case sees it while a batch is made: what it
     adds (referrals to the session, messages to the outbox) is held here, never tracked
-    by the session, and written by ``insert`` with one executemany per table."""
+    by the session, and written by ``insert``, table by table (``write``)."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
