@@ -387,15 +387,23 @@ def _seal_round(
         .order_by(AuditSeal.seq.desc())
         .limit(1)
     )
+    # The oldest entries through the queue's index first, and only then their events: a
+    # plan that cannot join and sort the whole queue each round, whatever the statistics
+    # say (after a burst of events, when the backlog is large, they are stale).
+    oldest = (
+        select(PENDING.c.event_id, PENDING.c.recorded_at)
+        .order_by(PENDING.c.recorded_at, PENDING.c.event_id)
+        .limit(limit)
+        .subquery("oldest")
+    )
     taken: Sequence[Row[Any]] = session.execute(
         select(SEALS.c.seq.label("sealed_seq"), *(RAW_TIME if postgresql else ROLES_TEXT))
         .select_from(
-            PENDING.join(EVENTS, EVENTS.c.id == PENDING.c.event_id).outerjoin(
-                SEALS, SEALS.c.event_id == PENDING.c.event_id
+            oldest.join(EVENTS, EVENTS.c.id == oldest.c.event_id).outerjoin(
+                SEALS, SEALS.c.event_id == oldest.c.event_id
             )
         )
-        .order_by(PENDING.c.recorded_at, PENDING.c.event_id)
-        .limit(limit)
+        .order_by(oldest.c.recorded_at, oldest.c.event_id)
     ).all()
     pending = [row for row in taken if row.sealed_seq is None]
     named = disclosures.of_events(session, [event.id for event in pending])
