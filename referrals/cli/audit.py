@@ -25,6 +25,7 @@ from referrals.cli.common import (
     instance_path_of,
     load_app,
     load_settings,
+    long_lived_heap_frozen,
     metrics_options,
     runtime_of,
     serve_metrics,
@@ -84,7 +85,7 @@ def audit_seal(
         tolerance = timedelta(seconds=runtime.settings.audit_time_tolerance)
         # Everything pending, one batch per transaction (an interrupted run keeps what
         # it sealed; the next one goes on from there).
-        with sessions() as session:
+        with sessions() as session, long_lived_heap_frozen():
             waiting = sealing.pending_count(session)
             session.rollback()
             with click.progressbar(length=waiting, label="sealing", file=sys.stderr) as bar:

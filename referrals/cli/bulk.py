@@ -27,7 +27,14 @@ from referrals.api.schemas.referrals import ReferralCreate
 from referrals.audit.actions import AuditAction
 from referrals.audit.recorder import AuditUnavailable
 from referrals.auth.operator import Operator
-from referrals.cli.common import load_app, operator_of, operator_options, runtime_of, unrecorded
+from referrals.cli.common import (
+    load_app,
+    long_lived_heap_frozen,
+    operator_of,
+    operator_options,
+    runtime_of,
+    unrecorded,
+)
 from referrals.cli.root import main
 from referrals.runtime import Runtime, operator_event
 from referrals.services import bulk_import
@@ -63,7 +70,7 @@ def import_referrals(
     schema = ReferralCreate()
     imported = 0
     next_line = start_line
-    with path.open("rb") as source:
+    with path.open("rb") as source, long_lived_heap_frozen():
         size = path.stat().st_size
         with click.progressbar(length=size, label="importing", file=sys.stderr) as bar:
             for first, batch, problems, consumed in _batches(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,21 @@ def load_app(*, development_unless_set: bool = False) -> Flask:
     # collector is a warning (and a held slot) wherever the command runs in-process.
     click.get_current_context().call_on_close(runtime_of(app).dispose)
     return app
+
+
+@contextmanager
+def long_lived_heap_frozen() -> Iterator[None]:
+    """For a bulk job's loop: what is allocated before it (the app, its schemas, the
+    mappers) is moved out of the garbage collector's generations until the loop ends.
+    Each batch allocates many objects, so the collector runs often, and a full collection
+    otherwise traverses that whole heap again each time (a sixth of an import's CPU time).
+    The objects made inside are collected as usual, so memory stays flat in the rows; the
+    heap is handed back afterwards, where the command runs in-process (tests, benchmarks)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def load_settings(*, development_unless_set: bool = False) -> Settings:

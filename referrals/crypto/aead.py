@@ -102,13 +102,29 @@ def _parse_header(blob: bytes) -> tuple[str, int]:
     return raw.decode("ascii"), end
 
 
+class FieldSealer:
+    """``seal`` and ``seal_text`` for many fields under one key (a referral's data key):
+    the key and its id are checked, the header built and the AES-GCM key set up once.
+    Each field still gets a fresh random nonce of its own, exactly as ``seal`` gives it."""
+
+    def __init__(self, key: bytes, key_id: str) -> None:
+        _check_key(key)
+        check_key_id(key_id)
+        self._header = _header(key_id)
+        self._aead = AESGCM(key)
+
+    def seal(self, context: FieldContext, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        associated = _associated_data(self._header, context)
+        return self._header + nonce + self._aead.encrypt(nonce, plaintext, associated)
+
+    def seal_text(self, context: FieldContext, plaintext: str) -> bytes:
+        return self.seal(context, _utf8(plaintext))
+
+
 def seal(key: bytes, key_id: str, context: FieldContext, plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` under ``key`` for the field ``context``."""
-    _check_key(key)
-    check_key_id(key_id)
-    header = _header(key_id)
-    nonce = os.urandom(NONCE_BYTES)
-    return header + nonce + AESGCM(key).encrypt(nonce, plaintext, _associated_data(header, context))
+    return FieldSealer(key, key_id).seal(context, plaintext)
 
 
 def key_id_of(blob: bytes) -> str:
@@ -146,6 +162,10 @@ def open_sealed(
 
 def seal_text(key: bytes, key_id: str, context: FieldContext, plaintext: str) -> bytes:
     """``seal`` for text, stored as UTF-8."""
+    return seal(key, key_id, context, _utf8(plaintext))
+
+
+def _utf8(plaintext: str) -> bytes:
     try:
         data = plaintext.encode("utf-8")
     except UnicodeEncodeError:
@@ -154,7 +174,7 @@ def seal_text(key: bytes, key_id: str, context: FieldContext, plaintext: str) ->
     # and an exception context would carry it into tracebacks and error reporters.
     if data is None:
         raise ValueError("plaintext is not valid Unicode (lone surrogate)")
-    return seal(key, key_id, context, data)
+    return data
 
 
 def open_text(key_for: Callable[[str], bytes | None], context: FieldContext, blob: bytes) -> str:

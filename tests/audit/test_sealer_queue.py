@@ -11,13 +11,15 @@ planted for an event already sealed gets no second seal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
 from referrals.audit import sealing
 from referrals.db.engine import Database
+from referrals.db.models import AuditPending, AuditSeal
 from referrals.runtime import audit_public_keys
 from tests.audit.test_sealing import runtime_of
 
@@ -107,3 +109,41 @@ def test_a_planted_entry_for_a_sealed_event_gets_no_second_seal(
     result = verify(app, database)
     assert result.ok
     assert (result.sealed, result.pending) == (made, 0)
+
+
+def test_a_round_writes_consecutive_seals_in_queue_order_at_the_round_time(
+    app: Flask,
+    client: FlaskClient,
+    database: Database,
+    db_connection: Connection,
+    dev_token: Callable[..., str],
+) -> None:
+    # The round's seals are written together (on PostgreSQL one INSERT of arrays): each
+    # row must still carry its own position, event, hash and flag, and the round's time.
+    made = requests(client, dev_token, 2)
+    with database.sessions() as session:
+        assert sealing.seal_all(session, runtime_of(app).clock) == made
+    made = requests(client, dev_token, 5)
+    order = (
+        db_connection.execute(
+            select(AuditPending.event_id).order_by(AuditPending.recorded_at, AuditPending.event_id)
+        )
+        .scalars()
+        .all()
+    )
+    with database.sessions() as session:
+        assert sealing.seal_pending(session, runtime_of(app).clock) == made
+    rows = db_connection.execute(
+        select(AuditSeal.seq, AuditSeal.event_id, AuditSeal.sealed_at, AuditSeal.flag)
+        .where(AuditSeal.seq > 2)
+        .order_by(AuditSeal.seq)
+    ).all()
+    assert [row.seq for row in rows] == [3, 4, 5, 6, 7]
+    assert [row.event_id for row in rows] == order
+    assert {row.sealed_at.replace(tzinfo=None) for row in rows} == {
+        runtime_of(app).clock().astimezone(UTC).replace(tzinfo=None)
+    }
+    assert {row.flag for row in rows} == {None}
+    result = verify(app, database)
+    assert result.ok
+    assert (result.sealed, result.pending) == (7, 0)

@@ -11,6 +11,7 @@ from referrals.crypto.aead import (
     FORMAT_VERSION,
     DecryptionError,
     FieldContext,
+    FieldSealer,
     key_id_of,
     open_sealed,
     open_text,
@@ -192,3 +193,29 @@ def test_key_for_exceptions_propagate() -> None:
 
     with pytest.raises(ConnectionError):
         open_sealed(failing, CONTEXT, BLOB)
+
+
+def test_a_field_sealer_seals_as_seal_does_with_a_fresh_nonce_each_time() -> None:
+    # One cipher for many fields of a referral: the same blobs as ``seal`` (they open
+    # with the key, in their own context only), and never a repeated nonce.
+    fields = FieldSealer(KEY, KEY_ID)
+    elsewhere = FieldContext("referrals", CONTEXT.record_id, "narrative")
+    blobs = [fields.seal(CONTEXT, b"same value") for _ in range(10_000)]
+    assert {blob[:HEADER_LENGTH] for blob in blobs} == {BLOB[:HEADER_LENGTH]}
+    assert len({blob[HEADER_LENGTH : HEADER_LENGTH + NONCE_LENGTH] for blob in blobs}) == 10_000
+    assert all(open_sealed(key_for, CONTEXT, blob) == b"same value" for blob in blobs[:100])
+    with pytest.raises(DecryptionError):
+        open_sealed(key_for, elsewhere, blobs[0])
+    text = fields.seal_text(elsewhere, "Påhittad text")
+    assert open_text(key_for, elsewhere, text) == "Påhittad text"
+    with pytest.raises(ValueError, match="Unicode") as info:
+        fields.seal_text(CONTEXT, "Hemlig \ud800")
+    assert "Hemlig" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "key_id"), [(bytes(16), KEY_ID), (KEY, "kek 1")], ids=["short key", "bad key id"]
+)
+def test_a_field_sealer_refuses_what_seal_refuses(key: bytes, key_id: str) -> None:
+    with pytest.raises(ValueError, match=r"32 bytes|key id"):
+        FieldSealer(key, key_id)

@@ -1,0 +1,84 @@
+"""How the import writes a batch's rows (``bulk_import.write``: COPY on PostgreSQL, an
+executemany elsewhere): what an INSERT of each row would store, on both databases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select
+
+from referrals.db.engine import Database
+from referrals.db.models import Referral, TimelineEvent, Unit
+from referrals.services.bulk_import import write
+
+REFERRALS = cast(Table, Referral.__table__)
+EVENTS = cast(Table, TimelineEvent.__table__)
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def referral(created_by: str, **values: Any) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "version": 1,
+        "status": "draft",
+        "sending_unit_id": "ungdomsjouren",
+        "created_by": created_by,
+        "priority": "normal",
+        "created_at": NOW,
+        "updated_at": NOW,
+        **values,
+    }
+
+
+def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
+    database: Database,
+) -> None:
+    # Text that COPY's format escapes (tab, newline, backslash, "\N"), bytes, JSON, a
+    # time in another zone, NULL; and columns left out that have Python-side defaults.
+    awkward = "tab\there\nnew line \\ backslash \\N end, ümlaut"
+    given = [
+        referral(awkward, categories=["drugs", "violence"], dek_wrapped=b"\x00\t\n\\x"),
+        referral("plain", consent_given_at=datetime.fromisoformat("2026-11-26T10:00+01:00")),
+    ]
+    given[1].pop("id")  # takes the column's default: a new id
+    with database.sessions() as session:
+        session.execute(
+            insert(cast(Table, Unit.__table__)),
+            {
+                "id": "ungdomsjouren",
+                "name": "Ungdomsjouren",
+                "kind": "referrer",
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
+        write(session, REFERRALS, [given[0]])
+        write(session, REFERRALS, [given[1]])
+        rows = {row.created_by: row for row in session.execute(select(REFERRALS)).all()}
+        first, second = rows[awkward], rows["plain"]
+        assert first.id == given[0]["id"]
+        assert first.categories == ["drugs", "violence"]
+        assert first.dek_wrapped == b"\x00\t\n\\x"
+        assert first.consent_given_at is None
+        assert first.created_at == NOW
+        assert isinstance(second.id, uuid.UUID)
+        assert second.categories == []  # the column's default
+        assert second.consent_given_at == datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+        events = [
+            {
+                "referral_id": row.id,
+                "position": 1,
+                "at": NOW,
+                "action": "create",
+                "actor": row.created_by,
+                "to_status": "draft",
+            }
+            for row in (first, second)
+        ]
+        write(session, EVENTS, events)  # every id from the column's default
+        stored = session.execute(select(EVENTS.c.id, EVENTS.c.actor, EVENTS.c.reason_text)).all()
+        assert sorted(row.actor for row in stored) == sorted([awkward, "plain"])
+        assert len({row.id for row in stored}) == 2
+        assert {row.reason_text for row in stored} == {None}
