@@ -143,12 +143,12 @@ class Settings:
     # this many seconds after sign-in.
     web_session_idle: int = 900
     web_session_lifetime: int = 8 * 3600
-    # Metrics (referrals.metrics).  The bearer token Prometheus must present, given as
-    # the value or as a file holding it (a mounted secret); without one the app's
-    # /metrics answers 404.  The worker and the sealer serve theirs on a port of their
-    # own (``--metrics-port``, default this one; unset: none), on this address.
+    # Metrics (referrals.metrics).  The bearer token Prometheus must present (or, like
+    # every credential, REFERRALS_METRICS_TOKEN_FILE: a mounted secret holding it);
+    # without one the app's /metrics answers 404.  The worker and the sealer serve theirs
+    # on a port of their own (``--metrics-port``, default this one; unset: none), on
+    # this address.
     metrics_token: str | None = field(default=None, repr=False)
-    metrics_token_file: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     # gunicorn's multiprocess mode: prometheus_client's own PROMETHEUS_MULTIPROC_DIR
@@ -172,19 +172,9 @@ class Settings:
         return f"sqlite:///{instance_path / 'referrals.sqlite3'}"
 
     def resolved_metrics_token(self) -> str | None:
-        """The metrics token, from the setting or its file; None: metrics are off."""
-        if self.metrics_token is not None and self.metrics_token_file is not None:
-            raise ConfigError(
-                "set REFERRALS_METRICS_TOKEN or REFERRALS_METRICS_TOKEN_FILE, not both"
-            )
+        """The metrics token; None: metrics are off.  One read from a file arrives here
+        already read (``_with_secret_files``), so the same rule judges both."""
         token = self.metrics_token
-        if self.metrics_token_file is not None:
-            try:
-                token = self.metrics_token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError):
-                raise ConfigError("REFERRALS_METRICS_TOKEN_FILE cannot be read") from None
-            if not token:
-                raise ConfigError("REFERRALS_METRICS_TOKEN_FILE is empty")
         if token is not None and (len(token) < MIN_METRICS_TOKEN or not token.isprintable()):
             raise ConfigError(
                 f"the metrics token must be at least {MIN_METRICS_TOKEN} printable characters"
@@ -252,6 +242,7 @@ SECRET_FILE_SETTINGS = (
     "sealer_database_url",
     "web_client_secret",
     "web_secret_key",
+    "metrics_token",
 )
 # A secret file is a line or two, never a document: refuse anything bigger unread.
 _SECRET_FILE_LIMIT = 64 * 1024
@@ -280,7 +271,11 @@ def _with_secret_files(environ: Mapping[str, str]) -> Mapping[str, str]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{key}_FILE: {path} is not UTF-8 text") from None
-        resolved[key] = text.removesuffix("\n").removesuffix("\r")
+        value = text.removesuffix("\n").removesuffix("\r")
+        if not value.strip():
+            # An empty mount is a deployment mistake, never "this credential is unset".
+            raise ConfigError(f"{key}_FILE: {path} is empty")
+        resolved[key] = value
     return resolved
 
 
@@ -300,7 +295,7 @@ def _parse(name: str, raw: str) -> Any:
                 return Environment(raw.lower())
             except ValueError:
                 raise ConfigError(f"{key} must be development or production") from None
-        case "instance_path" | "keyring_file" | "audit_signing_key_file" | "metrics_token_file":
+        case "instance_path" | "keyring_file" | "audit_signing_key_file":
             return Path(raw)
         case "audit_public_keys":
             return tuple(k.strip() for k in raw.split(",") if k.strip())

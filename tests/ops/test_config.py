@@ -194,6 +194,7 @@ def test_production_without_an_audit_signing_key_says_which_variable(tmp_path: P
         ("SEALER_DATABASE_URL", "sealer_database_url"),
         ("WEB_CLIENT_SECRET", "web_client_secret"),
         ("WEB_SECRET_KEY", "web_secret_key"),
+        ("METRICS_TOKEN", "metrics_token"),
     ],
 )
 def test_a_credential_is_read_from_its_file(tmp_path: Path, name: str, field: str) -> None:
@@ -232,6 +233,18 @@ def test_an_unreadable_secret_file_names_the_path_never_the_content(tmp_path: Pa
     with pytest.raises(ConfigError, match="larger than a secret") as refused:
         Settings.from_env({"REFERRALS_ENV": "production", "REFERRALS_DATABASE_URL_FILE": str(big)})
     assert "ppp" not in str(refused.value)
+
+
+@pytest.mark.parametrize("content", ["", "\n", "  \n"])
+def test_an_empty_secret_file_is_refused_not_taken_as_unset(tmp_path: Path, content: str) -> None:
+    """An empty mount must not switch a credential off silently (metrics without their
+    token would answer 404 and look merely unconfigured)."""
+    empty = tmp_path / "empty"
+    empty.write_text(content)
+    with pytest.raises(ConfigError, match="is empty"):
+        Settings.from_env(
+            {"REFERRALS_ENV": "development", "REFERRALS_METRICS_TOKEN_FILE": str(empty)}
+        )
 
 
 def test_only_credentials_have_file_variants(tmp_path: Path) -> None:

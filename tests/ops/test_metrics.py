@@ -426,9 +426,10 @@ def test_the_token_may_come_from_a_file(tmp_path: Path) -> None:
     ],
 )
 def test_an_unusable_token_stops_the_start(environ: dict[str, str]) -> None:
-    settings = Settings.from_env({"REFERRALS_ENV": "development", **environ})
+    # A file that cannot be read, or one set beside the value, stops the settings; a
+    # token too short (or empty) stops the app that would serve it.
     with pytest.raises(ConfigError):
-        settings.resolved_metrics_token()
+        Settings.from_env({"REFERRALS_ENV": "development", **environ}).resolved_metrics_token()
 
 
 def test_metrics_port_and_multiprocess_folder_settings() -> None:
