@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, Select, Text, Uuid, any_, bindparam, cast, select
+from sqlalchemy import ColumnElement, Select, Uuid, any_, bindparam, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import QueryableAttribute, Session
 
@@ -45,21 +45,6 @@ def of_sealed(session: Session, first: int, last: int) -> dict[uuid.UUID, list[u
         select(AuditEventTarget.event_id, AuditEventTarget.referral_id).where(
             AuditEventTarget.event_id.in_(sealed)
         )
-    )
-    for event_id, referral_id in rows:
-        found.setdefault(event_id, []).append(referral_id)
-    return found
-
-
-def of_sealed_as_text(session: Session, first: int, last: int) -> dict[str, list[str]]:
-    """``of_sealed`` with the ids as PostgreSQL's canonical text (what ``str`` of the UUID
-    gives), for the verifier's batches: no UUID object built per id only to print it."""
-    found: dict[str, list[str]] = {}
-    sealed = select(AuditSeal.event_id).where(AuditSeal.seq >= first, AuditSeal.seq <= last)
-    rows = session.execute(
-        select(
-            cast(AuditEventTarget.event_id, Text), cast(AuditEventTarget.referral_id, Text)
-        ).where(AuditEventTarget.event_id.in_(sealed))
     )
     for event_id, referral_id in rows:
         found.setdefault(event_id, []).append(referral_id)
