@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import repeat
 from operator import itemgetter
 from types import SimpleNamespace
@@ -838,6 +839,11 @@ class _InTurn:
         pass
 
 
+# The verifier's rows: these three, then the event's columns (``_EVENT_NAMES``).
+SEQ, HASH, FLAG, ID = 0, 1, 2, 3
+_VERIFIED_NAMES = ("seq", "hash", "flag", *_EVENT_NAMES)
+
+
 @dataclass(frozen=True)
 class Flagged:
     """An event the sealer flagged: its time was not close to when it was first seen."""
@@ -898,16 +904,29 @@ def verify(
         query = select(
             SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *(RAW_TIME if postgresql else ROLES_TEXT)
         ).select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
-    rows = session.execute(
-        query.order_by(SEALS.c.seq),
-        execution_options={"stream_results": True, "yield_per": VERIFY_BATCH},
-    )
+    query = query.order_by(SEALS.c.seq)
+    if batched:
+        # The driver's own server-side cursor, rows as plain tuples: SQLAlchemy's Row per
+        # row cost about as much as hashing the row.
+        compiled = query.compile(dialect=session.get_bind().dialect)
+        driver = session.connection().connection.driver_connection
+        cursor = driver.cursor("referrals_verify")  # type: ignore[union-attr]
+        cursor.execute(str(compiled), compiled.params)
+        partitions: Iterator[Sequence[Sequence[Any]]] = iter(
+            partial(cursor.fetchmany, VERIFY_BATCH), []
+        )
+        close = cursor.close
+    else:
+        rows = session.execute(
+            query, execution_options={"stream_results": True, "yield_per": VERIFY_BATCH}
+        )
+        partitions, close = rows.partitions(), rows.close
 
-    def batches() -> Iterator[tuple[Sequence[Row[Any]], Mapping[Any, Sequence[Any]]]]:
-        for partition in rows.partitions():
+    def batches() -> Iterator[tuple[Sequence[Sequence[Any]], Mapping[Any, Sequence[Any]]]]:
+        for partition in partitions:
             # Ordered by seq, so the batch is every seal from its first seq to its last.
             # (The batched query brings each row's disclosures along.)
-            first, last = partition[0].seq, partition[-1].seq
+            first, last = partition[0][SEQ], partition[-1][SEQ]
             yield partition, {} if batched else disclosures.of_sealed(session, first, last)
 
     # On PostgreSQL the server works while this process hashes; SQLite runs in-process
@@ -915,17 +934,17 @@ def verify(
     fetched = _Prefetch(batches()) if postgresql else _InTurn(batches())
 
     def one_by_one(
-        partition: Sequence[Row[Any]], named: Mapping[Any, Sequence[Any]]
+        partition: Sequence[Sequence[Any]], named: Mapping[Any, Sequence[Any]]
     ) -> Iterator[tuple[int, bytes | str, bytes]]:
         """The rows of a batch for ``chain.verify_encoded``, which names the first
         problem; the flags and heads of the rows up to it."""
         for row in partition:
             if batched:
                 values = _typed(row)
-                disclosed = row.disclosed or ()
+                disclosed = row[-1] or ()
             else:
                 values = tuple(row)
-                disclosed = named.get(row.id, ())
+                disclosed = named.get(row[ID], ())
             seq, stored, flag, identifier, moment, *fields = values
             if seq in wanted:
                 heads[seq] = stored
@@ -939,7 +958,7 @@ def verify(
                     flag, disclosed, seq, identifier, moment, *fields
                 )
             except (_Irregular, TypeError):  # the general path decides
-                event = SimpleNamespace(**dict(zip(row._fields, values, strict=False)))
+                event = SimpleNamespace(**dict(zip(_VERIFIED_NAMES, values, strict=True)))
                 encoded = encode(event, flag, disclosed, seq)  # type: ignore[arg-type]
             yield seq, encoded, stored
 
@@ -956,7 +975,7 @@ def verify(
                 if finding is not None:
                     break
                 # Every row matched its hash: the last one's is the chain's.
-                seq, after = partition[-1].seq, partition[-1].hash
+                seq, after = partition[-1][SEQ], partition[-1][HASH]
             else:
                 seq += len(partition) - 1
                 _record(partition, seq, wanted, heads, flagged)
@@ -965,7 +984,7 @@ def verify(
                 progress(len(partition))
     finally:
         fetched.close()  # the fetching thread is done with the session before it is used
-        rows.close()  # the verifier may stop at the first problem; free the server cursor
+        close()  # the verifier may stop at the first problem; free the server cursor
     if finding is None:
         finding = chain.verify_checkpoints(checkpoints, heads, public_keys)
     pending = session.scalar(
@@ -977,11 +996,8 @@ def verify(
     return Verification(finding, sealed, int(pending or 0), len(checkpoints), tuple(flagged))
 
 
-_FLAG_COLUMN = itemgetter(2)  # of the verifier's rows: seq, hash, flag, ...
-
-
 def _record(
-    batch: Sequence[Row[Any]],
+    batch: Sequence[Sequence[Any]],
     last: int,
     wanted: set[int],
     heads: dict[int, bytes],
@@ -991,7 +1007,7 @@ def _record(
     seqs run without a gap up to ``last``)."""
     first = last - len(batch) + 1
     for seq in wanted.intersection(range(first, last + 1)):
-        heads[seq] = batch[seq - first].hash
-    flags = list(map(_FLAG_COLUMN, batch))
+        heads[seq] = batch[seq - first][HASH]
+    flags = list(map(itemgetter(FLAG), batch))
     if flags.count(None) != len(flags):
         flagged.extend(Flagged(first + i, flag) for i, flag in enumerate(flags) if flag is not None)
