@@ -873,9 +873,11 @@ def verify(
 ) -> Verification:
     """Recompute the whole chain and every checkpoint; name the first problem.
 
-    Streams the chain with Core from a server-side cursor (PostgreSQL) in batches of
-    ``VERIFY_BATCH``: memory stays flat however long the chain.  ``progress`` is told how
-    many events each batch held."""
+    Streams the chain from a server-side cursor (PostgreSQL) in batches of
+    ``VERIFY_BATCH``: memory stays flat however long the chain.  On PostgreSQL a batch is
+    checked whole (``chain_batch``) and only one that does not pass goes row by row, which
+    names the first problem; elsewhere every batch goes row by row.  ``progress`` is told
+    how many events each batch held."""
     checkpoints = [
         chain.Checkpoint(**_checkpoint_fields(c))
         for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
