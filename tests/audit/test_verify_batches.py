@@ -244,3 +244,22 @@ def test_a_time_outside_pythons_years_is_altered_not_a_crash(
     with database.sessions() as session:
         finding = sealing.verify(session, audit_public_keys(runtime_of(app))).finding
     assert finding == chain.Finding(4, "altered", chain.UNHASHABLE)
+
+
+@pytest.mark.postgres_only
+def test_a_column_of_another_type_is_read_row_by_row(
+    app: Flask, database: Database, db_connection: Connection, sealed: int
+) -> None:
+    """The server formats the time only while the column is ``timestamptz``: one changed to
+    a time without a zone (the same digits in another zone's reading) is read as the typed
+    column, and its naive times cannot be hashed, as before the batches."""
+    with database.sessions() as session:
+        assert sealing._server_text_is_exact(session)
+    db_connection.exec_driver_sql(
+        "ALTER TABLE audit_events ALTER COLUMN recorded_at TYPE timestamp"
+        " USING recorded_at AT TIME ZONE 'UTC'"
+    )
+    with database.sessions() as session:
+        assert not sealing._server_text_is_exact(session)
+        finding = sealing.verify(session, audit_public_keys(runtime_of(app))).finding
+    assert finding == chain.Finding(1, "altered", chain.UNHASHABLE)
