@@ -24,16 +24,40 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import DateTime, Row, Table, Text, delete, func, insert, select, text, type_coerce
+from sqlalchemy import (
+    DateTime,
+    Row,
+    Table,
+    Text,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy import cast as cast_to
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from referrals.audit import chain, disclosures
-from referrals.db.models import AuditCheckpoint, AuditEvent, AuditPending, AuditSeal
+from referrals.db.models import (
+    AuditCheckpoint,
+    AuditEvent,
+    AuditEventTarget,
+    AuditPending,
+    AuditSeal,
+)
 
 # Events sealed per round (and per transaction) at most.
 DEFAULT_BATCH = 1000
@@ -95,6 +119,7 @@ def hashed(
 EVENTS = cast(Table, AuditEvent.__table__)
 SEALS = cast(Table, AuditSeal.__table__)
 PENDING = cast(Table, AuditPending.__table__)
+TARGETS = cast(Table, AuditEventTarget.__table__)
 # For Core selects: the ORM's per-object cost was most of the sealer's and the verifier's
 # time.
 _EVENT_NAMES = (
@@ -317,6 +342,219 @@ def encode_fields(
             common(unit) or _common(unit),
         )
     ).encode()
+
+
+# -- the verifier's batches on PostgreSQL -----------------------------------------------------
+
+# The verifier's on PostgreSQL: ``id`` and ``recorded_at`` as text the server formats, the
+# other columns as ``ROLES_TEXT``, and the referrals the event disclosed (their ids' text,
+# in no particular order: the verifier sorts them).  The id and the time are fixed-width and
+# one-to-one: the UUID's canonical text (what ``str`` gives) and the UTC time to the
+# microsecond (what ``isoformat`` gives, less its offset), so the driver builds no UUID and
+# no datetime per row only for them to be turned back into the same text.  Nothing else is
+# left to the server: the verifier still escapes every text value itself and hashes every
+# byte, so a changed row still fails its hash.  A time outside years 1 to 9999 comes out
+# NULL (no sealer can have hashed one: Python has no such datetime), so an era cannot
+# vanish in "YYYY" (44 BC would print as 0044).  Used only while the columns have the types
+# this formatting is exact for (``_server_text_is_exact``).
+_UTC_TEXT = 'YYYY-MM-DD"T"HH24:MI:SS.US'
+_recorded = EVENTS.c.recorded_at
+_NAMED = (
+    select(
+        TARGETS.c.event_id,
+        func.array_agg(cast_to(TARGETS.c.referral_id, Text)).label("referrals"),
+    )
+    .group_by(TARGETS.c.event_id)
+    .subquery("named")
+)
+SERVER_TEXT = (
+    *(
+        cast_to(column, Text).label("id")
+        if column.name == "id"
+        else case(
+            (
+                and_(
+                    _recorded >= literal_column("'0001-01-01 00:00:00+00'::timestamptz"),
+                    _recorded < literal_column("'10000-01-01 00:00:00+00'::timestamptz"),
+                ),
+                func.to_char(func.timezone("UTC", _recorded), _UTC_TEXT),
+            )
+        ).label("recorded_at")
+        if column.name == "recorded_at"
+        else column
+        for column in ROLES_TEXT
+    ),
+    # A list as the driver gives it (NullType: no per-row conversion by SQLAlchemy).
+    type_coerce(_NAMED.c.referrals, NullType()).label("disclosed"),
+)
+_EXACT_TYPES = {"id": "uuid", "recorded_at": "timestamp with time zone"}
+
+
+def _server_text_is_exact(session: Session) -> bool:
+    """Do ``id`` and ``recorded_at`` still have the types ``SERVER_TEXT`` formats exactly?
+    (Someone who can alter the table could change them; the typed columns are then read.)"""
+    found = session.execute(
+        text(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = CAST(:table AS regclass) AND attname IN ('id', 'recorded_at')"
+            " AND NOT attisdropped"
+        ),
+        {"table": EVENTS.name},
+    ).all()
+    return dict(found) == _EXACT_TYPES
+
+
+# The canonical form of a row of ``SERVER_TEXT``: as ``_TEMPLATE``, with the id escaped
+# like any text (the canonical form of its UUID needs no escape, so the same bytes).
+_BATCH_TEMPLATE = _TEMPLATE.replace('"id":"%s"', '"id":%s')
+_BOOLEANS = {True: "true", False: "false"}  # the column's type is checked first: 1 is not True
+# Fragments of the optional fields, by value (None: absent); bounded like ``_TEXTS``.
+_FLAGS: dict[str | None, str] = {None: ""}
+_REASONS: dict[str | None, str] = {None: ""}
+
+
+def chain_batch(rows: Sequence[Sequence[Any]], seq: int, previous: bytes) -> bytes | None:
+    """The chain hash after ``rows`` (``seq``, ``hash``, ``flag`` and ``SERVER_TEXT``, the
+    first at ``seq`` after the chain hash ``previous``), or None if any row is not where it
+    should be, does not match its hash or holds a value this does not take: the verifier
+    then goes through the batch row by row (``encode_fields``, ``encode``), which names
+    the first problem.
+
+    The batch's columns are encoded one at a time (a C-level map or a memo per column, no
+    call per field and row), so the only Python loop per row is the hashing itself."""
+    try:
+        return _chain_batch(rows, seq, previous)
+    except (_Irregular, TypeError):
+        return None
+
+
+def _chain_batch(rows: Sequence[Sequence[Any]], seq: int, previous: bytes) -> bytes | None:
+    (
+        seqs,
+        stored,
+        flags,
+        ids,
+        times,
+        request_ids,
+        verified,
+        issuers,
+        subjects,
+        clients,
+        roles,
+        units,
+        actions,
+        target_types,
+        target_ids,
+        outcomes,
+        statuses,
+        purposes,
+        reasons,
+        disclosed,
+    ) = zip(*rows, strict=True)
+    count = len(seqs)
+    if (
+        seqs != tuple(range(seq, seq + count))
+        or None in times
+        or not set(map(type, verified)) <= {bool}
+        or not set(map(type, statuses)) <= {int}
+    ):
+        return None
+    listed = (
+        repeat("", count)
+        if disclosed.count(None) == count
+        else ["" if not referrals else _listed(referrals) for referrals in disclosed]
+    )
+    encoded = map(
+        _BATCH_TEMPLATE.__mod__,
+        zip(
+            _memoised(actions, _TEXTS, _text),
+            _memoised(issuers, _TEXTS, _text),
+            _memoised(subjects, _TEXTS, _text),
+            map(_BOOLEANS.__getitem__, verified),
+            _memoised(clients, _TEXTS, _text),
+            listed,
+            statuses,
+            _escaped(ids),
+            _memoised(outcomes, _TEXTS, _text),
+            _memoised(purposes, _TEXTS, _text),
+            _memoised(reasons, _REASONS, _reason),
+            times,
+            _escaped(request_ids),
+            _memoised(roles, _ROLES, _roles_text),  # type: ignore[arg-type]
+            _memoised(flags, _FLAGS, _flag),
+            seqs,
+            _escaped(target_ids),
+            _memoised(target_types, _TEXTS, _text),
+            _memoised(units, _TEXTS, _text),
+            strict=True,
+        ),
+    )
+    sha256 = hashlib.sha256
+    for canonical, expected in zip(map(str.encode, encoded), stored, strict=True):
+        previous = sha256(previous + canonical).digest()
+        if previous != expected:
+            return None
+    return previous
+
+
+def _memoised(
+    values: tuple[Any, ...], memo: dict[Any, str], encode: Callable[[Any], str]
+) -> list[str]:
+    """``encode`` of every value, from ``memo`` where it is (one C-level map when all are)."""
+    encoded: list[str | None] = list(map(memo.get, values))
+    if None not in encoded:
+        return cast(list[str], encoded)
+    for index, value in enumerate(values):
+        if encoded[index] is None:
+            fragment = memo.get(value)
+            if fragment is None:
+                fragment = encode(value)  # raises _Irregular for a value it does not take
+                if len(memo) < _TEXTS_LIMIT:
+                    memo[value] = fragment
+            encoded[index] = fragment
+    return cast(list[str], encoded)
+
+
+def _escaped(values: tuple[Any, ...]) -> list[str]:
+    """The columns with a new value in nearly every row (no memo): escaped in C (which
+    raises ``TypeError`` for a value that is not text)."""
+    try:
+        return list(map(_string, values))
+    except TypeError:  # a value that is not text (raises again, below) or NULL
+        return ["null" if value is None else _string(value) for value in values]
+
+
+def _listed(referrals: Sequence[str]) -> str:
+    return ',"disclosed":[' + ",".join(map(_string, sorted(referrals))) + "]"
+
+
+def _reason(value: object) -> str:
+    return ',"reason":' + _text(value)
+
+
+def _flag(value: object) -> str:
+    return ',"sealer_flag":' + _text(value)
+
+
+def _roles_text(value: object) -> str:
+    if type(value) is not str:
+        raise _Irregular
+    return _roles(value)
+
+
+def _typed(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A row of ``SERVER_TEXT`` as ``RAW_TIME`` gives it (the id and time typed, without
+    the disclosures), for the row-by-row path (a time the server would not format: None)."""
+    seq, stored, flag, identifier, moment, *rest, _ = row
+    try:
+        parsed = uuid.UUID(identifier)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is not None and str(parsed) == identifier:
+        identifier = parsed
+    if moment is not None:
+        moment = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+    return (seq, stored, flag, identifier, moment, *rest)
 
 
 def flag_for(
@@ -671,6 +909,11 @@ class _InTurn:
         pass
 
 
+# The verifier's rows: these three, then the event's columns (``_EVENT_NAMES``).
+SEQ, HASH, FLAG, ID = 0, 1, 2, 3
+_VERIFIED_NAMES = ("seq", "hash", "flag", *_EVENT_NAMES)
+
+
 @dataclass(frozen=True)
 class Flagged:
     """An event the sealer flagged: its time was not close to when it was first seen."""
@@ -700,9 +943,11 @@ def verify(
 ) -> Verification:
     """Recompute the whole chain and every checkpoint; name the first problem.
 
-    Streams the chain with Core from a server-side cursor (PostgreSQL) in batches of
-    ``VERIFY_BATCH``: memory stays flat however long the chain.  ``progress`` is told how
-    many events each batch held."""
+    Streams the chain from a server-side cursor (PostgreSQL) in batches of
+    ``VERIFY_BATCH``: memory stays flat however long the chain.  On PostgreSQL a batch is
+    checked whole (``chain_batch``) and only one that does not pass goes row by row, which
+    names the first problem; elsewhere every batch goes row by row.  ``progress`` is told
+    how many events each batch held."""
     checkpoints = [
         chain.Checkpoint(**_checkpoint_fields(c))
         for c in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq))
@@ -713,47 +958,105 @@ def verify(
     sealed = 0
 
     postgresql = session.get_bind().dialect.name == "postgresql"
-    columns = RAW_TIME if postgresql else ROLES_TEXT
-    rows = session.execute(
-        select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *columns)
-        .select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
-        .order_by(SEALS.c.seq),
-        execution_options={"stream_results": True, "yield_per": VERIFY_BATCH},
-    )
+    # In batches (``chain_batch``) where the server formats the id and time as text; else
+    # (SQLite, or columns whose type was changed) row by row only.
+    batched = postgresql and _server_text_is_exact(session)
+    if batched:
+        # The whole chain is read, so a plan that starts fast (index scans, a nested loop
+        # per row: what a cursor's planner prefers) is the slow one; and compiling it
+        # (JIT) takes longer than running it.  For this transaction only.
+        session.execute(text("SET LOCAL cursor_tuple_fraction = 1"))
+        session.execute(text("SET LOCAL jit = off"))
+        query = select(SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *SERVER_TEXT).select_from(
+            SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id).outerjoin(
+                _NAMED, _NAMED.c.event_id == EVENTS.c.id
+            )
+        )
+    else:
+        query = select(
+            SEALS.c.seq, SEALS.c.hash, SEALS.c.flag, *(RAW_TIME if postgresql else ROLES_TEXT)
+        ).select_from(SEALS.join(EVENTS, EVENTS.c.id == SEALS.c.event_id))
+    query = query.order_by(SEALS.c.seq)
+    if batched:
+        # The driver's own server-side cursor, rows as plain tuples: SQLAlchemy's Row per
+        # row cost about as much as hashing the row.
+        compiled = query.compile(dialect=session.get_bind().dialect)
+        driver = session.connection().connection.driver_connection
+        cursor = driver.cursor("referrals_verify")  # type: ignore[union-attr]
+        cursor.execute(str(compiled), compiled.params)
+        partitions: Iterator[Sequence[Sequence[Any]]] = iter(
+            partial(cursor.fetchmany, VERIFY_BATCH), []
+        )
+        close = cursor.close
+    else:
+        rows = session.execute(
+            query, execution_options={"stream_results": True, "yield_per": VERIFY_BATCH}
+        )
+        partitions, close = rows.partitions(), rows.close
 
-    def batches() -> Iterator[tuple[Sequence[Row[Any]], dict[uuid.UUID, list[uuid.UUID]]]]:
-        for partition in rows.partitions():
+    def batches() -> Iterator[tuple[Sequence[Sequence[Any]], Mapping[Any, Sequence[Any]]]]:
+        for partition in partitions:
             # Ordered by seq, so the batch is every seal from its first seq to its last.
-            yield partition, disclosures.of_sealed(session, partition[0].seq, partition[-1].seq)
+            # (The batched query brings each row's disclosures along.)
+            first, last = partition[0][SEQ], partition[-1][SEQ]
+            yield partition, {} if batched else disclosures.of_sealed(session, first, last)
 
     # On PostgreSQL the server works while this process hashes; SQLite runs in-process
     # (and its connections belong to their thread), so there the batches come in turn.
     fetched = _Prefetch(batches()) if postgresql else _InTurn(batches())
 
-    def stream() -> Iterator[tuple[int, bytes | str, bytes]]:
-        nonlocal sealed
+    def one_by_one(
+        partition: Sequence[Sequence[Any]], named: Mapping[Any, Sequence[Any]]
+    ) -> Iterator[tuple[int, bytes | str, bytes]]:
+        """The rows of a batch for ``chain.verify_encoded``, which names the first
+        problem; the flags and heads of the rows up to it."""
+        for row in partition:
+            if batched:
+                values = _typed(row)
+                disclosed = row[-1] or ()
+            else:
+                values = tuple(row)
+                disclosed = named.get(row[ID], ())
+            seq, stored, flag, identifier, moment, *fields = values
+            if seq in wanted:
+                heads[seq] = stored
+            if flag is not None:
+                flagged.append(Flagged(seq, flag))
+            if moment is None:  # only a changed row has no time in years 1 to 9999
+                yield seq, chain.UNHASHABLE, stored
+                continue
+            try:
+                encoded: bytes | str = encode_fields(
+                    flag, disclosed, seq, identifier, moment, *fields
+                )
+            except (_Irregular, TypeError):  # the general path decides
+                event = SimpleNamespace(**dict(zip(_VERIFIED_NAMES, values, strict=True)))
+                encoded = encode(event, flag, disclosed, seq)  # type: ignore[arg-type]
+            yield seq, encoded, stored
+
+    finding = None
+    seq, previous = 1, chain.GENESIS
+    try:
         for partition, named in fetched:
             sealed += len(partition)
-            for row in partition:
-                seq, stored, flag, identifier, *fields = row
-                if seq in wanted:
-                    heads[seq] = stored
-                if flag is not None:
-                    flagged.append(Flagged(seq, flag))
-                disclosed = named.get(identifier, ())
-                try:
-                    encoded: bytes | str = encode_fields(flag, disclosed, seq, identifier, *fields)
-                except (_Irregular, TypeError):
-                    encoded = encode(row, flag, disclosed, seq)  # the general path decides
-                yield seq, encoded, stored
+            after = chain_batch(partition, seq, previous) if batched else None
+            if after is None:
+                finding = chain.verify_encoded(
+                    one_by_one(partition, named), start_seq=seq, start_hash=previous
+                )
+                if finding is not None:
+                    break
+                # Every row matched its hash: the last one's is the chain's.
+                seq, after = partition[-1][SEQ], partition[-1][HASH]
+            else:
+                seq += len(partition) - 1
+                _record(partition, seq, wanted, heads, flagged)
+            seq, previous = seq + 1, after
             if progress is not None:
                 progress(len(partition))
-
-    try:
-        finding = chain.verify_encoded(stream())
     finally:
         fetched.close()  # the fetching thread is done with the session before it is used
-        rows.close()  # the verifier may stop at the first problem; free the server cursor
+        close()  # the verifier may stop at the first problem; free the server cursor
     if finding is None:
         finding = chain.verify_checkpoints(checkpoints, heads, public_keys)
     pending = session.scalar(
@@ -763,3 +1066,20 @@ def verify(
         .where(AuditSeal.seq.is_(None))
     )
     return Verification(finding, sealed, int(pending or 0), len(checkpoints), tuple(flagged))
+
+
+def _record(
+    batch: Sequence[Sequence[Any]],
+    last: int,
+    wanted: set[int],
+    heads: dict[int, bytes],
+    flagged: list[Flagged],
+) -> None:
+    """The checkpointed heads and the flags of a batch that ``chain_batch`` verified (its
+    seqs run without a gap up to ``last``)."""
+    first = last - len(batch) + 1
+    for seq in wanted.intersection(range(first, last + 1)):
+        heads[seq] = batch[seq - first][HASH]
+    flags = list(map(itemgetter(FLAG), batch))
+    if flags.count(None) != len(flags):
+        flagged.extend(Flagged(first + i, flag) for i, flag in enumerate(flags) if flag is not None)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from referrals.audit import chain, sealing
+from referrals.audit.actions import AuditAction, Outcome
 
 NAMES = [c.name for c in sealing.ROLES_TEXT]
 
@@ -163,3 +164,148 @@ def test_the_verifiers_fast_path_refuses_what_it_does_not_take() -> None:
         changed = {**fields, name: value}
         with pytest.raises((TypeError, sealing._Irregular)):
             sealing.encode_fields(None, (), 1, *[changed[n] for n in NAMES])
+
+
+# -- the verifier's batches on PostgreSQL: whole columns at a time ------------------------------
+
+_ACTIONS = [str(action) for action in AuditAction]
+_OUTCOMES = [str(outcome) for outcome in Outcome]
+_LONG = "långt värde \u2028 " * 400  # a few kilobytes, non-ASCII
+
+
+def _unusual_row(rng: random.Random, index: int) -> Any:
+    """A random row, and every action and outcome in turn, with long and odd text."""
+    event = _random_row(rng)
+    event.action = _ACTIONS[index % len(_ACTIONS)]
+    event.outcome = _OUTCOMES[index % len(_OUTCOMES)]
+    if rng.random() < 0.1:
+        event.actor_subject = _LONG
+    if rng.random() < 0.1:
+        event.target_id = _LONG[: rng.randint(0, 64)]
+    return event
+
+
+def _server_row(
+    event: Any, seq: int, stored: bytes, flag: str | None, disclosed: list[uuid.UUID]
+) -> tuple[Any, ...]:
+    """The row as ``sealing.SERVER_TEXT`` reads it: the id and the UTC time as the server's
+    text, ``roles`` as stored JSON, the disclosed referrals as their ids' text (any order)."""
+    moment = event.recorded_at.astimezone(UTC).replace(tzinfo=None)
+    values = {
+        **{name: getattr(event, name) for name in NAMES},
+        "id": str(event.id),
+        "recorded_at": moment.isoformat(timespec="microseconds"),
+        "roles": json.dumps(event.roles, ensure_ascii=False),
+    }
+    names = [str(referral) for referral in disclosed] or None
+    return (seq, stored, flag, *[values[name] for name in NAMES], names)
+
+
+def _sealed_batch(seed: int, count: int) -> tuple[list[tuple[Any, ...]], list[bytes]]:
+    """``count`` random rows at seq 1.. and the chain hash after each, by the reference
+    (``chain.canonical_json`` of ``sealing.hashed``)."""
+    rng = random.Random(seed)
+    rows, heads, previous = [], [], chain.GENESIS
+    for seq in range(1, count + 1):
+        event = _unusual_row(rng, seq)
+        flag = rng.choice([None, None, "backdated", "future"])
+        disclosed = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(rng.choice([0, 0, 1, 5]))]
+        previous = chain.link(previous, {**sealing.hashed(event, flag, disclosed), "seq": seq})
+        rows.append(_server_row(event, seq, previous, flag, rng.sample(disclosed, len(disclosed))))
+        heads.append(previous)
+    return rows, heads
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_is_verified_to_the_references_hash(seed: int) -> None:
+    """``chain_batch`` (the verifier's batches) recomputes exactly the reference's hashes:
+    the whole batch, and the same rows split at any point."""
+    rows, heads = _sealed_batch(seed, 300)
+    assert sealing.chain_batch(rows, 1, chain.GENESIS) == heads[-1]
+    cut = random.Random(seed).randint(1, 299)
+    assert sealing.chain_batch(rows[:cut], 1, chain.GENESIS) == heads[cut - 1]
+    assert sealing.chain_batch(rows[cut:], cut + 1, heads[cut - 1]) == heads[-1]
+
+
+_COLUMNS = ["seq", "hash", "flag", *NAMES, "disclosed"]
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        ("flag", ("backdated", None)),
+        ("id", (str(uuid.UUID(int=7)), str(uuid.UUID(int=8)))),
+        ("recorded_at", ("2026-03-14T09:26:53.589794", "2026-03-14T09:26:53.589795")),
+        ("request_id", ("req-2", None)),
+        ("actor_verified", (False, True)),
+        ("actor_issuer", (None, "https://idp.example")),
+        ("actor_subject", ("handläggare-ä", None)),
+        ("client_id", ("os:mallory", None)),
+        ("roles", ('["auditor"]', "[]")),
+        ("unit", ("sodermalm", None)),
+        ("action", ("referral:erase", "referral:read")),
+        ("target_type", ("unit", None)),
+        ("target_id", ("0a0c", None)),
+        ("outcome", ("denied", "allowed")),
+        ("http_status", (201, 200)),
+        ("purpose", ("acute_risk", None)),
+        ("reason", ("CHG-1", None)),
+        ("disclosed", ([str(uuid.UUID(int=1))], None)),
+        ("hash", (bytes(32), bytes(range(32)))),
+        ("seq", (6, 4)),
+    ],
+)
+def test_one_changed_value_fails_the_batch(column: str, values: tuple[Any, Any]) -> None:
+    """A change to any column of one row (or its position, or its stored hash) leaves the
+    batch unverified: the row-by-row path then names it."""
+    rows, heads = _sealed_batch(99, 10)
+    index = _COLUMNS.index(column)
+    changed = list(rows[4])
+    changed[index] = values[0] if changed[index] != values[0] else values[1]
+    rows[4] = tuple(changed)
+    assert sealing.chain_batch(rows, 1, chain.GENESIS) is None
+    assert sealing.chain_batch(rows[:4], 1, chain.GENESIS) == heads[3]  # the rows before it
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("recorded_at", None),  # the server's NULL: a time outside years 1 to 9999
+        ("actor_verified", 1),
+        ("http_status", True),
+        ("http_status", "200"),
+        ("http_status", 200.0),
+        ("unit", 7),
+        ("request_id", b"bytes"),
+        ("roles", '{"admin": true}'),
+        ("roles", '["admin", 7]'),
+        ("roles", None),
+        ("id", None),
+        ("disclosed", [7]),
+    ],
+)
+def test_a_value_the_batch_does_not_take_leaves_it_to_the_row_by_row_path(
+    column: str, value: Any
+) -> None:
+    """Irregular values (only a changed row holds them) are not encoded here at all: the
+    batch is left to the row-by-row path, which decides, and nothing is raised."""
+    rows, _ = _sealed_batch(7, 10)
+    changed = list(rows[4])
+    changed[_COLUMNS.index(column)] = value
+    rows[4] = tuple(changed)
+    assert sealing.chain_batch(rows, 1, chain.GENESIS) is None
+
+
+def test_nulls_in_the_text_columns_are_encoded_as_the_reference_does() -> None:
+    """NULL where the table allows it (and where only a changed row has it) is ``null``."""
+    rng = random.Random(3)
+    previous, rows = chain.GENESIS, []
+    for seq in range(1, 41):
+        event = _unusual_row(rng, seq)
+        for name in ("request_id", "actor_issuer", "actor_subject", "client_id", "unit"):
+            if rng.random() < 0.5:
+                setattr(event, name, None)
+        event.target_type = event.target_id = event.purpose = event.reason = None
+        previous = chain.link(previous, {**sealing.hashed(event, None, ()), "seq": seq})
+        rows.append(_server_row(event, seq, previous, None, []))
+    assert sealing.chain_batch(rows, 1, chain.GENESIS) == previous

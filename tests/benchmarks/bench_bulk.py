@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_bulk                  # 20,000 referrals
     .venv/bin/python -m tests.benchmarks.bench_bulk --rows 100000    # the issue's size
-    .venv/bin/python -m tests.benchmarks.bench_bulk --jobs import,seal   # only these
+    .venv/bin/python -m tests.benchmarks.bench_bulk --only verify --rounds 5 --against HEAD~1
 
 A throw-away PostgreSQL database (``tests.support.databases``) and instance folder; every
 job is the real ``referrals`` command, run in this process (its time less what a command
@@ -19,9 +19,14 @@ which stays near zero when a job's memory is flat in the rows):
            whole trail that each round ran before (revision 0011), median of 20.
   verify   ``referrals audit verify`` of the whole chain: events/s, goal 100,000.
            Baseline: the ORM verifier as it was (entities per row, general canonical
-           form), in this process, on the same chain.
+           form), in this process, on the same chain.  ``--against REV`` also runs the
+           command with ``sealing.verify`` as it was at git revision REV, interleaved with
+           the current one, ``--rounds`` times each (medians reported).
   rewrap   ``referrals keys rotate`` then ``keys rewrap`` of every data key: referrals/s,
            goal 10,000.  Baseline: one UPDATE per row (as before), on a sample, first.
+
+``--only JOB`` (repeatable) measures those jobs and skips the others' baselines; the
+jobs before a measured one still run, unmeasured, to build its data.
 
 Not a test: pytest does not collect this file.
 """
@@ -29,10 +34,13 @@ Not a test: pytest does not collect this file.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -40,7 +48,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any, cast
+from unittest import mock
 
 from click.testing import CliRunner
 from sqlalchemy import Table, create_engine, insert, select
@@ -209,6 +219,27 @@ def verify_as_before(runtime: Runtime) -> tuple[float, int]:
     return count / (time.perf_counter() - start), count
 
 
+def sealing_at(revision: str, folder: Path) -> ModuleType:
+    """``referrals.audit.sealing`` as it was at git ``revision``, loaded beside the current
+    one (the rest of the package is today's), to time the verifier before and after."""
+    source = folder / "sealing_before.py"
+    source.write_bytes(
+        subprocess.run(
+            ["git", "show", f"{revision}:referrals/audit/sealing.py"],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    spec = importlib.util.spec_from_file_location("referrals.audit.sealing_before", source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 def rewrap_one_row_at_a_time(runtime: Runtime, vault: Vault, count: int) -> float:
     """Referrals/s re-wrapped with one UPDATE per row (the repository's single-row swap)."""
     start = time.perf_counter()
@@ -309,29 +340,20 @@ class Job:
         say(f"          baseline: {self.baseline}")
 
 
-def _jobs(value: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = [name for name in names if name not in GOALS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"jobs are among {', '.join(GOALS)}")
-    return names
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="referrals to import")
     parser.add_argument(
-        "--jobs",
-        type=_jobs,
-        default=tuple(GOALS),
-        help="comma-separated jobs to report (default: all); the import and the seal always "
-        "run, as the later jobs need their referrals and chain",
+        "--only", action="append", choices=list(GOALS), help="measure only this job (repeatable)"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of verify (median)")
+    parser.add_argument("--against", metavar="REV", help="verify as at git REV, interleaved")
     arguments = parser.parse_args()
     rows = arguments.rows
-    wanted = arguments.jobs
+    measured = set(arguments.only or GOALS)
     with tempfile.TemporaryDirectory() as folder, postgres_database() as url:
         deployment = Deployment(Path(folder) / "instance", url)
+        before = sealing_at(arguments.against, Path(folder)) if arguments.against else None
         deployment.run("db", "upgrade")
         deployment.run("seed", "demo", "--reason", "bench")
         source = Path(folder) / "referrals.jsonl"
@@ -359,10 +381,12 @@ def main() -> None:
             "bench",
             expect=f"{rows} referrals imported",
         )
-        created = create_one_at_a_time(runtime, BASELINE_CREATES)
-        rate = rows / imported.seconds
-        imported.baseline = f"create one at a time {created:,.0f}/s; import x{rate / created:.1f}"
-        if "import" in wanted:
+        if "import" in measured:
+            created = create_one_at_a_time(runtime, BASELINE_CREATES)
+            rate = rows / imported.seconds
+            imported.baseline = (
+                f"create one at a time {created:,.0f}/s; import x{rate / created:.1f}"
+            )
             jobs.append(imported)
 
         fill = fill_read_events(url, rows)
@@ -370,32 +394,47 @@ def main() -> None:
         sealed = job(
             "seal", pending, "events/s", "audit", "seal", expect=f"{pending} events sealed"
         )
-        now_ms, before_ms = idle_rounds(runtime)
-        sealed.baseline = (
-            f"an idle round {now_ms:.1f} ms; "
-            f"the anti-join every round ran before {before_ms:.1f} ms"
-        )
-        if "seal" in wanted:
+        if "seal" in measured:
+            now_ms, before_ms = idle_rounds(runtime)
+            sealed.baseline = (
+                f"an idle round {now_ms:.1f} ms; "
+                f"the anti-join every round ran before {before_ms:.1f} ms"
+            )
             jobs.append(sealed)
 
-        chained = 0
-        if "verify" in wanted:
-            verified = job(
-                "verify", pending + rows // 500, "events/s", "audit", "verify", expect="ok"
-            )
+        if "verify" in measured:
+            runs, runs_before = [], []
+            for _ in range(arguments.rounds):
+                if before is not None:
+                    with mock.patch.object(sealing, "verify", before.verify):
+                        runs_before.append(
+                            job("verify", pending, "events/s", "audit", "verify", expect="ok")
+                        )
+                runs.append(job("verify", pending, "events/s", "audit", "verify", expect="ok"))
+            verified = median_job(runs)
             old_rate, chained = verify_as_before(runtime)
             verified.items = chained
             rate = chained / verified.seconds
             verified.baseline = (
                 f"the ORM verifier before {old_rate:,.0f}/s; now x{rate / old_rate:.1f}"
             )
+            if before is not None:
+                then = median_job(runs_before)
+                verified.baseline += (
+                    f"; at {arguments.against}, interleaved: {chained / then.seconds:,.0f}/s,"
+                    f" per CPU-second {chained / then.cpu:,.0f};"
+                    f" now x{then.seconds / verified.seconds:.2f} wall,"
+                    f" x{then.cpu / verified.cpu:.2f} CPU"
+                )
+            if arguments.rounds > 1:
+                verified.baseline += f" (medians of {arguments.rounds} runs each)"
             jobs.append(verified)
 
-        if "rewrap" in wanted:
+        if "rewrap" in measured:
             deployment.run("keys", "rotate", "--reason", "bench")
             runtime.dispose()
             runtime = deployment.runtime()  # the rotated keyring
-            total = rows + BASELINE_CREATES
+            total = rows + BASELINE_CREATES * ("import" in measured)
             sample = min(BASELINE_REWRAPS, total // 5)
             old_rate = rewrap_one_row_at_a_time(runtime, runtime.vault, sample)
             rewrapped = job(
@@ -415,7 +454,7 @@ def main() -> None:
 
         say(
             f"  (the {rows:,} read events were written in {fill:.1f} s, unmeasured fill;"
-            f" {pending:,} events sealed, {chained:,} verified)"
+            f" {pending:,} events sealed)"
         )
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         say(
@@ -424,6 +463,19 @@ def main() -> None:
         say(f"  load average {load} on {os.cpu_count()} CPUs")
         for each in jobs:
             each.report()
+
+
+def median_job(runs: list[Job]) -> Job:
+    """One job with the median wall and the median CPU time of several runs."""
+    first = runs[0]
+    return Job(
+        first.name,
+        first.items,
+        first.unit,
+        statistics.median(run.seconds for run in runs),
+        statistics.median(run.cpu for run in runs),
+        max(run.rss for run in runs),
+    )
 
 
 if __name__ == "__main__":
