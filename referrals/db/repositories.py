@@ -60,10 +60,6 @@ class ReferralRepository:
             return self.session.get(Referral, referral_id, with_for_update=True)
         return self.session.get(Referral, referral_id)
 
-    def add(self, referral: Referral) -> None:
-        self.session.add(referral)
-        self.session.flush()
-
     def delete(self, referral: Referral) -> None:
         self.forget_idempotency_keys(referral)
         self.session.delete(referral)

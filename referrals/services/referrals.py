@@ -47,6 +47,7 @@ from referrals.services.errors import (
     NotFound,
     Unprocessable,
 )
+from referrals.services.new_rows import NewRows
 from referrals.services.timeline import record_event
 from referrals.services.uow import UnitOfWork
 from referrals.services.vault import Sealer
@@ -73,7 +74,11 @@ def create(
     submit: bool,
     before_commit: BeforeCommit | None = None,
 ) -> View:
-    row, plain = open_new(uow, ctx, body, submit=submit)
+    new = NewRows(uow)
+    row, plain = open_new(new, ctx, body, submit=submit)
+    # One INSERT per table: the referral already at its submitted version, both timeline
+    # events in one statement, the outbox message (services/new_rows.py).
+    new.insert()
     if before_commit is not None:
         before_commit(uow, row.id)
     uow.audit_target("referral", row.id)
@@ -88,19 +93,18 @@ def create(
 
 
 def open_new(
-    uow: UnitOfWork,
+    new: NewRows,
     ctx: Context,
     body: Mapping[str, Any],
     *,
     submit: bool,
     decide: Callable[[Facts], Decision] | None = None,
-    flush: bool = True,
 ) -> tuple[Referral, records.Plain]:
     """A new referral from a validated body, sealed, with its timeline (and submitted,
-    routed and announced when ``submit``); not committed.  ``create`` and the bulk import
-    (services/bulk_import.py) both make referrals here.  The import passes a ``decide``
-    that reads the rule set once per batch, and ``flush=False`` so that a batch's rows
-    are written together."""
+    routed and announced when ``submit``), held by ``new`` until it writes them.
+    ``create`` and the bulk import (services/bulk_import.py) both make referrals here;
+    the import passes a ``decide`` that reads the rule set once per batch."""
+    uow = new.uow
     if submit and decide is None:
         # Both units this request looks up (the sender's, the routed receiver's) come from
         # one statement; afterwards they are in the session and cost no query.
@@ -118,15 +122,11 @@ def open_new(
     sealer = ctx.vault.new_sealer(row)
     plain = records.write_case(row, body, today=ctx.today, sealer=sealer, vault=ctx.vault)
     routed = _route(uow, ctx, row, plain, decide) if submit else None
-    # The event before the row joins the session: its timeline is then known to be this
-    # one event, and is never loaded back.  The draft is stored first (version 1);
-    # submitting it is a change of its own (version 2), exactly as when a draft is
-    # submitted later, so the ETag a client holds means the same either way.
+    # Creating is one change (version 1) and submitting another (version 2), exactly as
+    # when a draft is submitted later, so the ETag a client holds means the same either
+    # way: ``new.insert`` counts one version per timeline event.
     record_event(row, ctx, sealer, action="create", from_status=None)
-    if flush:
-        uow.referrals.add(row)
-    else:
-        uow.session.add(row)
+    new.session.add(row)
     if routed is not None:
         _submit(uow, ctx, row, sealer, plain, routed)
     return row, plain

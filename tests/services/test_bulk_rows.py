@@ -1,5 +1,6 @@
-"""How the import writes a batch's rows (``bulk_import.write``: COPY on PostgreSQL, an
-executemany elsewhere): what an INSERT of each row would store, on both databases."""
+"""How new rows are written (``referrals.db.inserts.insert_rows``: COPY on PostgreSQL for
+many rows, an INSERT otherwise): what an INSERT of each row would store, both ways, on
+both databases."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import Table, insert, select
 
 from referrals.db.engine import Database
+from referrals.db.inserts import insert_rows
 from referrals.db.models import Referral, TimelineEvent, Unit
-from referrals.services.bulk_import import write
 
 REFERRALS = cast(Table, Referral.__table__)
 EVENTS = cast(Table, TimelineEvent.__table__)
@@ -32,8 +34,10 @@ def referral(created_by: str, **values: Any) -> dict[str, Any]:
     }
 
 
+# From the first row (COPY on PostgreSQL) or never (an INSERT).
+@pytest.mark.parametrize("copy_from", [1, 10**9], ids=["copy", "insert"])
 def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
-    database: Database,
+    database: Database, copy_from: int
 ) -> None:
     # Text that COPY's format escapes (tab, newline, backslash, "\N"), bytes, JSON, a
     # time in another zone, NULL; and columns left out that have Python-side defaults.
@@ -54,8 +58,8 @@ def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
                 "updated_at": NOW,
             },
         )
-        write(session, REFERRALS, [given[0]])
-        write(session, REFERRALS, [given[1]])
+        insert_rows(session, REFERRALS, [given[0]], copy_from=copy_from)
+        insert_rows(session, REFERRALS, [given[1]], copy_from=copy_from)
         rows = {row.created_by: row for row in session.execute(select(REFERRALS)).all()}
         first, second = rows[awkward], rows["plain"]
         assert first.id == given[0]["id"]
@@ -77,7 +81,7 @@ def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
             }
             for row in (first, second)
         ]
-        write(session, EVENTS, events)  # every id from the column's default
+        insert_rows(session, EVENTS, events, copy_from=copy_from)  # ids: the column's default
         stored = session.execute(select(EVENTS.c.id, EVENTS.c.actor, EVENTS.c.reason_text)).all()
         assert sorted(row.actor for row in stored) == sorted([awkward, "plain"])
         assert len({row.id for row in stored}) == 2
