@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from tests.api.helpers import (
     ACTION_NOT_ALLOWED,
@@ -206,6 +207,34 @@ def test_create_and_submit_in_one_request_records_both_events_in_order(client, a
     assert [e["action"] for e in timeline] == ["create", "submit"]
     assert timeline[1]["from_status"] == "draft"
     assert timeline[1]["to_status"] == "requested"
+
+
+def test_create_and_submit_writes_each_table_once(client, actors, database):
+    """The new referral is stored at its submitted version in one INSERT (no INSERT of
+    the draft and UPDATE for its submission), and both timeline events in one more."""
+    sent: list[str] = []
+
+    def statement(_conn, _cursor, text, _params, _context, _many):
+        sent.append(text.split("(")[0].split(" SET ")[0].strip())
+
+    event.listen(database.engine, "before_cursor_execute", statement)
+    try:
+        referral = create(client, actors.worker, submit=True)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", statement)
+
+    writes = [s for s in sent if not s.startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
+    assert sorted(writes) == [
+        "INSERT INTO audit_events",
+        "INSERT INTO outbox",
+        "INSERT INTO referrals",
+        "INSERT INTO timeline_events",
+    ]
+    assert referral["version"] == 2
+    assert (
+        client.get(f"{REFERRALS}/{referral['id']}", headers=actors.worker).get_json()["version"]
+        == 2
+    )
 
 
 def test_full_closed_loop_as_the_sender_sees_it(client, actors, reach):

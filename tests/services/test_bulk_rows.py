@@ -9,11 +9,16 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, func, insert, select
 
+from referrals.audit.actions import AuditAction
+from referrals.audit.group import AuditGroup
+from referrals.audit.recorder import PendingAudit
 from referrals.db.engine import Database
-from referrals.db.inserts import insert_rows
+from referrals.db.inserts import COPY_FROM, insert_rows
 from referrals.db.models import Referral, TimelineEvent, Unit
+from referrals.services.new_rows import NewRows
+from referrals.services.uow import UnitOfWork
 
 REFERRALS = cast(Table, Referral.__table__)
 EVENTS = cast(Table, TimelineEvent.__table__)
@@ -86,3 +91,47 @@ def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
         assert sorted(row.actor for row in stored) == sorted([awkward, "plain"])
         assert len({row.id for row in stored}) == 2
         assert {row.reason_text for row in stored} == {None}
+
+
+class NoSharedCommit(AuditGroup):
+    """The reads' shared commit, which a transaction that wrote must never take: there,
+    another reader's commit may carry the event while this session is rolled back."""
+
+    def commit(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("new rows went to the reads' shared commit")
+
+
+def test_new_rows_commit_with_their_own_audit_event(database: Database) -> None:
+    # Enough rows for COPY on PostgreSQL, which the session's statement events never see.
+    count = COPY_FROM + 4
+    with database.sessions() as session:
+        session.execute(
+            insert(cast(Table, Unit.__table__)),
+            {
+                "id": "ungdomsjouren",
+                "name": "U",
+                "kind": "referrer",
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
+        session.commit()
+    pending = PendingAudit(
+        action=AuditAction.REFERRALS_IMPORT, request_id="import-test", success_status=200
+    )
+    with UnitOfWork(database.sessions, audit=pending, group=NoSharedCommit()) as uow:
+        new = NewRows(uow)
+        for _ in range(count):
+            row = Referral(**referral("new-rows"))
+            row.events.append(
+                TimelineEvent(
+                    position=1, at=NOW, action="create", actor="new-rows", to_status="draft"
+                )
+            )
+            new.session.add(row)
+        new.insert()
+        uow.commit()
+    assert pending.written
+    with database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(REFERRALS)) == count
+        assert session.scalar(select(func.max(REFERRALS.c.version))) == 1
