@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     Table,
+    Text,
     and_,
     bindparam,
     delete,
@@ -216,11 +218,28 @@ class UnitRepository:
     def all(self) -> Sequence[Unit]:
         return self.session.scalars(select(Unit).order_by(Unit.id)).all()
 
-    def preload(self) -> None:
-        """Every unit in one statement (there are a few dozen at most); ``get`` then finds
-        them in the session without a query.  Held here: the session keeps unchanged
-        objects only by weak reference."""
-        self._loaded = self.all()
+    def preload_with_latest_rules(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """Every unit (there are a few dozen at most), so that ``get`` then finds them in
+        the session without a query, and in the same statement the newest routing rule
+        set as (version, rules), or None when there is none: what a create+submit reads
+        before it decides, in one round trip instead of two.  The units are held here:
+        the session keeps unchanged objects only by weak reference.  The rules come as
+        text on every row, parsed once."""
+        latest = (
+            select(RoutingRuleSet.version)
+            .order_by(RoutingRuleSet.version.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        rows = self.session.execute(
+            select(Unit, RoutingRuleSet.version, RoutingRuleSet.rules.cast(Text))
+            .outerjoin(RoutingRuleSet, RoutingRuleSet.version == latest)
+            .order_by(Unit.id)
+        ).all()
+        self._loaded = [unit for unit, _, _ in rows]
+        if not rows or rows[0][1] is None:
+            return None
+        return int(rows[0][1]), json.loads(rows[0][2])
 
     def add(self, unit: Unit) -> None:
         self.session.add(unit)

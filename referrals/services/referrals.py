@@ -106,9 +106,10 @@ def open_new(
     the import passes a ``decide`` that reads the rule set once per batch."""
     uow = new.uow
     if submit and decide is None:
-        # Both units this request looks up (the sender's, the routed receiver's) come from
-        # one statement; afterwards they are in the session and cost no query.
-        uow.units.preload()
+        # Both units this request looks up (the sender's, the routed receiver's) and the
+        # rule set come from one statement; afterwards the units are in the session and
+        # cost no query.
+        decide = routing.decider(uow, routing.units_and_rules(uow))
     sending_unit = referring_unit(uow, ctx)
     row = Referral(
         id=uuid.uuid4(),

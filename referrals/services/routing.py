@@ -35,15 +35,27 @@ def current(uow: UnitOfWork) -> RuleSet | None:
     return _ruleset(stored) if stored is not None else None
 
 
+def units_and_rules(uow: UnitOfWork) -> RuleSet | None:
+    """Every unit into the session and the current rule set, in one statement: what a
+    create+submit needs before it decides."""
+    latest = uow.units.preload_with_latest_rules()
+    if latest is None:
+        return None
+    version, rules = latest
+    return RuleSet(version, tuple(Rule.from_json(r) for r in rules))
+
+
 def decide_for(uow: UnitOfWork, facts: Facts) -> Decision:
     """The receiving unit for a referral being submitted."""
     return decider(uow)(facts)
 
 
-def decider(uow: UnitOfWork) -> Callable[[Facts], Decision]:
+def decider(uow: UnitOfWork, ruleset: RuleSet | None = None) -> Callable[[Facts], Decision]:
     """``decide_for`` with the current rule set read once: for many referrals decided in
-    one transaction (the bulk import), which sees one rule set throughout anyway."""
-    ruleset = current(uow)
+    one transaction (the bulk import), which sees one rule set throughout anyway.  A
+    caller that has read it already (``units_and_rules``) passes it."""
+    if ruleset is None:
+        ruleset = current(uow)
     # Held here, not only in the session's (weak) identity map: a unit looked up again
     # must not cost a query, nor the autoflush that would come with it.
     units: dict[str, Unit | None] = {}

@@ -210,12 +210,13 @@ def test_create_and_submit_in_one_request_records_both_events_in_order(client, a
 
 
 def test_create_and_submit_writes_each_table_once(client, actors, database):
-    """The new referral is stored at its submitted version in one INSERT (no INSERT of
-    the draft and UPDATE for its submission), and both timeline events in one more."""
+    """The units and the rule set come in one statement; the new referral is stored at its
+    submitted version in one INSERT (no INSERT of the draft and UPDATE for its
+    submission), and both timeline events in one more."""
     sent: list[str] = []
 
     def statement(_conn, _cursor, text, _params, _context, _many):
-        sent.append(text.split("(")[0].split(" SET ")[0].strip())
+        sent.append(text)
 
     event.listen(database.engine, "before_cursor_execute", statement)
     try:
@@ -223,13 +224,16 @@ def test_create_and_submit_writes_each_table_once(client, actors, database):
     finally:
         event.remove(database.engine, "before_cursor_execute", statement)
 
-    writes = [s for s in sent if not s.startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
+    heads = [text.split("(")[0].split(" SET ")[0].strip() for text in sent]
+    writes = [h for h in heads if not h.startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
     assert sorted(writes) == [
         "INSERT INTO audit_events",
         "INSERT INTO outbox",
         "INSERT INTO referrals",
         "INSERT INTO timeline_events",
     ]
+    assert len([text for text in sent if "FROM units" in text]) == 1
+    assert len([text for text in sent if "routing_rulesets" in text]) == 1
     assert referral["version"] == 2
     assert (
         client.get(f"{REFERRALS}/{referral['id']}", headers=actors.worker).get_json()["version"]
