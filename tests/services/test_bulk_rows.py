@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, func, insert, select
+from sqlalchemy.orm import Session
 
 from referrals.audit.actions import AuditAction
 from referrals.audit.group import AuditGroup
@@ -39,6 +40,20 @@ def referral(created_by: str, **values: Any) -> dict[str, Any]:
     }
 
 
+def add_referring_unit(session: Session) -> None:
+    """The unit every referral here is sent from (the referrals' foreign key)."""
+    session.execute(
+        insert(cast(Table, Unit.__table__)),
+        {
+            "id": "ungdomsjouren",
+            "name": "Ungdomsjouren",
+            "kind": "referrer",
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+    )
+
+
 # From the first row (COPY on PostgreSQL) or never (an INSERT).
 @pytest.mark.parametrize("copy_from", [1, 10**9], ids=["copy", "insert"])
 def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
@@ -53,16 +68,7 @@ def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
     ]
     given[1].pop("id")  # takes the column's default: a new id
     with database.sessions() as session:
-        session.execute(
-            insert(cast(Table, Unit.__table__)),
-            {
-                "id": "ungdomsjouren",
-                "name": "Ungdomsjouren",
-                "kind": "referrer",
-                "created_at": NOW,
-                "updated_at": NOW,
-            },
-        )
+        add_referring_unit(session)
         insert_rows(session, REFERRALS, [given[0]], copy_from=copy_from)
         insert_rows(session, REFERRALS, [given[1]], copy_from=copy_from)
         rows = {row.created_by: row for row in session.execute(select(REFERRALS)).all()}
@@ -105,16 +111,7 @@ def test_new_rows_commit_with_their_own_audit_event(database: Database) -> None:
     # Enough rows for COPY on PostgreSQL, which the session's statement events never see.
     count = COPY_FROM + 4
     with database.sessions() as session:
-        session.execute(
-            insert(cast(Table, Unit.__table__)),
-            {
-                "id": "ungdomsjouren",
-                "name": "U",
-                "kind": "referrer",
-                "created_at": NOW,
-                "updated_at": NOW,
-            },
-        )
+        add_referring_unit(session)
         session.commit()
     pending = PendingAudit(
         action=AuditAction.REFERRALS_IMPORT, request_id="import-test", success_status=200
