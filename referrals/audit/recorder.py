@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from referrals.audit.actions import AuditAction, Outcome, outcome_of
 from referrals.auth.principal import ClaimedActor, Principal
+from referrals.db.first_write import COMMITS_ALONE
 from referrals.db.models import AuditEvent, AuditEventTarget, AuditRefusalTally
 
 
@@ -67,7 +68,12 @@ class PendingAudit:
 
 
 def record(
-    session: Session | Connection, pending: PendingAudit, http_status: int, now: datetime
+    session: Session | Connection,
+    pending: PendingAudit,
+    http_status: int,
+    now: datetime,
+    *,
+    alone: bool = False,
 ) -> uuid.UUID:
     """Insert the event in ``session``'s transaction; a failure surfaces here.
 
@@ -75,12 +81,19 @@ def record(
     a flush, nor an ORM-enabled INSERT (its bulk-insert bookkeeping per statement): every
     request pays for this line (tests/benchmarks/bench_audit.py).
     A response that disclosed several referrals adds one multi-row INSERT of their ids;
-    a refused or failed call disclosed nothing, so it names nothing."""
-    return record_many(session, [(pending, http_status, now)])[0]
+    a refused or failed call disclosed nothing, so it names nothing.
+
+    ``alone``: the caller's work wrote nothing, so when no transaction has begun the
+    event's INSERT may be a transaction of its own (referrals/db/first_write.py).  An
+    event that names other referrals never is: its two INSERTs commit together."""
+    return record_many(session, [(pending, http_status, now)], alone=alone)[0]
 
 
 def record_many(
-    session: Session | Connection, events: Sequence[tuple[PendingAudit, int, datetime]]
+    session: Session | Connection,
+    events: Sequence[tuple[PendingAudit, int, datetime]],
+    *,
+    alone: bool = False,
 ) -> list[uuid.UUID]:
     """Several requests' events in one multi-row INSERT (and their disclosures in one
     more), in ``session``'s transaction: the group commit of reads (``AuditGroup``)."""
@@ -99,7 +112,7 @@ def record_many(
     if len(rows) == 1:
         # The one event of almost every request: the statement compiled once per dialect,
         # its parameters converted by the columns' own types, sent as it is.
-        _insert_one_event(connection, rows[0])
+        _insert_one_event(connection, rows[0], alone=alone and not targets)
     else:
         # The tables, not the mapped classes: plain Core (one statement for many rows),
         # without the ORM's bulk-insert bookkeeping.
@@ -122,6 +135,7 @@ class _CompiledInsert:
 
 
 _COMPILED: dict[tuple[str, str], _CompiledInsert] = {}
+_ALONE = {COMMITS_ALONE: True}
 
 
 def _compiled_insert(dialect: Dialect) -> _CompiledInsert:
@@ -141,7 +155,7 @@ def _compiled_insert(dialect: Dialect) -> _CompiledInsert:
     return compiled
 
 
-def _insert_one_event(connection: Connection, row: dict[str, object]) -> None:
+def _insert_one_event(connection: Connection, row: dict[str, object], *, alone: bool) -> None:
     """The same INSERT Core would send, without compiling it (or its cache key) anew per
     request: ``tests/benchmarks/bench_audit.py`` measured the Core call at a sixth of what
     the audit adds to a read."""
@@ -150,10 +164,13 @@ def _insert_one_event(connection: Connection, row: dict[str, object]) -> None:
         name: (compiled.convert[name](value) if name in compiled.convert else value)
         for name, value in row.items()
     }
+    options = _ALONE if alone else None
     if compiled.positions is None:
-        connection.exec_driver_sql(compiled.sql, values)
+        connection.exec_driver_sql(compiled.sql, values, options)
     else:
-        connection.exec_driver_sql(compiled.sql, tuple(values[n] for n in compiled.positions))
+        connection.exec_driver_sql(
+            compiled.sql, tuple(values[n] for n in compiled.positions), options
+        )
 
 
 # PostgreSQL takes a list's disclosures as two arrays in one statement: two parameters,

@@ -11,6 +11,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from referrals.db import first_write
+
 # Seconds a SQLite writer waits for the write lock before the request fails with 503.
 # Write transactions last milliseconds; this only runs out when something holds the lock
 # far longer than any request should (a stuck process, an operator's open shell).
@@ -61,6 +63,7 @@ def connect(
         engine_options.setdefault("pool_recycle", POOL_RECYCLE)
         engine = create_engine(url, **engine_options)
         event.listen(engine, "checkout", _drop_closed)
+        first_write.install(engine)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 

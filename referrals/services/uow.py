@@ -20,6 +20,7 @@ from referrals.audit.group import AuditGroup
 from referrals.audit.recorder import AuditUnavailable, PendingAudit, record, record_many
 from referrals.db.caseloads import CaseloadRepository, StaffRepository
 from referrals.db.engine import read_only
+from referrals.db.first_write import begin_at_first_write
 from referrals.db.repositories import (
     OutboxRepository,
     ReferralRepository,
@@ -45,9 +46,10 @@ def _executed(state: ORMExecuteState) -> None:
 
 
 def _write(session: Session, events: Sequence[tuple[PendingAudit, int, datetime]]) -> None:
-    """A batch of read events: one alone is the same single INSERT as any event."""
+    """A batch of read events: one alone is the same single INSERT as any event, and
+    commits alone when nothing before it began a transaction."""
     if len(events) == 1:
-        record(session, *events[0])
+        record(session, *events[0], alone=True)
     else:
         record_many(session, events)
 
@@ -76,6 +78,9 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._sessions()
+        # On PostgreSQL a read needs no BEGIN and no COMMIT: the transaction begins at
+        # the first write (referrals/db/first_write.py).
+        begin_at_first_write(self.session)
         self.referrals = ReferralRepository(self.session)
         self.units = UnitRepository(self.session)
         self.routing = RoutingRepository(self.session)

@@ -61,6 +61,8 @@ ASSIGNMENT = "referrals/services/assignment.py"
 CASELOADS = "tests/api/test_caseloads.py"
 CASELOAD_RULES = "tests/auth/test_caseload_policy.py"
 GROUP_TESTS = "tests/audit/test_group_commit.py"
+FIRST_WRITE = "referrals/db/first_write.py"
+FIRST_WRITE_TESTS = "tests/db/test_first_write.py"
 CACHE_TESTS = "tests/auth/test_token_cache.py"
 
 
@@ -353,6 +355,46 @@ MUTATIONS = (
         " and not self.session.info.get(WROTE):",
         ":",
         (GROUP_TESTS,),
+    ),
+    Mutation(
+        "write-begins-transaction",
+        "a write after reads is never committed on its own (PostgreSQL; --both-backends)",
+        FIRST_WRITE,
+        "    if _plain_read(context, statement):\n        return\n",
+        "    return\n",
+        (FIRST_WRITE_TESTS,),
+    ),
+    Mutation(
+        "text-is-not-a-read",
+        "a statement not built as a select() begins the transaction (--both-backends)",
+        FIRST_WRITE,
+        "return False  # text(), a driver",
+        "return True  # text(), a driver",
+        (FIRST_WRITE_TESTS,),
+    ),
+    Mutation(
+        "row-lock-begins-transaction",
+        "a locking read holds its lock until the unit of work ends (--both-backends)",
+        FIRST_WRITE,
+        'if getattr(built, "_for_update_arg", None) is not None:',
+        "if False:",
+        (FIRST_WRITE_TESTS,),
+    ),
+    Mutation(
+        "advisory-lock-begins-transaction",
+        "a transaction-scoped function begins the transaction (--both-backends)",
+        FIRST_WRITE,
+        "return not any(name in lowered for name in _TRANSACTION_SCOPED)",
+        "return True",
+        (FIRST_WRITE_TESTS,),
+    ),
+    Mutation(
+        "disclosures-commit-together",
+        "an event naming several referrals never commits alone (--both-backends)",
+        RECORDER,
+        "alone=alone and not targets",
+        "alone=alone",
+        (FIRST_WRITE_TESTS,),
     ),
     Mutation(
         "token-cache-whole-digest",
