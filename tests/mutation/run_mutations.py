@@ -336,7 +336,7 @@ MUTATIONS = (
         "read-event-in-group-commit",
         "a read's audit event is written by the group commit that answers it",
         UOW,
-        "        record(session, *events[0])",
+        "        record(session, *events[0], alone=True)",
         "        pass",
         (RECORDING, GROUP_TESTS),
     ),
@@ -489,8 +489,18 @@ MUTATIONS = (
         "erase-refuses-held",
         "no erasure, by retention or by hand, while a legal hold stands",
         "referrals/services/referrals.py",
-        "    if legal_holds.active(uow.session, row.id) is not None:",
-        "    if False:",
+        "    if legal_holds.active(uow.session, row.id) is not None:\n"
+        "        # A hold stops every erasure, by retention or by hand",
+        "    if False:\n        # A hold stops every erasure, by retention or by hand",
+        ("tests/services/test_retention.py",),
+    ),
+    Mutation(
+        "draft-delete-refuses-held",
+        "deleting a draft under a legal hold is refused (it erases the draft)",
+        "referrals/services/referrals.py",
+        "    if legal_holds.active(uow.session, row.id) is not None:\n"
+        "        # Deleting a draft erases it",
+        "    if False:\n        # Deleting a draft erases it",
         ("tests/services/test_retention.py",),
     ),
     # Two-phase disclosure and consent withdrawal (issue 12, items 1 and 7).
