@@ -54,10 +54,22 @@ def begin_at_first_write(session: Session) -> None:
     the connection goes back to the pool.  A session bound to a connection rather than
     the engine joins whatever transaction its owner began, and is left as it is."""
     bind = session.get_bind()
-    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and _reads_committed(bind):
         session.connection(
             execution_options={"isolation_level": "AUTOCOMMIT", BEGIN_AT_FIRST_WRITE: True}
         )
+
+
+def _reads_committed(engine: Engine) -> bool:
+    """Whether a transaction on ``engine`` would be READ COMMITTED, where a statement
+    outside it sees what it would see inside.  Under REPEATABLE READ or SERIALIZABLE (set
+    for the engine, or as the server's or the role's default) every statement of a
+    transaction shares one snapshot: there the transaction begins with the first
+    statement, as it always did.  Not known before the engine's first connection: begin
+    at the first statement until it is."""
+    dialect = engine.dialect
+    chosen = getattr(dialect, "_on_connect_isolation_level", None)
+    return (chosen or getattr(dialect, "default_isolation_level", None)) == "READ COMMITTED"
 
 
 def in_transaction(connection: Connection) -> bool:

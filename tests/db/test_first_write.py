@@ -219,6 +219,8 @@ def test_a_connection_goes_back_to_the_pool_beginning_transactions_as_usual(
 ) -> None:
     database = connect(database_url, pool_size=1, max_overflow=0)
     try:
+        with database.engine.connect():
+            pass  # the first connection: the engine learns its isolation level
         with UnitOfWork(database.sessions) as uow:
             uow.session.execute(select(literal(1)))
             assert not in_transaction(uow.session.connection())
@@ -227,5 +229,29 @@ def test_a_connection_goes_back_to_the_pool_beginning_transactions_as_usual(
         with database.engine.connect() as connection:
             connection.execute(select(literal(1)))
             assert in_transaction(connection)
+    finally:
+        database.dispose()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"isolation_level": "REPEATABLE READ"},
+        {"connect_args": {"options": "-c default_transaction_isolation=serializable"}},
+    ],
+    ids=["engine-repeatable-read", "server-default-serializable"],
+)
+def test_under_a_stricter_isolation_the_transaction_begins_with_the_first_statement(
+    database_url: str, options: dict[str, Any]
+) -> None:
+    """There every statement of a transaction shares one snapshot: reads run outside it
+    would each see another."""
+    database = connect(database_url, **options)
+    try:
+        with database.engine.connect():
+            pass  # the first connection: the engine learns its isolation level
+        with UnitOfWork(database.sessions) as uow:
+            uow.session.execute(select(literal(1)))
+            assert in_transaction(uow.session.connection())
     finally:
         database.dispose()

@@ -389,6 +389,14 @@ MUTATIONS = (
         (FIRST_WRITE_TESTS,),
     ),
     Mutation(
+        "first-write-only-read-committed",
+        "reads leave the transaction only under READ COMMITTED (--both-backends)",
+        FIRST_WRITE,
+        'return (chosen or getattr(dialect, "default_isolation_level", None)) == "READ COMMITTED"',
+        "return True",
+        (FIRST_WRITE_TESTS,),
+    ),
+    Mutation(
         "disclosures-commit-together",
         "an event naming several referrals never commits alone (--both-backends)",
         RECORDER,
