@@ -21,24 +21,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from referrals import create_app
-from referrals.auth import devissuer
-from referrals.auth.principal import Role
-from referrals.config import Settings
-from referrals.runtime import OPERATOR, Runtime
-from referrals.services import seeding
 from referrals.services import uow as uow_module
-from tests.benchmarks.bench_audit import BODY, one_round
-from tests.benchmarks.report import ab_report, say
+from tests.benchmarks.bench_audit import create, one_round, served
+from tests.benchmarks.report import ab_report_clocks, say
 from tests.support.databases import postgres_database
 
 ROUNDS = 30  # per variant, after one warm-up round each
@@ -61,34 +53,17 @@ LABELS = {"A": "at first write", "B": "from the start"}
 
 
 def measure(url: str, rounds: int) -> dict[str, list[tuple[float, float]]]:
-    with tempfile.TemporaryDirectory(prefix="referrals-bench-") as directory:
-        instance = Path(directory) / "instance"
-        app = create_app(Settings(instance_path=instance, database_url=url, log_level="WARNING"))
-        runtime: Runtime = app.extensions["referrals"]
-        try:
-            with runtime.unit_of_work() as uow:
-                seeding.apply(uow, runtime.context(OPERATOR), seeding.packaged("demo"))
-            key = devissuer.load_or_create_key(instance)
-            token = devissuer.mint(
-                key, role=Role.YOUTH_WORKER, unit="ungdomsjouren", audience="referrals-api"
-            )
-            headers = {"Authorization": f"Bearer {token}"}
-            client = app.test_client()
-            created = client.post("/api/v1/referrals", json=BODY, headers=headers)
-            if created.status_code != 201:
-                raise SystemExit(f"create failed: {created.status_code}")
-            path = f"/api/v1/referrals/{created.get_json()['id']}"
-            for context in VARIANTS.values():  # warm-up: caches, the connection pool
-                with context():
-                    one_round(client, path, headers, PER_ROUND)
-            timings: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
-            for i in range(rounds):
-                for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                    with VARIANTS[name]():
-                        timings[name].append(one_round(client, path, headers, PER_ROUND))
-            return timings
-        finally:
-            runtime.database.dispose()
+    with served(url) as (client, headers, _runtime):
+        path = f"/api/v1/referrals/{create(client, headers)}"
+        for context in VARIANTS.values():  # warm-up: caches, the connection pool
+            with context():
+                one_round(client, path, headers, PER_ROUND)
+        timings: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+        for i in range(rounds):
+            for name in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                with VARIANTS[name]():
+                    timings[name].append(one_round(client, path, headers, PER_ROUND))
+        return timings
 
 
 def main() -> None:
@@ -106,16 +81,13 @@ def main() -> None:
         f"{max(2, arguments.rounds)} interleaved rounds per variant x {PER_ROUND} audited"
         " reads of GET /api/v1/referrals/{id}, Flask test client, one process"
     )
-    for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
-        ab_report(
-            clock,
-            column,
-            timings,
-            labels=LABELS,
-            per="requests",
-            ratio="at first write/from the start",
-            cost="difference",
-        )
+    ab_report_clocks(
+        timings,
+        labels=LABELS,
+        per="requests",
+        ratio="at first write/from the start",
+        cost="difference",
+    )
     say()
     say(f"total run time {time.perf_counter() - started:.1f} s")
 

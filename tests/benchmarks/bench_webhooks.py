@@ -70,7 +70,7 @@ from referrals.db.models import OutboxMessage, Referral
 from referrals.runtime import OPERATOR, Runtime
 from referrals.services import outbox, seeding
 from referrals.worker import Worker
-from tests.benchmarks.report import ab_report, say
+from tests.benchmarks.report import ab_report_clocks, say
 from tests.support import standard_webhooks
 from tests.support.databases import postgres_database
 from tests.support.unit_admin import put_webhook
@@ -337,16 +337,9 @@ def run_submits(app: Flask, runtime: Runtime, instance: Path) -> None:
     if written != expected:
         raise SystemExit(f"{written} outbox rows written, expected {expected}")
     say(f"outbox rows written: {written} (one per submit in A, none in B: checked per round)")
-    for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
-        ab_report(
-            clock,
-            column,
-            timings,
-            labels=LABELS,
-            per="submits",
-            ratio="with/without outbox",
-            cost="outbox cost",
-        )
+    ab_report_clocks(
+        timings, labels=LABELS, per="submits", ratio="with/without outbox", cost="outbox cost"
+    )
 
 
 def run_delivery(app: Flask, runtime: Runtime, instance: Path) -> None:

@@ -41,3 +41,17 @@ def ab_report(
     say(
         f"  per request: A {1e3 / a:.2f} ms, B {1e3 / b:.2f} ms, {cost} {1e3 / a - 1e3 / b:+.2f} ms"
     )
+
+
+def ab_report_clocks(
+    timings: Mapping[str, Sequence[Sequence[Any]]],
+    *,
+    labels: Mapping[str, str],
+    per: str,
+    ratio: str,
+    cost: str,
+    goal: str = "",
+) -> None:
+    """``ab_report`` by wall clock (column 0), then by this process's CPU time (column 1)."""
+    for clock, column in (("wall-clock", 0), ("process CPU (PostgreSQL's work not included)", 1)):
+        ab_report(clock, column, timings, labels=labels, per=per, ratio=ratio, cost=cost, goal=goal)
