@@ -2,7 +2,7 @@
 
 A read's unit of work sends one SELECT and then its audit event.  With a transaction from
 its first statement that is BEGIN, SELECT, INSERT, COMMIT: four round trips, two of which
-carry no work (tests/benchmarks/bench_naive.py measured each at about 0.1 ms here).
+carry no work (tests/benchmarks/bench_first_write.py measures what they cost a read).
 
 Under READ COMMITTED (PostgreSQL's default, and ours) every statement of a transaction
 takes its own snapshot, so a plain SELECT outside a transaction sees exactly what it would
@@ -37,9 +37,10 @@ BEGIN_AT_FIRST_WRITE = "referrals_begin_at_first_write"
 # Statement option: this statement may be its own transaction if none has begun.
 COMMITS_ALONE = "referrals_commits_alone"
 
-# Functions whose effect lasts until the end of the transaction: a SELECT calling one is
-# not a plain read.  (Our code calls them through text(), which begins anyway.)
-_TRANSACTION_SCOPED = ("pg_advisory_xact", "pg_try_advisory_xact", "set_config")
+# Functions whose effect lasts until, or happens at, the end of the transaction: a SELECT
+# calling one is not a plain read.  (Our code calls them through text(), which begins
+# anyway.)
+_TRANSACTION_SCOPED = ("pg_advisory_xact", "pg_try_advisory_xact", "set_config", "pg_notify")
 
 
 def install(engine: Engine) -> None:

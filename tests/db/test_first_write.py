@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import event, func, literal, select, text
@@ -194,6 +195,22 @@ def test_an_advisory_lock_taken_by_a_select_is_held_until_the_unit_of_work_ends(
 
     with committed_database.engine.begin() as other:
         assert other.scalar(probe, {"key": ADVISORY_KEY}) is True
+
+
+def test_a_notification_sent_by_a_select_goes_only_with_a_commit(
+    live_app: Flask, database_url: str
+) -> None:
+    """NOTIFY is delivered when its transaction commits: sent outside one, it would go at
+    once, for work that is then rolled back."""
+    channel = f"first_write_{uuid.uuid4().hex}"
+    address = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(address, autocommit=True) as listener:
+        listener.execute(f"LISTEN {channel}")
+        with runtime_of(live_app).unit_of_work() as uow:
+            uow.session.execute(select(func.pg_notify(literal(channel), literal("rolled back"))))
+            # No commit: the unit of work ends by rolling back.
+        heard = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert heard == []
 
 
 def test_an_event_naming_several_referrals_commits_its_two_inserts_together(
