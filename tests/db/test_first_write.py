@@ -4,9 +4,11 @@
 What must hold: a read is its SELECTs and its audit event's INSERT, nothing else, and the
 event is durable before the answer; a write never commits on its own, however it was
 sent (a flush, ``text()``) and whatever was read before it; whatever a statement holds
-until the commit (a row lock, an advisory lock) is held until the unit of work ends; an
-event that names several referrals commits its two INSERTs together; and a connection
-goes back to the pool as it came, beginning transactions as usual.
+until the commit (a row lock, an advisory lock) is held until the unit of work ends, and
+a notification goes only with a commit; an event that names several referrals commits its
+two INSERTs together; a connection goes back to the pool as it came, beginning
+transactions as usual; and under a stricter isolation level than READ COMMITTED nothing
+of this applies.
 """
 
 from __future__ import annotations
