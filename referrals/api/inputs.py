@@ -169,6 +169,12 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     ARGUMENTS_PARSER = CleanJsonParser()
 
     def arguments(self, schema: Any, *, location: str = "json", **kwargs: Any) -> Any:
+        # One instance per view, made here: given a class, webargs makes a new instance
+        # for every request, and with it every nested schema it holds (a create paid
+        # three schema constructions per request).  Loading keeps no state in the
+        # instance, so the threads of a worker can share it.
+        if isinstance(schema, type):
+            schema = schema()
         if location == "json":
             kwargs.setdefault("required", body_required(schema))
         return super().arguments(schema, location=location, **kwargs)

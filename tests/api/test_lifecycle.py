@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from flask.testing import FlaskClient
+from marshmallow import Schema
 from sqlalchemy import event
 
 from tests.api.helpers import (
@@ -239,6 +241,24 @@ def test_create_and_submit_writes_each_table_once(client, actors, database):
         client.get(f"{REFERRALS}/{referral['id']}", headers=actors.worker).get_json()["version"]
         == 2
     )
+
+
+def test_a_create_builds_no_schema_per_request(client, actors):
+    """The body's schema (and the nested ones it holds) is built once per view, not for
+    every request: webargs builds a new instance per request when given a class."""
+    for _ in range(2):  # anything built lazily is built now (the second has a duplicate)
+        create(client, actors.worker, submit=True)
+    built: list[str] = []
+    original = Schema.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    with mock.patch.object(Schema, "__init__", counting):
+        create(client, actors.worker, submit=True)
+        create(client, actors.worker, submit=False)
+    assert built == []
 
 
 def test_full_closed_loop_as_the_sender_sees_it(client, actors, reach):
