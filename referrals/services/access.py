@@ -7,7 +7,9 @@ this is where each access will be recorded in the audit trail (SECURITY.md: Audi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import cast
 
 from referrals.auth import policy
 from referrals.db.models import BreakGlassGrant, Referral, Unit
@@ -50,12 +52,29 @@ def open_referral(
 def referring_unit(uow: UnitOfWork, ctx: Context) -> Unit:
     """The caller's unit, which must be a registered referring unit (youth workers
     opening a referral or asking where one would go)."""
+    unit = uow.units.get(_opener_unit(ctx))
+    _require_referrer(unit.kind if unit is not None else None)
+    return cast(Unit, unit)  # a unit that is not there has no kind: refused above
+
+
+def referring_unit_id(ctx: Context, kinds: Mapping[str, str]) -> str:
+    """``referring_unit`` checked against units' kinds already read (``routing_inputs``):
+    the same rule, without a query of its own."""
+    unit_id = _opener_unit(ctx)
+    _require_referrer(kinds.get(unit_id))
+    return unit_id
+
+
+def _opener_unit(ctx: Context) -> str:
     if not policy.may_open_referral(ctx.principal):
         raise Forbidden("only youth workers of a referring unit open referrals")
-    unit = uow.units.get(ctx.principal.unit or "")
-    if unit is None or unit.kind != UnitKind.REFERRER:
+    return ctx.principal.unit or ""
+
+
+def _require_referrer(kind: str | None) -> None:
+    # An unregistered unit has no kind (None).
+    if kind != UnitKind.REFERRER:
         raise Forbidden("the caller's unit is not a registered referring unit")
-    return unit
 
 
 def _through_broken_glass(uow: UnitOfWork, ctx: Context, row: Referral) -> Side | None:

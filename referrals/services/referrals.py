@@ -38,6 +38,7 @@ from referrals.services.access import (
     disclosure,
     open_referral,
     referring_unit,
+    referring_unit_id,
     sealer_for,
 )
 from referrals.services.context import Context
@@ -106,15 +107,17 @@ def open_new(
     the import passes a ``decide`` that reads the rule set once per batch."""
     uow = new.uow
     if submit and decide is None:
-        # Both units this request looks up (the sender's, the routed receiver's) and the
-        # rule set come from one statement; afterwards the units are in the session and
-        # cost no query.
-        decide = routing.decider(uow, routing.units_and_rules(uow))
-    sending_unit = referring_unit(uow, ctx)
+        # The units' kinds (the sender's, the routed receiver's) and the rule set come
+        # from one statement, which is all this request reads before it writes.
+        inputs = routing.routing_inputs(uow)
+        decide = routing.decider(uow, inputs)
+        sending_unit_id = referring_unit_id(ctx, inputs.kinds)
+    else:
+        sending_unit_id = referring_unit(uow, ctx).id
     row = Referral(
         id=uuid.uuid4(),
         status=Status.DRAFT,
-        sending_unit_id=sending_unit.id,
+        sending_unit_id=sending_unit_id,
         created_by=ctx.principal.actor,
         priority=Priority.NORMAL,
         created_at=ctx.now,

@@ -7,18 +7,20 @@ The client never chooses the receiving unit.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from referrals.auth import policy
-from referrals.db.models import Referral, RoutingRuleSet, Unit
+from referrals.db.models import Referral, RoutingRuleSet
 from referrals.domain import routing
-from referrals.domain.codes import Priority
+from referrals.domain.codes import Priority, UnitKind
 from referrals.domain.personal_number import age_on
 from referrals.domain.routing import Decision, Facts, Rule, RuleSet
 from referrals.services import records
@@ -35,14 +37,28 @@ def current(uow: UnitOfWork) -> RuleSet | None:
     return _ruleset(stored) if stored is not None else None
 
 
-def units_and_rules(uow: UnitOfWork) -> RuleSet | None:
-    """Every unit into the session and the current rule set, in one statement: what a
-    create+submit needs before it decides."""
-    latest = uow.units.preload_with_latest_rules()
-    if latest is None:
-        return None
-    version, rules = latest
-    return RuleSet(version, tuple(Rule.from_json(r) for r in rules))
+@dataclass(frozen=True)
+class RoutingInputs:
+    """What deciding where a referral goes reads: every unit's kind by id, and the
+    current rule set (None when there is none)."""
+
+    kinds: Mapping[str, str]
+    ruleset: RuleSet | None
+
+
+def routing_inputs(uow: UnitOfWork) -> RoutingInputs:
+    """Every unit's kind and the current rule set, in one statement: what a create+submit
+    reads before it decides."""
+    kinds, latest = uow.units.kinds_with_latest_rules()
+    return RoutingInputs(kinds, _parsed(*latest) if latest is not None else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(version: int, rules: str) -> RuleSet:
+    """A rule set parsed once per process for its exact text: every create reads the text
+    anew (so a change is seen at once, as before), and only a text not seen before is
+    parsed.  Rules are frozen values, safe to share between requests and threads."""
+    return RuleSet(version, tuple(Rule.from_json(r) for r in json.loads(rules)))
 
 
 def decide_for(uow: UnitOfWork, facts: Facts) -> Decision:
@@ -50,24 +66,20 @@ def decide_for(uow: UnitOfWork, facts: Facts) -> Decision:
     return decider(uow)(facts)
 
 
-def decider(uow: UnitOfWork, ruleset: RuleSet | None = None) -> Callable[[Facts], Decision]:
-    """``decide_for`` with the current rule set read once: for many referrals decided in
-    one transaction (the bulk import), which sees one rule set throughout anyway.  A
-    caller that has read it already (``units_and_rules``) passes it."""
-    if ruleset is None:
-        ruleset = current(uow)
-    # Held here, not only in the session's (weak) identity map: a unit looked up again
-    # must not cost a query, nor the autoflush that would come with it.
-    units: dict[str, Unit | None] = {}
+def decider(uow: UnitOfWork, inputs: RoutingInputs | None = None) -> Callable[[Facts], Decision]:
+    """``decide_for`` with the units and the current rule set read once: for many
+    referrals decided in one transaction (the bulk import), which sees one rule set
+    throughout anyway.  A caller that has read them already (``routing_inputs``) passes
+    them."""
+    if inputs is None:
+        inputs = routing_inputs(uow)
+    ruleset, kinds = inputs.ruleset, inputs.kinds
 
     def decide(facts: Facts) -> Decision:
         if ruleset is None:
             raise Conflict("no routing rules are configured; an administrator must add them")
         decision = routing.decide(ruleset, facts)
-        if decision.unit not in units:
-            units[decision.unit] = uow.units.get(decision.unit)
-        unit = units[decision.unit]
-        if unit is None or unit.kind != "receiver":
+        if kinds.get(decision.unit) != UnitKind.RECEIVER:
             raise Conflict("the routing rules name a unit that no longer receives referrals")
         return decision
 

@@ -1323,6 +1323,10 @@ def test_a_youth_worker_outside_a_referring_unit_may_not_preview_routing(
 
     opened = client.post(f"{API}{REFERRALS}", json=referral_body(), headers=headers)
     assert_problem(opened, ROLE)
+    # Opened and submitted at once: the unit is checked against the kinds read with the
+    # rules (routing_inputs), not by the draft's own lookup.
+    submitted = {**referral_body(), "submit": True}
+    assert_problem(client.post(f"{API}{REFERRALS}", json=submitted, headers=headers), ROLE)
     previewed = client.post(f"{API}{PREVIEW}", json=preview_body(), headers=headers)
 
     assert_problem(previewed, ROLE)

@@ -24,10 +24,17 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from referrals.db.engine import Database
-from referrals.db.models import AuditEvent, OutboxMessage, Referral, RoutingRuleSet, TimelineEvent
+from referrals.db.models import (
+    AuditEvent,
+    OutboxMessage,
+    Referral,
+    RoutingRuleSet,
+    TimelineEvent,
+    Unit,
+)
 from referrals.domain import routing as engine
 from referrals.domain.codes import Category
 from referrals.domain.personal_number import age_on, parse_personal_number
@@ -1155,6 +1162,28 @@ def test_a_unit_a_rule_targets_cannot_stop_receiving(
         field="unit",
         before=before,
     )
+
+
+def test_nothing_is_routed_to_a_unit_that_no_longer_receives(
+    client: FlaskClient, actors: Actors, ruleset: Installed, database: Database
+) -> None:
+    """The API keeps a routed unit from becoming a referrer (above); a change made round
+    it (in the database, by a migration) must still not send personal data there: the
+    decision checks the unit it names, on submission and in the preview alike."""
+    body = body_for(district="norrmalm", birth_date=born(15))
+    with database.sessions() as session:
+        session.execute(update(Unit).where(Unit.id == NORRMALM).values(kind="referrer"))
+        session.commit()
+    before = row_counts(database)
+
+    response = client.post(REFERRALS, json={**body, "submit": True}, headers=actors.worker)
+    assert_problem(response, 409, CONFLICT)
+    assert row_counts(database) == before
+    assert_problem(preview(client, actors.worker, body), 409, CONFLICT)
+
+    # Control: a referral the rules send elsewhere still goes.
+    other = submit(client, actors, body_for(district="vasastan", birth_date=born(15)))
+    assert other["receiving_unit"] == INTAKE
 
 
 def test_a_new_receiving_unit_can_be_routed_to(

@@ -454,11 +454,19 @@ MUTATIONS = (
         (GLASS,),
     ),
     Mutation(
+        "routing-receivers-only",
+        "a referral is routed only to a unit that receives referrals",
+        "referrals/services/routing.py",
+        "if kinds.get(decision.unit) != UnitKind.RECEIVER:",
+        "if decision.unit is None:",
+        ("tests/api/test_routing.py",),
+    ),
+    Mutation(
         "referring-unit-check",
         "referrals are opened from registered referring units",
         ACCESS,
-        "if unit is None or unit.kind != UnitKind.REFERRER:",
-        "if unit is None:",
+        "    if kind != UnitKind.REFERRER:",
+        "    if kind is None:",
         (MATRIX, SCOPE, "tests/api/test_routing.py"),
     ),
     Mutation(
