@@ -11,17 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Connection, CursorResult, Dialect, Table, insert, update
+from sqlalchemy import Connection, CursorResult, Table, insert, update
 from sqlalchemy.orm import Session
 
 from referrals.audit.actions import AuditAction, Outcome, outcome_of
 from referrals.auth.principal import ClaimedActor, Principal
 from referrals.db.first_write import COMMITS_ALONE
+from referrals.db.inserts import execute_insert
 from referrals.db.models import AuditEvent, AuditEventTarget, AuditRefusalTally
 
 
@@ -122,55 +123,14 @@ def record_many(
     return ids
 
 
-@dataclass(frozen=True)
-class _CompiledInsert:
-    """``INSERT INTO audit_events`` in one dialect's SQL and parameter style."""
-
-    sql: str
-    # Parameter names in order for a positional style (SQLite's ``?``); None when named.
-    positions: tuple[str, ...] | None
-    # Each column's conversion to what the driver takes (a UUID to text on SQLite,
-    # the roles list to JSON), from the column's own type.
-    convert: dict[str, Callable[[Any], Any]]
-
-
-_COMPILED: dict[tuple[str, str], _CompiledInsert] = {}
 _ALONE = {COMMITS_ALONE: True}
-
-
-def _compiled_insert(dialect: Dialect) -> _CompiledInsert:
-    key = (dialect.name, dialect.driver)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        names = [column.name for column in EVENTS.columns]
-        statement = insert(EVENTS).compile(dialect=dialect, column_keys=names)
-        convert: dict[str, Callable[[Any], Any]] = {}
-        for column in EVENTS.columns:
-            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                convert[column.name] = processor
-        positions = statement.positiontup
-        compiled = _CompiledInsert(str(statement), tuple(positions) if positions else None, convert)
-        _COMPILED[key] = compiled
-    return compiled
 
 
 def _insert_one_event(connection: Connection, row: dict[str, object], *, alone: bool) -> None:
     """The same INSERT Core would send, without compiling it (or its cache key) anew per
     request: ``tests/benchmarks/bench_audit.py`` measured the Core call at a sixth of what
     the audit adds to a read."""
-    compiled = _compiled_insert(connection.dialect)
-    values = {
-        name: (compiled.convert[name](value) if name in compiled.convert else value)
-        for name, value in row.items()
-    }
-    options = _ALONE if alone else None
-    if compiled.positions is None:
-        connection.exec_driver_sql(compiled.sql, values, options)
-    else:
-        connection.exec_driver_sql(
-            compiled.sql, tuple(values[n] for n in compiled.positions), options
-        )
+    execute_insert(connection, EVENTS, [row], _ALONE if alone else None)
 
 
 # PostgreSQL takes a list's disclosures as two arrays in one statement: two parameters,

@@ -10,9 +10,11 @@ Python-side default, as in an INSERT.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, insert, inspect
+from sqlalchemy import Column, Connection, Dialect, Table, insert, inspect
 from sqlalchemy.orm import Mapper, Session
 
 # From this many rows on, PostgreSQL takes them by COPY: one stream instead of one
@@ -32,7 +34,78 @@ def insert_rows(
     if session.get_bind().dialect.name == "postgresql" and len(rows) >= copy_from:
         _copy(session, table, rows)
     else:
-        session.execute(insert(table), rows)
+        execute_insert(session.connection(), table, rows)
+
+
+def execute_insert(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    options: Mapping[str, Any] | None = None,
+) -> None:
+    """One INSERT of ``rows`` (each with the same columns; several rows are one
+    executemany), exactly as Core's ``insert(table)`` would send it: the statement
+    compiled once per table, columns and dialect, each value converted by its column's
+    type, an unset column given its Python-side default.  Core compiled the statement's
+    cache key, set up an execution context and looked up the defaults for every call: on
+    a create+submit's four INSERTs that was more than the round trips
+    (tests/benchmarks/bench_naive.py).  ``options`` are the statement's execution
+    options (``COMMITS_ALONE``)."""
+    compiled = _compiled(table, tuple(rows[0]), connection.dialect)
+    parameters = [compiled.parameters(row) for row in rows]
+    connection.exec_driver_sql(
+        compiled.sql, parameters[0] if len(parameters) == 1 else parameters, options
+    )
+
+
+@dataclass(frozen=True)
+class _CompiledInsert:
+    """``INSERT INTO table (columns)`` in one dialect's SQL and parameter style."""
+
+    sql: str
+    # Parameter names in order for a positional style (SQLite's ``?``); None when named.
+    positions: tuple[str, ...] | None
+    # Each column's conversion to what the driver takes (a UUID to text on SQLite, a list
+    # to JSON), from the column's own type: the given columns', then the defaulted ones'.
+    convert: dict[str, Callable[[Any], Any]]
+    # Columns the rows leave unset that have a Python-side default, as an INSERT fills.
+    defaulted: tuple[Column[Any], ...]
+
+    def parameters(self, row: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        values = dict(row)
+        for column in self.defaulted:
+            values[column.key] = _default(column)
+        for name, convert in self.convert.items():
+            values[name] = convert(values[name])
+        return values if self.positions is None else tuple(values[n] for n in self.positions)
+
+
+_COMPILED: dict[tuple[str, tuple[str, ...], str, str], _CompiledInsert] = {}
+
+
+def _compiled(table: Table, given: tuple[str, ...], dialect: Dialect) -> _CompiledInsert:
+    key = (table.name, given, dialect.name, dialect.driver)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        defaulted = tuple(
+            column
+            for column in table.columns
+            if column.key not in given and column.default is not None
+        )
+        names = [*given, *(column.key for column in defaulted)]
+        statement = insert(table).compile(dialect=dialect, column_keys=names)
+        convert: dict[str, Callable[[Any], Any]] = {}
+        for name in names:
+            column_type = table.c[name].type
+            processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                convert[name] = processor
+        positions = statement.positiontup
+        compiled = _CompiledInsert(
+            str(statement), tuple(positions) if positions else None, convert, defaulted
+        )
+        _COMPILED[key] = compiled
+    return compiled
 
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
