@@ -10,11 +10,13 @@ Python-side default, as in an INSERT.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Dialect, Table, insert, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
 
 # From this many rows on, PostgreSQL takes them by COPY: one stream instead of one
@@ -170,3 +172,29 @@ def _columns(model: type) -> tuple[tuple[str, str], ...]:
 
 
 _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+@contextmanager
+def pipelined(session: Session) -> Iterator[None]:
+    """The statements sent in this block go to PostgreSQL without waiting for each
+    answer (psycopg's pipeline mode), and their answers are read together at its end:
+    one round trip for several INSERTs instead of one each.  Only for statements whose
+    results nobody reads (INSERTs without RETURNING).  A statement that fails makes the
+    server skip the rest of the block, and its error is raised at the end of the block
+    as SQLAlchemy would have raised it; the transaction is then aborted, as after any
+    failed statement.  Anywhere else (SQLite) the block runs as it is."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    pipeline = getattr(driver, "pipeline", None)
+    if connection.dialect.name != "postgresql" or pipeline is None:
+        yield
+        return
+    try:
+        with pipeline():
+            yield
+    except DBAPIError:
+        raise
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            "pipelined statements", None, exc, connection.dialect.loaded_dbapi.Error
+        ) from exc

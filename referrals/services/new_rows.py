@@ -12,11 +12,12 @@ bulk import (services/bulk_import.py) a whole batch.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, cast
 
 from sqlalchemy import Table
 
-from referrals.db.inserts import column_values, insert_rows
+from referrals.db.inserts import COPY_FROM, column_values, insert_rows, pipelined
 from referrals.db.models import OutboxMessage, Referral, TimelineEvent
 from referrals.services.uow import WROTE, UnitOfWork
 
@@ -73,12 +74,16 @@ class NewRows:
             rows[type(obj)].append(column_values(obj))
         self.objects.clear()
         session = self._uow.session
-        for model in _ORDER:
-            groups: dict[frozenset[str], list[dict[str, Any]]] = {}
-            for values in rows[model]:
-                groups.setdefault(frozenset(values), []).append(values)
-            for group in groups.values():
-                insert_rows(session, cast(Table, model.__table__), group)
+        # One round trip for the API's few INSERTs; an import batch's COPY (from
+        # COPY_FROM rows of a table) cannot run in a pipeline, and needs none.
+        few = all(len(values) < COPY_FROM for values in rows.values())
+        with pipelined(session) if few else nullcontext():
+            for model in _ORDER:
+                groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+                for values in rows[model]:
+                    groups.setdefault(frozenset(values), []).append(values)
+                for group in groups.values():
+                    insert_rows(session, cast(Table, model.__table__), group)
         # A COPY goes round the session's statement events: say that this transaction
         # wrote, so that its audit event commits with it (services/uow.py), never in a
         # read's shared commit (audit/group.py).
