@@ -50,6 +50,9 @@ class ListFilter:
     hidden_from_receiver: tuple[str, ...] = ()
 
 
+_REFERRAL_BY_ID = select(Referral).where(Referral.id == bindparam("id"))
+
+
 class ReferralRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -59,7 +62,11 @@ class ReferralRepository:
         of the same referral take turns instead of both deciding on what they read."""
         if for_update:
             return self.session.get(Referral, referral_id, with_for_update=True)
-        return self.session.get(Referral, referral_id)
+        if (Referral, (referral_id,), None) in self.session.identity_map:
+            return self.session.get(Referral, referral_id)  # whatever the session holds
+        # The SELECT ``session.get`` sends, built once: it built the statement and its
+        # cache key anew on every call, a read's largest cost after the round trip.
+        return self.session.execute(_REFERRAL_BY_ID, {"id": referral_id}).scalar_one_or_none()
 
     def delete(self, referral: Referral) -> None:
         self.forget_idempotency_keys(referral)
