@@ -95,9 +95,11 @@ bind = [f"0.0.0.0:{_positive_int('PORT', 8000)}"]
 # durably before it answers, and a sync worker sits idle through each of those WAL
 # flushes.  With threads, requests overlap their commits, and PostgreSQL flushes the WAL
 # of all commits waiting at that moment at once (group commit): no answer leaves before
-# its own audit row is durable, yet the flush is shared.  Measured on two cores
-# (README "Performance", tests/benchmarks/bench_naive.py): gthread serves reads and
-# creates several times faster than sync workers.  The app is thread-safe (one
+# its own audit row is durable, yet the flush is shared.  Threads pay where requests
+# mostly wait: a database on another host, a disk whose flush takes milliseconds.  On a
+# 2-core machine that also runs PostgreSQL and the load generator, sync workers measured
+# higher (README "Performance", tests/benchmarks/bench_naive.py: eight threads hand the
+# GIL over at every syscall); measure on your hardware.  The app is thread-safe (one
 # SQLAlchemy session per request, locked caches); each thread holds at most one pooled
 # connection, so workers x threads must stay below PostgreSQL's max_connections.
 workers = _positive_int("WEB_CONCURRENCY", min(_cpus() + 1, 8))
