@@ -14,15 +14,13 @@ of this applies.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import event, func, literal, select, text
+from sqlalchemy import func, literal, select, text
 from sqlalchemy.exc import OperationalError
 
 from referrals.db.engine import Database, connect
@@ -31,6 +29,7 @@ from referrals.db.models import AuditEvent, Unit
 from referrals.runtime import Runtime
 from referrals.services.uow import UnitOfWork
 from tests.api.helpers import REFERRALS, Actors, referral_body
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.postgres_only
 
@@ -48,24 +47,10 @@ def runtime_of(app: Flask) -> Runtime:
     return runtime
 
 
-@contextmanager
-def watching(database: Database) -> Iterator[list[tuple[str, bool]]]:
-    """Each statement sent, by its head, with whether it ran inside a transaction.
-
-    Listeners run in the order they were added: the engine's own (which begins the
-    transaction before a write) has run when this one looks."""
-    sent: list[tuple[str, bool]] = []
-
-    def seen(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        head = statement.split("(")[0].split(" WHERE ")[0].strip()
-        kind = "SELECT" if head.startswith("SELECT") else head
-        sent.append((kind, in_transaction(connection)))
-
-    event.listen(database.engine, "before_cursor_execute", seen)
-    try:
-        yield sent
-    finally:
-        event.remove(database.engine, "before_cursor_execute", seen)
+def in_transaction_or_not(connection: Any, statement: str) -> tuple[str, bool]:
+    """A statement's head, with whether it ran inside a transaction."""
+    head = statement.split("(")[0].split(" WHERE ")[0].strip()
+    return ("SELECT" if head.startswith("SELECT") else head), in_transaction(connection)
 
 
 def created(app: Flask, actors: Actors) -> str:
@@ -98,7 +83,7 @@ def test_a_read_is_its_select_and_its_event_and_the_event_is_durable_when_it_ans
 ) -> None:
     rid = created(live_app, actors)
 
-    with watching(committed_database) as sent:
+    with sent_statements(committed_database.engine, in_transaction_or_not) as sent:
         response = live_app.test_client().get(f"{REFERRALS}/{rid}", headers=actors.norrmalm)
 
     assert response.status_code == 200
@@ -221,7 +206,7 @@ def test_an_event_naming_several_referrals_commits_its_two_inserts_together(
     for _ in range(2):
         created(live_app, actors)
 
-    with watching(committed_database) as sent:
+    with sent_statements(committed_database.engine, in_transaction_or_not) as sent:
         response = live_app.test_client().get(REFERRALS, headers=actors.norrmalm)
 
     assert response.status_code == 200

@@ -15,14 +15,12 @@ must hold, and is attacked here on real PostgreSQL:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
 from psycopg import pq
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +28,7 @@ from referrals.db.engine import Database
 from referrals.db.inserts import pipelined
 from referrals.db.models import AuditEvent, OutboxMessage, Referral, TimelineEvent, Unit
 from tests.api.helpers import REFERRALS, Actors, referral_body
+from tests.support.statements import sent_statements
 
 pytestmark = pytest.mark.postgres_only
 
@@ -39,22 +38,10 @@ def actors(dev_token: Any) -> Actors:
     return Actors(dev_token)
 
 
-@contextmanager
-def watching(database: Database) -> Iterator[list[tuple[str, bool]]]:
-    """Each statement's head, with whether its connection was in pipeline mode."""
-    sent: list[tuple[str, bool]] = []
-
-    def seen(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        pgconn = connection.connection.driver_connection.pgconn
-        sent.append(
-            (statement.split("(")[0].strip(), pgconn.pipeline_status != pq.PipelineStatus.OFF)
-        )
-
-    event.listen(database.engine, "before_cursor_execute", seen)
-    try:
-        yield sent
-    finally:
-        event.remove(database.engine, "before_cursor_execute", seen)
+def pipelined_or_not(connection: Any, statement: str) -> tuple[str, bool]:
+    """A statement's head, with whether its connection was in pipeline mode."""
+    pgconn = connection.connection.driver_connection.pgconn
+    return statement.split("(")[0].strip(), pgconn.pipeline_status != pq.PipelineStatus.OFF
 
 
 def stored(database: Database) -> dict[str, int]:
@@ -80,7 +67,7 @@ def created_events(database: Database) -> int:
 def test_a_create_sends_its_new_rows_in_one_pipeline_and_its_audit_event_after(
     live_app: Flask, committed_database: Database, actors: Actors
 ) -> None:
-    with watching(committed_database) as sent:
+    with sent_statements(committed_database.engine, pipelined_or_not) as sent:
         response = live_app.test_client().post(
             REFERRALS, json=referral_body(submit=True), headers=actors.worker
         )

@@ -10,37 +10,22 @@ very object without a query.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 
 from referrals.db.engine import Database
 from referrals.db.models import Referral
 from referrals.db.repositories import ReferralRepository
 from tests.api.helpers import Actors, create
+from tests.support.statements import sent_statements
 
 
 @pytest.fixture
 def actors(dev_token: Any) -> Actors:
     return Actors(dev_token)
-
-
-@contextmanager
-def counting(database: Database) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(database.engine, "before_cursor_execute", seen)
-    try:
-        yield sent
-    finally:
-        event.remove(database.engine, "before_cursor_execute", seen)
 
 
 def columns(row: Referral) -> dict[str, Any]:
@@ -66,7 +51,7 @@ def test_a_referral_the_session_holds_costs_no_query(
     rid = uuid.UUID(create(client, actors.worker, submit=True)["id"])
     with database.sessions() as session:
         referrals = ReferralRepository(session)
-        with counting(database) as sent:
+        with sent_statements(database.engine) as sent:
             first = referrals.get(rid)
             again = referrals.get(rid)
         assert first is not None
