@@ -5,7 +5,9 @@ its outbox message) as ORM instances, but write them here: the column values set
 object (``column_values``), one statement per table (``insert_rows``), instead of a
 flush that tracks every object and sends the draft's INSERT and its submission's UPDATE
 separately.  The values are bound as an INSERT binds them; a column left unset takes its
-Python-side default, as in an INSERT.
+Python-side default, as in an INSERT.  The statement of each table and set of columns
+is compiled once (``execute_insert``; the audit recorder writes its events with it too),
+and on PostgreSQL a create's few INSERTs go in one round trip (``pipelined``).
 """
 
 from __future__ import annotations
@@ -65,10 +67,12 @@ class _CompiledInsert:
     """``INSERT INTO table (columns)`` in one dialect's SQL and parameter style."""
 
     sql: str
+    # The columns written: the rows' own, then the defaulted ones.
+    columns: tuple[str, ...]
     # Parameter names in order for a positional style (SQLite's ``?``); None when named.
     positions: tuple[str, ...] | None
     # Each column's conversion to what the driver takes (a UUID to text on SQLite, a list
-    # to JSON), from the column's own type: the given columns', then the defaulted ones'.
+    # to JSON), from the column's own type.
     convert: dict[str, Callable[[Any], Any]]
     # Columns the rows leave unset that have a Python-side default, as an INSERT fills.
     defaulted: tuple[Column[Any], ...]
@@ -104,7 +108,11 @@ def _compiled(table: Table, given: tuple[str, ...], dialect: Dialect) -> _Compil
                 convert[name] = processor
         positions = statement.positiontup
         compiled = _CompiledInsert(
-            str(statement), tuple(positions) if positions else None, convert, defaulted
+            str(statement),
+            tuple(names),
+            tuple(positions) if positions else None,
+            convert,
+            defaulted,
         )
         _COMPILED[key] = compiled
     return compiled
@@ -112,33 +120,24 @@ def _compiled(table: Table, given: tuple[str, ...], dialect: Dialect) -> _Compil
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """``rows`` (each with the same columns) into ``table`` by COPY, on PostgreSQL.  Each
-    value goes through its column type's bind processing, as in an INSERT, and a column
-    left unset takes its Python-side default; the driver escapes every value."""
+    value is what the INSERT of ``execute_insert`` would bind (its column type's bind
+    processing, a Python-side default for an unset column); the driver escapes it."""
     dialect = session.get_bind().dialect
-    given = list(rows[0])
-    defaulted = [
-        column
-        for column in table.columns
-        if column.key not in rows[0] and column.default is not None
-    ]
-    columns = [table.c[name] for name in given] + defaulted
-    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+    compiled = _compiled(table, tuple(rows[0]), dialect)
     preparer = dialect.identifier_preparer
     statement = "COPY {} ({}) FROM STDIN".format(
         preparer.format_table(table),
-        ", ".join(preparer.format_column(column) for column in columns),
+        ", ".join(preparer.format_column(table.c[name]) for name in compiled.columns),
     )
     cursor = session.connection().connection.cursor()
     try:
         with cursor.copy(statement) as copy:
             for values in rows:
-                row = [values[name] for name in given]
-                row += [_default(column) for column in defaulted]
+                bound = compiled.parameters(values)
                 copy.write_row(
-                    [
-                        value if process is None else process(value)
-                        for value, process in zip(row, processors, strict=True)
-                    ]
+                    [bound[name] for name in compiled.columns]
+                    if isinstance(bound, dict)
+                    else list(bound)
                 )
     finally:
         cursor.close()
