@@ -13,7 +13,6 @@ from unittest import mock
 import pytest
 from flask.testing import FlaskClient
 from marshmallow import Schema
-from sqlalchemy import event
 
 from tests.api.helpers import (
     ACTION_NOT_ALLOWED,
@@ -40,6 +39,7 @@ from tests.api.helpers import (
     moment,
     referral_body,
 )
+from tests.support.statements import sent_statements
 
 REASON = {"reason_code": "no_capacity", "reason_text": "Full this month."}
 OUTCOME = {"outcome_code": "support_started"}
@@ -215,16 +215,8 @@ def test_create_and_submit_writes_each_table_once(client, actors, database):
     """The units and the rule set come in one statement; the new referral is stored at its
     submitted version in one INSERT (no INSERT of the draft and UPDATE for its
     submission), and both timeline events in one more."""
-    sent: list[str] = []
-
-    def statement(_conn, _cursor, text, _params, _context, _many):
-        sent.append(text)
-
-    event.listen(database.engine, "before_cursor_execute", statement)
-    try:
+    with sent_statements(database.engine) as sent:
         referral = create(client, actors.worker, submit=True)
-    finally:
-        event.remove(database.engine, "before_cursor_execute", statement)
 
     heads = [text.split("(")[0].split(" SET ")[0].strip() for text in sent]
     writes = [h for h in heads if not h.startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
