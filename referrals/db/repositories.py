@@ -243,8 +243,11 @@ class UnitRepository:
         statement, the newest routing rule set as (version, rules as JSON text), or None
         when there is none: what deciding where a referral goes reads, in one round trip.
         Columns, not Unit objects: deciding needs only the kinds, and a create paid more
-        for building the units' ORM objects than for the query (bench_naive)."""
-        rows = self.session.execute(_KINDS_WITH_LATEST_RULES).all()
+        for building the units' ORM objects than for the query (bench_naive).  Sent on the
+        session's connection (Core): it reads no mapped objects, so the ORM's execution
+        layer (and its autoflush: nothing deciding a route may flush a half-made change)
+        would only add cost."""
+        rows = self.session.connection().execute(_KINDS_WITH_LATEST_RULES).all()
         kinds = {unit_id: kind for unit_id, kind, _, _ in rows}
         if not rows or rows[0][2] is None:
             return kinds, None
