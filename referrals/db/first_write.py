@@ -86,15 +86,38 @@ def _begin_before_writing(
     context: ExecutionContext | None,
     _executemany: bool,
 ) -> None:
-    if not connection.get_execution_options().get(BEGIN_AT_FIRST_WRITE):
+    dbapi_connection = _waiting_for_first_write(connection)
+    if dbapi_connection is None:
         return
-    dbapi_connection = connection.connection.dbapi_connection
-    if dbapi_connection is None or not dbapi_connection.autocommit:
-        return  # the transaction has begun: everything from here is part of it
     if context is not None and context.execution_options.get(COMMITS_ALONE):
         return
     if _plain_read(context, statement):
         return
+    _begin(dbapi_connection)
+
+
+def begin_now(connection: Connection) -> None:
+    """Begin ``connection``'s transaction with its next statement, if it waits for its
+    first write: for writes sent where this module's hook acts too late (a psycopg
+    pipeline, which must leave autocommit before its first statement, or it syncs)."""
+    dbapi_connection = _waiting_for_first_write(connection)
+    if dbapi_connection is not None:
+        _begin(dbapi_connection)
+
+
+def _waiting_for_first_write(connection: Connection) -> Any | None:
+    """The driver's connection, when ``connection`` is in autocommit until its first
+    write; None outside a unit of work, or once the transaction has begun (everything
+    from there is part of it)."""
+    if not connection.get_execution_options().get(BEGIN_AT_FIRST_WRITE):
+        return None
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None or not dbapi_connection.autocommit:
+        return None
+    return dbapi_connection
+
+
+def _begin(dbapi_connection: Any) -> None:
     # psycopg sends BEGIN before the next statement once autocommit is off; this
     # connection is idle here (in autocommit there is never an open transaction).
     dbapi_connection.autocommit = False

@@ -17,14 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Column, Connection, Dialect, Table, insert, inspect
+from sqlalchemy import Column, Connection, Dialect, Table, bindparam, insert, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session
+
+from referrals.db import first_write
 
 # From this many rows on, PostgreSQL takes them by COPY: one stream instead of one
 # INSERT each (most of an import batch's time in the database).  Below it, one INSERT
 # statement is one round trip, where COPY needs two (start, then data and end).
 COPY_FROM = 16
+
+# Set in a connection's ``info`` while ``pipelined`` holds it in a psycopg pipeline.
+_PIPELINED = "referrals_pipelined"
 
 
 def insert_rows(
@@ -56,10 +61,22 @@ def execute_insert(
     (tests/benchmarks/bench_naive.py).  ``options`` are the statement's execution
     options (``COMMITS_ALONE``)."""
     compiled = _compiled(table, tuple(rows[0]), connection.dialect)
-    parameters = [compiled.parameters(row) for row in rows]
-    connection.exec_driver_sql(
-        compiled.sql, parameters[0] if len(parameters) == 1 else parameters, options
-    )
+    if len(rows) == 1:
+        connection.exec_driver_sql(compiled.sql, compiled.parameters(rows[0]), options)
+    elif connection.info.get(_PIPELINED):
+        # One statement with a VALUES list per row: psycopg's executemany opens a
+        # pipeline of its own, and one nested in a pipeline holding queued statements
+        # syncs first (a round trip).  A pipeline holds few rows (below COPY_FROM).
+        sql, positions = _many_values(table, compiled, connection.dialect, len(rows))
+        values = {
+            f"{name}_m{i}": value
+            for i, row in enumerate(rows)
+            for name, value in compiled.values(row).items()
+        }
+        parameters = values if positions is None else tuple(values[n] for n in positions)
+        connection.exec_driver_sql(sql, parameters, options)
+    else:
+        connection.exec_driver_sql(compiled.sql, [compiled.parameters(r) for r in rows], options)
 
 
 @dataclass(frozen=True)
@@ -77,12 +94,17 @@ class _CompiledInsert:
     # Columns the rows leave unset that have a Python-side default, as an INSERT fills.
     defaulted: tuple[Column[Any], ...]
 
-    def parameters(self, row: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """``row``'s values as the driver takes them, by column, defaults filled in."""
         values = dict(row)
         for column in self.defaulted:
             values[column.key] = _default(column)
         for name, convert in self.convert.items():
             values[name] = convert(values[name])
+        return values
+
+    def parameters(self, row: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        values = self.values(row)
         return values if self.positions is None else tuple(values[n] for n in self.positions)
 
 
@@ -116,6 +138,29 @@ def _compiled(table: Table, given: tuple[str, ...], dialect: Dialect) -> _Compil
         )
         _COMPILED[key] = compiled
     return compiled
+
+
+# (SQL, parameter names in order for a positional style) by table, columns, dialect, rows.
+_ManyValues = tuple[str, tuple[str, ...] | None]
+_MANY_VALUES: dict[tuple[str, tuple[str, ...], str, str, int], _ManyValues] = {}
+
+
+def _many_values(
+    table: Table, compiled: _CompiledInsert, dialect: Dialect, count: int
+) -> _ManyValues:
+    """``compiled``'s INSERT for ``count`` rows in one statement: (SQL, positions), its
+    parameters named ``<column>_m<row>``."""
+    key = (table.name, compiled.columns, dialect.name, dialect.driver, count)
+    found = _MANY_VALUES.get(key)
+    if found is None:
+        rows = [
+            {name: bindparam(f"{name}_m{i}", type_=table.c[name].type) for name in compiled.columns}
+            for i in range(count)
+        ]
+        statement = insert(table).values(rows).compile(dialect=dialect)
+        positions = statement.positiontup
+        found = _MANY_VALUES[key] = (str(statement), tuple(positions) if positions else None)
+    return found
 
 
 def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -188,6 +233,10 @@ def pipelined(session: Session) -> Iterator[None]:
     if connection.dialect.name != "postgresql" or pipeline is None:
         yield
         return
+    # Writes: their transaction begins here, before the pipeline.  Leaving autocommit
+    # inside it would cost psycopg a sync, the very round trip the pipeline saves.
+    first_write.begin_now(connection)
+    connection.info[_PIPELINED] = True
     try:
         with pipeline():
             yield
@@ -197,3 +246,5 @@ def pipelined(session: Session) -> Iterator[None]:
         raise DBAPIError.instance(
             "pipelined statements", None, exc, connection.dialect.loaded_dbapi.Error
         ) from exc
+    finally:
+        connection.info.pop(_PIPELINED, None)

@@ -16,10 +16,12 @@ must hold, and is attacked here on real PostgreSQL:
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 from flask import Flask
 from psycopg import pq
+from psycopg._pipeline_base import BasePipeline
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -80,6 +82,30 @@ def test_a_create_sends_its_new_rows_in_one_pipeline_and_its_audit_event_after(
         ("INSERT INTO audit_events", False),
     ]
     assert stored(committed_database) == {"referrals": 1, "timeline_events": 2, "outbox": 1}
+
+
+def test_the_new_rows_wait_for_the_server_twice(
+    live_app: Flask, committed_database: Database, actors: Actors
+) -> None:
+    """BEGIN, which psycopg always waits for (inside a pipeline by an early sync), and
+    the sync that ends the block.  Nothing else may sync early: leaving autocommit inside
+    the pipeline (``first_write.begin_now`` leaves it before) and a nested pipeline
+    (psycopg's executemany opens one; several rows go as one VALUES list) each would.
+    Counted at psycopg's own early-sync step, ``BasePipeline._sync_gen``."""
+    early_syncs = 0
+    original = BasePipeline._sync_gen
+
+    def counting(self: BasePipeline) -> Any:
+        nonlocal early_syncs
+        early_syncs += 1
+        return original(self)
+
+    with mock.patch.object(BasePipeline, "_sync_gen", counting):
+        response = live_app.test_client().post(
+            REFERRALS, json=referral_body(submit=True), headers=actors.worker
+        )
+    assert response.status_code == 201, response.get_json()
+    assert early_syncs == 1  # BEGIN's
 
 
 def test_a_refused_row_part_way_through_the_pipeline_stores_nothing(

@@ -5,6 +5,7 @@ both databases."""
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -16,7 +17,7 @@ from referrals.audit.actions import AuditAction
 from referrals.audit.group import AuditGroup
 from referrals.audit.recorder import PendingAudit
 from referrals.db.engine import Database
-from referrals.db.inserts import COPY_FROM, insert_rows
+from referrals.db.inserts import COPY_FROM, insert_rows, pipelined
 from referrals.db.models import Referral, TimelineEvent, Unit
 from referrals.services.new_rows import NewRows
 from referrals.services.uow import UnitOfWork
@@ -54,10 +55,15 @@ def add_referring_unit(session: Session) -> None:
     )
 
 
-# From the first row (COPY on PostgreSQL) or never (an INSERT).
-@pytest.mark.parametrize("copy_from", [1, 10**9], ids=["copy", "insert"])
+# From the first row (COPY on PostgreSQL), never (an INSERT, several rows an
+# executemany), or never and in a pipeline (PostgreSQL: several rows one VALUES list).
+@pytest.mark.parametrize(
+    ("copy_from", "piped"),
+    [(1, False), (10**9, False), (10**9, True)],
+    ids=["copy", "insert", "pipelined"],
+)
 def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
-    database: Database, copy_from: int
+    database: Database, copy_from: int, piped: bool
 ) -> None:
     # Text that COPY's format escapes (tab, newline, backslash, "\N"), bytes, JSON, a
     # time in another zone, NULL; and columns left out that have Python-side defaults.
@@ -69,8 +75,9 @@ def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
     given[1].pop("id")  # takes the column's default: a new id
     with database.sessions() as session:
         add_referring_unit(session)
-        insert_rows(session, REFERRALS, [given[0]], copy_from=copy_from)
-        insert_rows(session, REFERRALS, [given[1]], copy_from=copy_from)
+        with pipelined(session) if piped else nullcontext():
+            insert_rows(session, REFERRALS, [given[0]], copy_from=copy_from)
+            insert_rows(session, REFERRALS, [given[1]], copy_from=copy_from)
         rows = {row.created_by: row for row in session.execute(select(REFERRALS)).all()}
         first, second = rows[awkward], rows["plain"]
         assert first.id == given[0]["id"]
@@ -92,7 +99,8 @@ def test_values_are_stored_as_given_and_unset_columns_take_their_defaults(
             }
             for row in (first, second)
         ]
-        insert_rows(session, EVENTS, events, copy_from=copy_from)  # ids: the column's default
+        with pipelined(session) if piped else nullcontext():
+            insert_rows(session, EVENTS, events, copy_from=copy_from)  # ids: the default
         stored = session.execute(select(EVENTS.c.id, EVENTS.c.actor, EVENTS.c.reason_text)).all()
         assert sorted(row.actor for row in stored) == sorted([awkward, "plain"])
         assert len({row.id for row in stored}) == 2
