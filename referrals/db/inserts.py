@@ -53,7 +53,8 @@ def execute_insert(
     options: Mapping[str, Any] | None = None,
 ) -> None:
     """One INSERT of ``rows`` (each with the same columns; several rows are one
-    executemany), exactly as Core's ``insert(table)`` would send it: the statement
+    executemany, or in a pipeline one VALUES list), exactly as Core's ``insert(table)``
+    would send it: the statement
     compiled once per table, columns and dialect, each value converted by its column's
     type, an unset column given its Python-side default.  Core compiled the statement's
     cache key, set up an execution context and looked up the defaults for every call: on
@@ -178,12 +179,8 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     try:
         with cursor.copy(statement) as copy:
             for values in rows:
-                bound = compiled.parameters(values)
-                copy.write_row(
-                    [bound[name] for name in compiled.columns]
-                    if isinstance(bound, dict)
-                    else list(bound)
-                )
+                bound = compiled.values(values)
+                copy.write_row([bound[name] for name in compiled.columns])
     finally:
         cursor.close()
 
@@ -222,7 +219,8 @@ _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}
 def pipelined(session: Session) -> Iterator[None]:
     """The statements sent in this block go to PostgreSQL without waiting for each
     answer (psycopg's pipeline mode), and their answers are read together at its end:
-    one round trip for several INSERTs instead of one each.  Only for statements whose
+    one round trip for several INSERTs instead of one each (plus one for BEGIN, which
+    psycopg always waits for).  Only for writes whose
     results nobody reads (INSERTs without RETURNING).  A statement that fails makes the
     server skip the rest of the block, and its error is raised at the end of the block
     as SQLAlchemy would have raised it; the transaction is then aborted, as after any
