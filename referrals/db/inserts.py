@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,8 +29,10 @@ from referrals.db import first_write
 # statement is one round trip, where COPY needs two (start, then data and end).
 COPY_FROM = 16
 
-# Set in a connection's ``info`` while ``pipelined`` holds it in a psycopg pipeline.
-_PIPELINED = "referrals_pipelined"
+# The connection ``pipelined`` holds in a psycopg pipeline, in this thread or task.  Not
+# kept in the connection's ``info``: a connection lost inside the block is invalidated,
+# and reading its ``info`` then raises, hiding the disconnect (503) behind a 500.
+_PIPELINED: ContextVar[Connection | None] = ContextVar("referrals_pipelined", default=None)
 
 
 def insert_rows(
@@ -64,7 +67,7 @@ def execute_insert(
     compiled = _compiled(table, tuple(rows[0]), connection.dialect)
     if len(rows) == 1:
         connection.exec_driver_sql(compiled.sql, compiled.parameters(rows[0]), options)
-    elif connection.info.get(_PIPELINED):
+    elif _PIPELINED.get() is connection:
         # One statement with a VALUES list per row: psycopg's executemany opens a
         # pipeline of its own, and one nested in a pipeline holding queued statements
         # syncs first (a round trip).  A pipeline holds few rows (below COPY_FROM).
@@ -170,6 +173,10 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     processing, a Python-side default for an unset column); the driver escapes it."""
     dialect = session.get_bind().dialect
     compiled = _compiled(table, tuple(rows[0]), dialect)
+    # A write the first-write hook never sees (COPY goes to the driver's cursor): its
+    # transaction begins here, or a unit of work still in autocommit would commit these
+    # rows on their own, before (and without) their audit event.
+    first_write.begin_now(session.connection())
     preparer = dialect.identifier_preparer
     statement = "COPY {} ({}) FROM STDIN".format(
         preparer.format_table(table),
@@ -234,7 +241,7 @@ def pipelined(session: Session) -> Iterator[None]:
     # Writes: their transaction begins here, before the pipeline.  Leaving autocommit
     # inside it would cost psycopg a sync, the very round trip the pipeline saves.
     first_write.begin_now(connection)
-    connection.info[_PIPELINED] = True
+    held = _PIPELINED.set(connection)
     try:
         with pipeline():
             yield
@@ -245,4 +252,4 @@ def pipelined(session: Session) -> Iterator[None]:
             "pipelined statements", None, exc, connection.dialect.loaded_dbapi.Error
         ) from exc
     finally:
-        connection.info.pop(_PIPELINED, None)
+        _PIPELINED.reset(held)

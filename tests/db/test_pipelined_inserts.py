@@ -15,6 +15,8 @@ must hold, and is attacked here on real PostgreSQL:
 
 from __future__ import annotations
 
+import time
+from contextlib import nullcontext
 from typing import Any
 from unittest import mock
 
@@ -22,8 +24,9 @@ import pytest
 from flask import Flask
 from psycopg import pq
 from psycopg._pipeline_base import BasePipeline
+from psycopg.errors import UniqueViolation
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from referrals.db.engine import Database
@@ -135,9 +138,13 @@ def test_a_refused_row_part_way_through_the_pipeline_stores_nothing(
 
 # The same unit twice: the second INSERT breaks the primary key.
 TWICE = (
-    "INSERT INTO units (id, name, kind, created_at, updated_at)"
-    " VALUES ('test-twice', 'Twice', 'referrer', now(), now())"
+    "INSERT INTO units (id, name, kind, districts, webhook_enabled, created_at, updated_at)"
+    " VALUES ('test-twice', 'Twice', 'referrer', '[]', false, now(), now())"
 )
+
+
+# Another unit (its own id and name), for a second statement that would succeed.
+OTHER = TWICE.replace("test-twice", "test-other").replace("'Twice'", "'Other'")
 
 
 def insert_twice(session: Session, *, piped: bool) -> None:
@@ -163,4 +170,32 @@ def test_a_refusal_in_the_pipeline_is_the_error_an_insert_alone_raises(
             session.rollback()
             # Usable afterwards: out of pipeline mode, the failed transaction ended.
             assert session.scalar(select(func.count()).select_from(Unit)) is not None
+    assert raised[False] is UniqueViolation  # the second row, not the first
     assert raised[True] is raised[False]
+
+
+def lose_the_server_between_two(session: Session, database: Database, *, piped: bool) -> None:
+    connection = session.connection()
+    with pipelined(session) if piped else nullcontext():
+        connection.exec_driver_sql(TWICE)
+        pid = connection.connection.dbapi_connection.info.backend_pid
+        with database.engine.connect() as killer:
+            killer.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        time.sleep(0.3)  # the server closes the socket
+        connection.exec_driver_sql(OTHER)
+
+
+def test_a_connection_lost_inside_the_pipeline_is_a_lost_connection(
+    committed_database: Database,
+) -> None:
+    """The server goes away between two pipelined statements: the error is SQLAlchemy's
+    OperationalError, as without a pipeline (the API answers it 503, database busy), not
+    whatever tidying up the block raises on the invalidated connection."""
+    raised = {}
+    for piped in (False, True):
+        with committed_database.sessions() as session:
+            with pytest.raises(DBAPIError) as lost:
+                lose_the_server_between_two(session, committed_database, piped=piped)
+            raised[piped] = type(lost.value)
+    assert raised[False] is OperationalError
+    assert raised[True] is OperationalError

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from referrals.audit.actions import AuditAction
 from referrals.audit.group import AuditGroup
-from referrals.audit.recorder import PendingAudit
+from referrals.audit.recorder import AuditUnavailable, PendingAudit
 from referrals.db.engine import Database
 from referrals.db.inserts import COPY_FROM, insert_rows, pipelined
 from referrals.db.models import Referral, TimelineEvent, Unit
@@ -140,3 +140,39 @@ def test_new_rows_commit_with_their_own_audit_event(database: Database) -> None:
     with database.sessions() as session:
         assert session.scalar(select(func.count()).select_from(REFERRALS)) == count
         assert session.scalar(select(func.max(REFERRALS.c.version))) == 1
+
+
+# COPY (from COPY_FROM rows) and the pipeline (fewer): both write round the statement
+# events that begin a transaction at its first write.
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("count", [COPY_FROM + 4, 3], ids=["copy", "pipeline"])
+def test_new_rows_never_commit_without_their_audit_event(
+    committed_database: Database, count: int
+) -> None:
+    """On the engine itself, where a unit of work's transaction begins at its first write:
+    the new rows are that first write, and an audit event the database refuses must take
+    them back with it."""
+    with committed_database.sessions() as session:
+        add_referring_unit(session)
+        session.commit()
+    pending = PendingAudit(
+        action=AuditAction.REFERRALS_IMPORT, request_id="import-refused", success_status=200
+    )
+    with committed_database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "ALTER TABLE audit_events ADD CONSTRAINT test_no_import"
+            " CHECK (action <> 'referrals:import') NOT VALID"
+        )
+    try:
+        with UnitOfWork(committed_database.sessions, audit=pending, group=NoSharedCommit()) as uow:
+            new = NewRows(uow)
+            for _ in range(count):
+                new.session.add(Referral(**referral("refused")))
+            new.insert()
+            with pytest.raises(AuditUnavailable):
+                uow.commit()
+    finally:
+        with committed_database.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE audit_events DROP CONSTRAINT test_no_import")
+    with committed_database.engine.connect() as other:
+        assert other.scalar(select(func.count()).select_from(REFERRALS)) == 0
