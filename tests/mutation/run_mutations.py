@@ -397,6 +397,14 @@ MUTATIONS = (
         (FIRST_WRITE_TESTS,),
     ),
     Mutation(
+        "copy-commits-with-its-event",
+        "rows written by COPY commit with their audit event, never alone (--both-backends)",
+        "referrals/db/inserts.py",
+        "    first_write.begin_now(session.connection())\n",
+        "",
+        ("tests/services/test_bulk_rows.py",),
+    ),
+    Mutation(
         "disclosures-commit-together",
         "an event naming several referrals never commits alone (--both-backends)",
         RECORDER,
