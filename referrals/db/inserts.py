@@ -112,11 +112,13 @@ class _CompiledInsert:
         return values if self.positions is None else tuple(values[n] for n in self.positions)
 
 
-_COMPILED: dict[tuple[str, tuple[str, ...], str, str], _CompiledInsert] = {}
+# By the table and the dialect themselves (not their names): two engines of one dialect
+# may bind differently (a JSON serializer of their own), and a name is not a table.
+_COMPILED: dict[tuple[Table, tuple[str, ...], Dialect], _CompiledInsert] = {}
 
 
 def _compiled(table: Table, given: tuple[str, ...], dialect: Dialect) -> _CompiledInsert:
-    key = (table.name, given, dialect.name, dialect.driver)
+    key = (table, given, dialect)
     compiled = _COMPILED.get(key)
     if compiled is None:
         defaulted = tuple(
@@ -146,7 +148,7 @@ def _compiled(table: Table, given: tuple[str, ...], dialect: Dialect) -> _Compil
 
 # (SQL, parameter names in order for a positional style) by table, columns, dialect, rows.
 _ManyValues = tuple[str, tuple[str, ...] | None]
-_MANY_VALUES: dict[tuple[str, tuple[str, ...], str, str, int], _ManyValues] = {}
+_MANY_VALUES: dict[tuple[Table, tuple[str, ...], Dialect, int], _ManyValues] = {}
 
 
 def _many_values(
@@ -154,7 +156,7 @@ def _many_values(
 ) -> _ManyValues:
     """``compiled``'s INSERT for ``count`` rows in one statement: (SQL, positions), its
     parameters named ``<column>_m<row>``."""
-    key = (table.name, compiled.columns, dialect.name, dialect.driver, count)
+    key = (table, compiled.columns, dialect, count)
     found = _MANY_VALUES.get(key)
     if found is None:
         rows = [
